@@ -1,0 +1,38 @@
+//! trailkeep's event model.
+//!
+//! An *event* is one action on the platform (a prompt edit, a crawl, an impersonation…). Clients
+//! send events as JSON; [`validate::parse_event`] turns one JSON value into a [`NewEvent`] — every
+//! rule of the envelope (SPEC §2) and of the built-in catalogue (§2.1) checked, every value
+//! normalised — or into the list of [`Issue`]s that make it invalid, each with its JSON path.
+//!
+//! A valid event becomes a leaf of its tenant's Merkle log. [`leaf`] builds the leaf data of
+//! SPEC §7 (RFC 8785 canonical JSON with a salted commitment to the payload) and its RFC 6962
+//! leaf hash, and [`render`] writes stored events back out as the JSON the API returns.
+//!
+//! Architecture invariant: this crate does no I/O and has no async code. "Now" and salts are
+//! passed in by callers; the only ambient inputs are the clock and RNG behind a server-assigned
+//! UUIDv7 `event_id` and [`Timestamp::now_micros`].
+
+pub mod catalogue;
+pub mod event;
+pub mod issue;
+pub mod leaf;
+pub mod numbers;
+pub mod render;
+pub mod timestamp;
+pub mod validate;
+
+pub use catalogue::{risk_of, Risk};
+pub use event::{NewEvent, StoredEvent};
+pub use issue::Issue;
+pub use timestamp::Timestamp;
+pub use uuid::Uuid;
+
+/// Largest accepted serialised size of one event (SPEC §2).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Most events accepted in one ingest request (SPEC §4.1).
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Deepest nesting of a payload (objects and arrays, the payload object itself counting as 1).
+pub const MAX_PAYLOAD_DEPTH: usize = 32;
+/// The reserved tenant that holds platform-wide events.
+pub const GLOBAL_TENANT: &str = "_global";

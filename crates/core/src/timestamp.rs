@@ -1,0 +1,177 @@
+//! Event timestamps: parsed from RFC 3339, kept as UTC nanoseconds, written back with a `Z`.
+//!
+//! A timestamp keeps the precision the client gave, rounded up to 3, 6 or 9 fractional digits
+//! (milliseconds at least), so `2026-11-23T11:15:00.1+01:00` is stored and returned as
+//! `2026-11-23T10:15:00.100Z`. The returned string is exactly what goes into the leaf data.
+//! The representable range is that of i64 nanoseconds since 1970 (years 1678 to 2261).
+
+use std::fmt::Write as _;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A UTC instant with the number of fractional digits it is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    /// Nanoseconds since 1970-01-01T00:00:00Z.
+    pub nanos: i64,
+    /// 3, 6 or 9.
+    pub digits: u8,
+}
+
+impl PartialOrd for Timestamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timestamp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.nanos.cmp(&other.nanos)
+    }
+}
+
+impl Timestamp {
+    /// Parses an RFC 3339 date-time (any offset). Returns a message on failure.
+    pub fn parse(s: &str) -> Result<Timestamp, String> {
+        let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            "expected an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z".to_string()
+        })?;
+        let frac = fraction_digits(s);
+        let digits = match frac {
+            0..=3 => 3,
+            4..=6 => 6,
+            _ => 9,
+        };
+        let nanos = i64::try_from(dt.unix_timestamp_nanos()).map_err(|_| {
+            "timestamp is outside the supported range (years 1678 to 2261)".to_string()
+        })?;
+        Ok(Timestamp { nanos, digits })
+    }
+
+    /// A timestamp for `now` (as given by the caller) with microsecond precision.
+    pub fn from_nanos(nanos: i64, digits: u8) -> Timestamp {
+        Timestamp { nanos, digits }
+    }
+
+    /// The current time with microsecond precision. (The one clock read in this crate: callers
+    /// that need determinism pass timestamps in instead.)
+    pub fn now_micros() -> Timestamp {
+        let n = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let nanos = i64::try_from(n - n.rem_euclid(1000)).unwrap_or(i64::MAX);
+        Timestamp { nanos, digits: 6 }
+    }
+
+    /// Milliseconds precision version of now, used for server-assigned event timestamps.
+    pub fn now_millis() -> Timestamp {
+        let n = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let nanos = i64::try_from(n - n.rem_euclid(1_000_000)).unwrap_or(i64::MAX);
+        Timestamp { nanos, digits: 3 }
+    }
+
+    /// Days since 1970-01-01 (UTC) of this instant.
+    pub fn day(&self) -> i32 {
+        self.nanos.div_euclid(86_400_000_000_000) as i32
+    }
+
+    /// Writes `YYYY-MM-DDTHH:MM:SS.fff[fff[fff]]Z`.
+    pub fn write_to(&self, out: &mut String) {
+        let secs = self.nanos.div_euclid(1_000_000_000);
+        let sub = self.nanos.rem_euclid(1_000_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+            y,
+            m,
+            d,
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        );
+        let _ = match self.digits {
+            3 => write!(out, "{:03}Z", sub / 1_000_000),
+            6 => write!(out, "{:06}Z", sub / 1_000),
+            _ => write!(out, "{:09}Z", sub),
+        };
+    }
+
+    /// The canonical string (as returned by the API and hashed into the leaf).
+    pub fn to_rfc3339(&self) -> String {
+        let mut s = String::with_capacity(30);
+        self.write_to(&mut s);
+        s
+    }
+
+    /// `YYYY-MM-DD` of a day number (days since 1970-01-01).
+    pub fn day_string(day: i32) -> String {
+        let (y, m, d) = civil_from_days(day as i64);
+        format!("{:04}-{:02}-{:02}", y, m, d)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Digits after the decimal point of the seconds field (0 if none).
+fn fraction_digits(s: &str) -> usize {
+    let b = s.as_bytes();
+    // The seconds field ends 19 bytes in ("YYYY-MM-DDTHH:MM:SS"); a fraction starts there.
+    if b.len() > 19 && b[19] == b'.' {
+        b[20..].iter().take_while(|c| c.is_ascii_digit()).count()
+    } else {
+        0
+    }
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_offsets_and_precision() {
+        let t = Timestamp::parse("2026-11-23T11:15:00.1+01:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T10:15:00.100Z");
+        let t = Timestamp::parse("2026-11-23T10:15:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T10:15:00.000Z");
+        let t = Timestamp::parse("2026-11-23T10:15:00.1234Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T10:15:00.123400Z");
+        let t = Timestamp::parse("2026-11-23T10:15:00.123456789Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T10:15:00.123456789Z");
+        let t = Timestamp::parse("1969-12-31T23:59:59.999Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(t.day(), -1);
+        assert_eq!(Timestamp::day_string(0), "1970-01-01");
+    }
+
+    #[test]
+    fn rejects_non_rfc3339() {
+        for s in [
+            "2026-11-23",
+            "2026-11-23T10:15Z",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "",
+            "9999-12-31T23:59:59Z",
+        ] {
+            assert!(Timestamp::parse(s).is_err(), "{s}");
+        }
+    }
+}

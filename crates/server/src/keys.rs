@@ -1,0 +1,101 @@
+//! Key management over HTTP (admin only): `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`.
+
+use crate::auth::authenticate;
+use crate::ingest::read_body;
+use crate::{ApiError, AppState};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use trailkeep_core::validate::is_tenant_id;
+use trailkeep_store::keys::{generate_secret, parse_duration_secs};
+use trailkeep_store::{NewKey, Role};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    role: String,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    /// `30d`, `12h`…
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+/// Checks a key request; shared with the CLI so both refuse the same things.
+pub fn check_new_key(
+    role: &str,
+    tenant: Option<&str>,
+    ttl: Option<&str>,
+) -> Result<(Role, Option<u64>), String> {
+    let role: Role = role.parse()?;
+    if let Some(t) = tenant {
+        if role == Role::Admin {
+            return Err("admin keys cannot be bound to a tenant".into());
+        }
+        if !is_tenant_id(t) {
+            return Err(format!("invalid tenant id {t:?}"));
+        }
+    }
+    let ttl = ttl.map(parse_duration_secs).transpose()?;
+    Ok((role, ttl))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(&state, &headers).await?;
+    principal.require(&[Role::Admin], "manage keys")?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let req: CreateKey = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"role\", \"tenant_id\"?, \"ttl\"?}}: {e}"
+        ))
+    })?;
+    let (role, ttl) = check_new_key(&req.role, req.tenant_id.as_deref(), req.ttl.as_deref())
+        .map_err(|m| {
+            let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", m);
+            e.details = vec![];
+            e
+        })?;
+    let (secret, hash) = generate_secret();
+    let rec = state
+        .store
+        .create_key(NewKey {
+            role,
+            tenant_id: req.tenant_id,
+            ttl_seconds: ttl,
+            secret_hash: hash,
+        })
+        .await?;
+    let mut v = serde_json::to_value(rec.view()).unwrap_or_default();
+    v["key"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let principal = authenticate(&state, &headers).await?;
+    principal.require(&[Role::Admin], "manage keys")?;
+    let keys = state.store.list_keys().await?;
+    let views: Vec<_> = keys.iter().map(|k| k.view()).collect();
+    Ok(Json(json!({"keys": views})).into_response())
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(&state, &headers).await?;
+    principal.require(&[Role::Admin], "manage keys")?;
+    if state.store.revoke_key(&id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("no key {id}")))
+    }
+}

@@ -1,0 +1,98 @@
+//! Query-string parsing with errors that name the parameter.
+
+use crate::ApiError;
+use std::collections::HashMap;
+use trailkeep_core::validate::{is_event_type, is_tenant_id};
+use trailkeep_core::Timestamp;
+use trailkeep_store::{Cursor, EventQuery, Order, TypeFilter};
+
+pub type Params = HashMap<String, String>;
+
+pub fn opt<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
+    p.get(k).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+pub fn time(p: &Params, k: &str) -> Result<Option<Timestamp>, ApiError> {
+    opt(p, k)
+        .map(|v| {
+            Timestamp::parse(v).map_err(|m| ApiError::bad_request(format!("invalid {k}: {m}")))
+        })
+        .transpose()
+}
+
+pub fn tenant(p: &Params) -> Result<Option<String>, ApiError> {
+    match opt(p, "tenant_id") {
+        Some(t) if !is_tenant_id(t) => {
+            Err(ApiError::bad_request(format!("invalid tenant_id {t:?}")))
+        }
+        t => Ok(t.map(str::to_string)),
+    }
+}
+
+pub fn u64_param(p: &Params, k: &str) -> Result<Option<u64>, ApiError> {
+    opt(p, k)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid {k}: expected a non-negative integer"))
+            })
+        })
+        .transpose()
+}
+
+/// The filters of SPEC §4.2 (tenant scope applied by the caller).
+pub fn event_query(p: &Params) -> Result<EventQuery, ApiError> {
+    let limit = match opt(p, "limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid limit: expected an integer from 1 to 1000",
+                ))
+            }
+        },
+    };
+    let order = match opt(p, "order") {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(_) => return Err(ApiError::bad_request("invalid order: expected asc or desc")),
+    };
+    let event_type = match opt(p, "event_type") {
+        None => None,
+        Some(t) => match t.strip_suffix('*') {
+            Some(prefix) if prefix.is_empty() => None,
+            Some(prefix) if prefix.ends_with('.') && is_event_type(&prefix[..prefix.len() - 1]) => {
+                Some(TypeFilter::Prefix(prefix.to_string()))
+            }
+            None if is_event_type(t) => Some(TypeFilter::Exact(t.to_string())),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid event_type: expected a type (prompt.update) or a prefix wildcard (billing.*)",
+                ))
+            }
+        },
+    };
+    let cursor = opt(p, "cursor")
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    if let Some(c) = &cursor {
+        if c.order != order {
+            return Err(ApiError::bad_request("the cursor belongs to a listing in the other order; keep order unchanged while paging"));
+        }
+    }
+    let since = time(p, "since")?;
+    let until = time(p, "until")?;
+    Ok(EventQuery {
+        tenant_id: tenant(p)?,
+        event_type,
+        actor: opt(p, "actor").map(str::to_string),
+        session: opt(p, "session").map(str::to_string),
+        since,
+        until,
+        q: opt(p, "q").map(|q| q.to_ascii_lowercase()),
+        limit,
+        order,
+        cursor,
+    })
+}

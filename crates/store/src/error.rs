@@ -1,0 +1,31 @@
+//! Storage errors. Messages say what went wrong and what to do; internal detail is kept for logs.
+
+use trailkeep_core::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An `event_id` is already stored (or repeated in the request) with different content.
+    #[error("event_id {event_id} (event {index} of the request) was already used with different content; nothing of this request was stored")]
+    Conflict { index: usize, event_id: Uuid },
+    /// Storage cannot take the request now (I/O failure, shutting down). Nothing was stored.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// A request the store refuses (bad cursor, unknown id…).
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored data that does not decode: a bug or disk corruption.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}

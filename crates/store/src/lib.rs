@@ -1,0 +1,71 @@
+//! Storage for trailkeep: the [`Store`] trait every backend implements, the query and cursor
+//! types, API keys, and the backends themselves.
+//!
+//! A store holds one append-only log per tenant. [`Store::append`] sequences a request's events
+//! (gap-free `seq` per tenant), makes them durable, and only then returns receipts; it is
+//! all-or-nothing per request. Reads never see a half-written request.
+//!
+//! Backends: [`embedded::EmbeddedStore`] (the default; fjall LSM in a data directory, group
+//! commit). Every backend must pass the conformance suite in `tests/conformance.rs`.
+
+pub mod embedded;
+pub mod error;
+pub mod keys;
+pub mod model;
+pub mod prepare;
+
+pub use error::StoreError;
+pub use keys::{KeyRecord, NewKey, Role};
+pub use model::*;
+pub use prepare::PreparedEvent;
+
+use async_trait::async_trait;
+use trailkeep_core::{StoredEvent, Uuid};
+
+/// What every storage backend provides.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends one request's events atomically and durably.
+    ///
+    /// Events whose `event_id` is already stored with the same content come back as duplicates
+    /// with their original receipt; one with different content fails the whole request with
+    /// [`StoreError::Conflict`] and stores nothing.
+    async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError>;
+
+    /// One event by id.
+    async fn get_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// A page of events ordered by `(timestamp, event_id)`.
+    async fn query(&self, q: EventQuery) -> Result<EventPage, StoreError>;
+
+    /// A tenant's events in log order (`seq` ascending) starting at `from_seq`.
+    async fn read_log(
+        &self,
+        tenant_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Every tenant with at least one event.
+    async fn tenants(&self) -> Result<Vec<TenantSummary>, StoreError>;
+
+    /// Counts by type and by day.
+    async fn stats(&self, q: StatsQuery) -> Result<Stats, StoreError>;
+
+    /// Stores a new API key record.
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError>;
+    /// All key records (secrets are never stored, only their hashes).
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Revokes a key; `false` if no key has that id.
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// The key whose secret hashes to `secret_hash` (revoked and expired ones included: the
+    /// caller decides). Backends may cache; a key created or revoked by another process is seen
+    /// within about a second.
+    async fn find_key(&self, secret_hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Whether storage is reachable and accepting writes.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Flushes and stops background work; later calls fail with `Unavailable`.
+    async fn shutdown(&self);
+}
