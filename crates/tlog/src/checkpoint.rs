@@ -53,7 +53,12 @@ impl Checkpoint {
     /// signed; call [`Checkpoint::validate`] first if the fields came from
     /// untrusted input (or use [`sign_checkpoint`], which does).
     pub fn to_text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, encode_hash(&self.root));
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            encode_hash(&self.root)
+        );
         for ext in &self.extensions {
             s.push_str(ext);
             s.push('\n');
@@ -100,10 +105,14 @@ impl Checkpoint {
                 )));
             }
         }
-        let size = parse_decimal(lines[1])
-            .ok_or_else(|| bad(format!("tree size {:?} is not a canonical decimal u64", lines[1])))?;
-        let root = decode_hash(lines[2])
-            .map_err(|e| bad(format!("root hash {:?}: {e}", lines[2])))?;
+        let size = parse_decimal(lines[1]).ok_or_else(|| {
+            bad(format!(
+                "tree size {:?} is not a canonical decimal u64",
+                lines[1]
+            ))
+        })?;
+        let root =
+            decode_hash(lines[2]).map_err(|e| bad(format!("root hash {:?}: {e}", lines[2])))?;
         Ok(Checkpoint {
             origin: lines[0].to_string(),
             size,
@@ -115,7 +124,9 @@ impl Checkpoint {
 
 fn check_line(what: &str, s: &str) -> Result<(), TlogError> {
     if s.is_empty() {
-        return Err(TlogError::MalformedCheckpoint(format!("the {what} is empty")));
+        return Err(TlogError::MalformedCheckpoint(format!(
+            "the {what} is empty"
+        )));
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(TlogError::MalformedCheckpoint(format!(
@@ -176,7 +187,18 @@ mod tests {
     fn decimal_rules() {
         assert_eq!(parse_decimal("0"), Some(0));
         assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));
-        for bad in ["", "00", "01", "+1", "-1", " 1", "1 ", "18446744073709551616", "1e3", "١"] {
+        for bad in [
+            "",
+            "00",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "18446744073709551616",
+            "1e3",
+            "١",
+        ] {
             assert_eq!(parse_decimal(bad), None, "{bad:?}");
         }
     }

@@ -115,7 +115,9 @@ pub enum TlogError {
     },
 
     /// The storage behind a [`crate::tree::HashReader`] failed.
-    #[error("reading stored hashes failed: {0}; the operation can be retried once storage is healthy")]
+    #[error(
+        "reading stored hashes failed: {0}; the operation can be retried once storage is healthy"
+    )]
     Storage(#[source] Box<dyn StdError + Send + Sync + 'static>),
 
     /// A hash in text form is not base64 of exactly 32 bytes.

@@ -51,7 +51,10 @@ pub const SIGNATURE_PREFIX: &str = "\u{2014} ";
 /// Whether `name` is a valid key name: non-empty, no Unicode white space, no
 /// `+`. (Control characters are white space or forbidden in notes anyway.)
 pub fn is_valid_key_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 fn check_key_name(name: &str) -> Result<(), TlogError> {
@@ -177,9 +180,7 @@ impl Verifier {
         let raw = STANDARD
             .decode(key_b64)
             .map_err(|_| bad("the key is not standard base64"))?;
-        let (alg, key) = raw
-            .split_first()
-            .ok_or_else(|| bad("the key is empty"))?;
+        let (alg, key) = raw.split_first().ok_or_else(|| bad("the key is empty"))?;
         if *alg != ED25519_TYPE {
             return Err(bad("the key type is not Ed25519 (0x01)"));
         }

@@ -117,13 +117,10 @@ impl TlogProof {
                 break;
             }
             if proof.len() == MAX_PROOF_HASHES {
-                return Err(bad(format!(
-                    "more than {MAX_PROOF_HASHES} proof hashes"
-                )));
+                return Err(bad(format!("more than {MAX_PROOF_HASHES} proof hashes")));
             }
             proof.push(
-                decode_hash(line)
-                    .map_err(|e| bad(format!("proof hash {}: {e}", proof.len())))?,
+                decode_hash(line).map_err(|e| bad(format!("proof hash {}: {e}", proof.len())))?,
             );
         }
 

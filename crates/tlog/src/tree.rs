@@ -338,7 +338,9 @@ impl<R: HashReader + ?Sized> HashReader for Appender<'_, R> {
             .iter()
             .map(|&i| {
                 if i < self.base_index {
-                    from_storage.next().ok_or(TlogError::MissingHash { index: i })
+                    from_storage
+                        .next()
+                        .ok_or(TlogError::MissingHash { index: i })
                 } else {
                     usize::try_from(i - self.base_index)
                         .ok()

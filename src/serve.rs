@@ -1,0 +1,86 @@
+//! `trailkeep serve`: open the store, serve the API, shut down cleanly on SIGINT/SIGTERM.
+
+use crate::config::Config;
+use crate::StoreArgs;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use trailkeep_server::{app, AppState, ServerConfig};
+use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use trailkeep_store::Store;
+
+pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRAILKEEP_LOG")
+                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = Config::load(config.as_deref())?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = store.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(p) = store.postgres {
+        cfg.postgres = Some(p);
+    }
+    if cfg.postgres.is_some() {
+        bail!("the PostgreSQL backend is not part of this build yet; use the embedded store (--data-dir)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let store = EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default())
+        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let admin = std::env::var("TRAILKEEP_ADMIN_KEY").ok();
+    let server_cfg = ServerConfig {
+        max_body_bytes: cfg.max_body_bytes,
+        default_retention_days: cfg.retention.default_days,
+        rate_limit_rps: cfg.limits.requests_per_second,
+        rate_limit_burst: cfg.limits.burst,
+    };
+    let state = AppState::new(store.clone(), server_cfg, admin.as_deref());
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "trailkeep listening");
+    eprintln!(
+        "trailkeep listening on http://{addr} (embedded store in {})",
+        cfg.data_dir.display()
+    );
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: flushing the store");
+    store.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
