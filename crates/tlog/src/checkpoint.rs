@@ -68,8 +68,8 @@ impl Checkpoint {
 
     /// Checks that [`Checkpoint::to_text`] would produce text that
     /// [`Checkpoint::parse`] reads back as `self`: the origin and each
-    /// extension line non-empty and free of control characters (newlines
-    /// included).
+    /// extension line non-empty and free of ASCII control characters
+    /// (newlines included).
     pub fn validate(&self) -> Result<(), TlogError> {
         check_line("origin", &self.origin)?;
         for ext in &self.extensions {
@@ -79,7 +79,7 @@ impl Checkpoint {
     }
 
     /// Parses checkpoint text strictly: at least three lines, all non-empty,
-    /// the text ending in a newline, no control characters but newlines, a
+    /// the text ending in a newline, no ASCII control characters but newlines, a
     /// decimal size without sign or leading zeros that fits in 64 bits, and a
     /// canonical base64 root of exactly 32 bytes.
     pub fn parse(text: &str) -> Result<Self, TlogError> {
@@ -88,36 +88,23 @@ impl Checkpoint {
             .strip_suffix('\n')
             .ok_or_else(|| bad("the text does not end in a newline".into()))?;
         let lines: Vec<&str> = body.split('\n').collect();
-        if lines.len() < 3 {
+        for (i, line) in lines.iter().enumerate() {
+            check_line(&format!("line {}", i.saturating_add(1)), line)?;
+        }
+        let [origin, size, root, extensions @ ..] = lines.as_slice() else {
             return Err(bad(format!(
                 "{} line(s) instead of at least origin, size and root hash",
                 lines.len()
             )));
-        }
-        for (i, line) in lines.iter().enumerate() {
-            if line.is_empty() {
-                return Err(bad(format!("line {} is empty", i + 1)));
-            }
-            if let Some(c) = line.chars().find(|c| c.is_control()) {
-                return Err(bad(format!(
-                    "line {} contains the control character {c:?}",
-                    i + 1
-                )));
-            }
-        }
-        let size = parse_decimal(lines[1]).ok_or_else(|| {
-            bad(format!(
-                "tree size {:?} is not a canonical decimal u64",
-                lines[1]
-            ))
-        })?;
-        let root =
-            decode_hash(lines[2]).map_err(|e| bad(format!("root hash {:?}: {e}", lines[2])))?;
+        };
+        let size = parse_decimal(size)
+            .ok_or_else(|| bad(format!("tree size {size:?} is not a canonical decimal u64")))?;
+        let root = decode_hash(root).map_err(|e| bad(format!("root hash {root:?}: {e}")))?;
         Ok(Checkpoint {
-            origin: lines[0].to_string(),
+            origin: origin.to_string(),
             size,
             root,
-            extensions: lines[3..].iter().map(|s| s.to_string()).collect(),
+            extensions: extensions.iter().map(|s| s.to_string()).collect(),
         })
     }
 }
@@ -128,7 +115,7 @@ fn check_line(what: &str, s: &str) -> Result<(), TlogError> {
             "the {what} is empty"
         )));
     }
-    if let Some(c) = s.chars().find(|c| c.is_control()) {
+    if let Some(c) = s.chars().find(|&c| c < ' ') {
         return Err(TlogError::MalformedCheckpoint(format!(
             "the {what} contains the control character {c:?}"
         )));

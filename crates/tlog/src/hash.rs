@@ -20,7 +20,7 @@ use crate::TlogError;
 /// A SHA-256 hash: a leaf hash, a node hash or a tree root.
 pub type Hash = [u8; 32];
 
-/// Size of a [`Hash`] in bytes.
+/// Size of a [`Hash`](type@Hash) in bytes.
 pub const HASH_SIZE: usize = 32;
 
 /// The root hash of the empty tree: SHA-256 of the empty string
@@ -64,7 +64,7 @@ pub fn decode_hash(text: &str) -> Result<Hash, TlogError> {
     hash_from_slice(&bytes)
 }
 
-/// Converts a byte slice to a [`Hash`], rejecting any length other than 32.
+/// Converts a byte slice to a [`Hash`](type@Hash), rejecting any length other than 32.
 pub fn hash_from_slice(bytes: &[u8]) -> Result<Hash, TlogError> {
     Hash::try_from(bytes).map_err(|_| {
         TlogError::InvalidHash(format!("{} bytes instead of {HASH_SIZE}", bytes.len()))

@@ -415,10 +415,12 @@ fn parse_signature_line(line: &str) -> Result<NoteSignature, TlogError> {
     if blob.len() < 5 {
         return Err(malformed(format!("signature by {name} is too short")));
     }
-    let (id, signature) = blob.split_at(4);
+    let Some((id, signature)) = blob.split_first_chunk::<4>() else {
+        return Err(malformed(format!("signature by {name} is too short")));
+    };
     Ok(NoteSignature {
         name: name.to_string(),
-        key_id: u32::from_be_bytes([id[0], id[1], id[2], id[3]]),
+        key_id: u32::from_be_bytes(*id),
         signature: signature.to_vec(),
     })
 }

@@ -632,7 +632,7 @@ fn tree_strategy() -> impl Strategy<Value = (u64, usize)> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: 32,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -786,6 +786,45 @@ proptest! {
         if m < n {
             prop_assert!(verify_consistency(m, 2 * n, &old_root, &root, &proof).is_err());
         }
+    }
+
+    /// Parsers and verifiers return errors, never panic, on arbitrary input.
+    #[test]
+    fn prop_parsers_never_panic(
+        text in "(?s).{0,200}",
+        index in any::<u64>(),
+        size in any::<u64>(),
+        proof in proptest::collection::vec(any::<[u8; 32]>(), 0..70),
+    ) {
+        let v = Verifier::from_vkey(PY_VKEY).unwrap();
+        let _ = open_note(&text, &[&v]);
+        let _ = Checkpoint::parse(&text);
+        let _ = TlogProof::parse(&text);
+        let _ = Verifier::from_vkey(&text);
+        let _ = decode_hash(&text);
+        let leaf = leaf_hash(text.as_bytes());
+        let _ = verify_inclusion(index, size, &leaf, &proof, &leaf);
+        let _ = verify_consistency(index, size, &leaf, &leaf, &proof);
+        let _ = verify_consistency(index.min(size), size, &leaf, &leaf, &proof);
+    }
+
+    /// Any one-character insertion or deletion anywhere in a valid tlog-proof
+    /// makes it fail to parse or to verify.
+    #[test]
+    fn prop_edited_tlog_proof_rejected(
+        pos in 0usize..PY_TLOG_PROOF.len(),
+        insert in proptest::option::of(prop::sample::select(vec!['\n', ' ', 'A', '0', '=', '+', '\u{2014}'])),
+    ) {
+        let v = Verifier::from_vkey(PY_VKEY).unwrap();
+        let mut chars: Vec<char> = PY_TLOG_PROOF.chars().collect();
+        let pos = pos % chars.len();
+        match insert {
+            Some(c) => chars.insert(pos, c),
+            None => { chars.remove(pos); }
+        }
+        let edited: String = chars.into_iter().collect();
+        let verified = TlogProof::parse(&edited).and_then(|p| p.verify(&leaf_hash(b"b"), &v));
+        prop_assert!(verified.is_err(), "edit at {} ({:?}) still verifies", pos, insert);
     }
 
     /// Appending in batches through an Appender (over committed storage plus
