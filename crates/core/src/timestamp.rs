@@ -35,15 +35,24 @@ impl Timestamp {
         let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
             "expected an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z".to_string()
         })?;
-        let frac = fraction_digits(s);
-        let digits = match frac {
-            0..=3 => 3,
-            4..=6 => 6,
-            _ => 9,
-        };
         let nanos = i64::try_from(dt.unix_timestamp_nanos()).map_err(|_| {
             "timestamp is outside the supported range (years 1678 to 2261)".to_string()
         })?;
+        // As many digits as written, and never fewer than the value needs (a leap second,
+        // `:60`, is read as the last nanosecond of `:59` and must be written that way).
+        let needed = if nanos % 1_000 != 0 {
+            9
+        } else if nanos % 1_000_000 != 0 {
+            6
+        } else {
+            3
+        };
+        let digits = match fraction_digits(s) {
+            0..=3 => 3,
+            4..=6 => 6,
+            _ => 9,
+        }
+        .max(needed);
         Ok(Timestamp { nanos, digits })
     }
 

@@ -394,3 +394,470 @@ pub fn validate_batch(raws: &[RawEvent<'_>], now: Timestamp) -> Result<Vec<NewEv
         Err(issues)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A fixed "now": 2026-11-23T10:15:00.123456789Z.
+    fn now() -> Timestamp {
+        Timestamp::parse("2026-11-23T10:15:00.123456789Z").unwrap()
+    }
+
+    fn ev() -> Value {
+        json!({"event_type": "app.x", "actor": "user:a", "tenant_id": "t_1", "payload": {}})
+    }
+
+    fn check(v: Value) -> Result<NewEvent, Vec<Issue>> {
+        let Value::Object(m) = v else { panic!() };
+        validate_object(0, m, now())
+    }
+
+    fn paths(v: Value) -> Vec<String> {
+        match check(v) {
+            Ok(_) => Vec::new(),
+            Err(issues) => issues.into_iter().map(|i| i.path).collect(),
+        }
+    }
+
+    fn with(mut v: Value, k: &str, x: Value) -> Value {
+        v[k] = x;
+        v
+    }
+
+    fn jsons(raws: &[RawEvent<'_>]) -> Vec<String> {
+        raws.iter().map(|r| r.json.to_string()).collect()
+    }
+
+    // ---- split_body ----
+
+    #[test]
+    fn split_single_object_and_array() {
+        let r = split_body(br#"  {"a": 1}  "#, BodyFormat::Json).unwrap();
+        assert_eq!(jsons(&r), [r#"{"a": 1}"#]);
+        assert_eq!(r[0].index, 0);
+        let r = split_body(br#"[{"a":1}, {"b":2} ,3]"#, BodyFormat::Json).unwrap();
+        assert_eq!(jsons(&r), [r#"{"a":1}"#, r#"{"b":2}"#, "3"]);
+        assert_eq!(r.iter().map(|x| x.index).collect::<Vec<_>>(), [0, 1, 2]);
+        // Leading whitespace before an array.
+        let r = split_body(b"\n\t [{}]", BodyFormat::Json).unwrap();
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn split_ndjson_skips_blank_lines_and_handles_crlf() {
+        let body = b"\n{\"a\":1}\r\n\r\n   \n\t\n{\"b\":2}\r\n{\"c\":3}";
+        let r = split_body(body, BodyFormat::Ndjson).unwrap();
+        assert_eq!(jsons(&r), [r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#]);
+        // Indexes count events, not lines.
+        assert_eq!(r.iter().map(|x| x.index).collect::<Vec<_>>(), [0, 1, 2]);
+        // A trailing newline adds nothing.
+        let r = split_body(b"{}\n", BodyFormat::Ndjson).unwrap();
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn split_refuses_what_is_not_json() {
+        for (body, fmt) in [
+            (&b"nope"[..], BodyFormat::Json),
+            (b"{", BodyFormat::Json),
+            (b"{} {}", BodyFormat::Json),
+            (b"[{}] x", BodyFormat::Json),
+            (b"[{},]", BodyFormat::Json),
+            (b"", BodyFormat::Json),
+            (b"   ", BodyFormat::Json),
+            (b"\xff{}", BodyFormat::Json),
+            (b"{}\n{\n}", BodyFormat::Ndjson),
+            (b"{}\nnope\n", BodyFormat::Ndjson),
+            (b"{} {}", BodyFormat::Ndjson),
+            (b"{}\n\xff\n", BodyFormat::Ndjson),
+        ] {
+            assert!(
+                matches!(split_body(body, fmt), Err(BodyError::NotJson(_))),
+                "{:?} {fmt:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // The bad NDJSON line is named.
+        match split_body(b"{}\n\n{}\nnope", BodyFormat::Ndjson) {
+            Err(BodyError::NotJson(m)) => assert!(m.contains("line 4"), "{m}"),
+            other => panic!("{:?}", other.map(|r| r.len())),
+        }
+    }
+
+    #[test]
+    fn split_empty_bodies() {
+        assert_eq!(
+            split_body(b"[]", BodyFormat::Json).err(),
+            Some(BodyError::Empty)
+        );
+        assert_eq!(
+            split_body(b" [ ] ", BodyFormat::Json).err(),
+            Some(BodyError::Empty)
+        );
+        for body in [&b""[..], b"\n", b"\r\n\r\n", b"  \n \t \n"] {
+            assert_eq!(
+                split_body(body, BodyFormat::Ndjson).err(),
+                Some(BodyError::Empty),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn split_counts_events() {
+        let array = |n: usize| format!("[{}]", vec!["{}"; n].join(","));
+        let lines = |n: usize| vec!["{}"; n].join("\n");
+        assert_eq!(
+            split_body(array(MAX_BATCH_EVENTS).as_bytes(), BodyFormat::Json)
+                .unwrap()
+                .len(),
+            MAX_BATCH_EVENTS
+        );
+        assert_eq!(
+            split_body(lines(MAX_BATCH_EVENTS).as_bytes(), BodyFormat::Ndjson)
+                .unwrap()
+                .len(),
+            MAX_BATCH_EVENTS
+        );
+        assert_eq!(
+            split_body(array(MAX_BATCH_EVENTS + 1).as_bytes(), BodyFormat::Json).err(),
+            Some(BodyError::TooManyEvents(MAX_BATCH_EVENTS + 1))
+        );
+        assert_eq!(
+            split_body(lines(MAX_BATCH_EVENTS + 1).as_bytes(), BodyFormat::Ndjson).err(),
+            Some(BodyError::TooManyEvents(MAX_BATCH_EVENTS + 1))
+        );
+        // Blank lines do not count.
+        let spaced = vec!["{}"; MAX_BATCH_EVENTS].join("\n\n\r\n");
+        assert_eq!(
+            split_body(spaced.as_bytes(), BodyFormat::Ndjson)
+                .unwrap()
+                .len(),
+            MAX_BATCH_EVENTS
+        );
+    }
+
+    #[test]
+    fn split_limits_event_size() {
+        // An event of exactly MAX_EVENT_BYTES passes; one byte more is refused with its index.
+        let sized = |n: usize| format!("{{\"p\":\"{}\"}}", "x".repeat(n - 8));
+        let ok = sized(MAX_EVENT_BYTES);
+        assert_eq!(ok.len(), MAX_EVENT_BYTES);
+        let big = sized(MAX_EVENT_BYTES + 1);
+        assert!(split_body(ok.as_bytes(), BodyFormat::Json).is_ok());
+        assert_eq!(
+            split_body(big.as_bytes(), BodyFormat::Json).err(),
+            Some(BodyError::EventTooLarge {
+                index: 0,
+                size: MAX_EVENT_BYTES + 1
+            })
+        );
+        let arr = format!("[{{}}, {ok}, {big}]");
+        assert_eq!(
+            split_body(arr.as_bytes(), BodyFormat::Json).err(),
+            Some(BodyError::EventTooLarge {
+                index: 2,
+                size: MAX_EVENT_BYTES + 1
+            })
+        );
+        let nd = format!("{{}}\n\n{big}\r\n{{}}");
+        assert_eq!(
+            split_body(nd.as_bytes(), BodyFormat::Ndjson).err(),
+            Some(BodyError::EventTooLarge {
+                index: 1,
+                size: MAX_EVENT_BYTES + 1
+            })
+        );
+        // A CRLF line ending does not count toward the event.
+        let nd = format!("{ok}\r\n");
+        assert!(split_body(nd.as_bytes(), BodyFormat::Ndjson).is_ok());
+    }
+
+    // ---- patterns ----
+
+    #[test]
+    fn event_type_pattern() {
+        for t in ["a", "prompt.update", "a1_.b_2", "x.0", "a__b.c", "a_"] {
+            assert!(is_event_type(t), "{t}");
+        }
+        let max = format!("a.{}", "b".repeat(126));
+        assert!(is_event_type(&max));
+        assert!(!is_event_type(&format!("{max}b")));
+        for t in [
+            "", "A", "1a", "_a", ".a", "a.", "a..b", "a-b", "a.B", "a b", "é", "a.*", "a/b",
+        ] {
+            assert!(!is_event_type(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn tenant_pattern() {
+        for t in ["_global", "t", "0", "T_1.a:b-c", &"a".repeat(128)] {
+            assert!(is_tenant_id(t), "{t}");
+        }
+        for t in [
+            "",
+            "_t",
+            "-t",
+            ".t",
+            ":t",
+            "t/1",
+            "t 1",
+            "té",
+            "_GLOBAL",
+            "t\u{0}",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_tenant_id(t), "{t:?}");
+        }
+    }
+
+    // ---- validate_object ----
+
+    #[test]
+    fn valid_event_is_normalised() {
+        let e = check(json!({
+            "event_id": "0192F0C4-7D1E-7A53-8F0E-3C1D2B4A5E6F",
+            "event_type": "app.x",
+            "actor": "user:a",
+            "tenant_id": "t_1",
+            "payload": {"b": [1, {"d": 0, "c": 1}], "a": "é"},
+            "timestamp": "2026-11-23T11:15:00.1+01:00",
+            "source_ip": "2001:DB8:0:0::1",
+            "impersonation_session": "imp_1",
+            "approval_id": "apr_1",
+        }))
+        .unwrap();
+        assert_eq!(
+            e.event_id.to_string(),
+            "0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f"
+        );
+        assert!(!e.event_id_assigned);
+        assert_eq!(e.timestamp.to_rfc3339(), "2026-11-23T10:15:00.100Z");
+        assert!(!e.timestamp_assigned);
+        assert_eq!(e.source_ip.as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            String::from_utf8(e.payload).unwrap(),
+            r#"{"a":"é","b":[1,{"c":1,"d":0}]}"#
+        );
+        assert_eq!(e.impersonation_session.as_deref(), Some("imp_1"));
+        assert_eq!(e.approval_id.as_deref(), Some("apr_1"));
+    }
+
+    #[test]
+    fn absent_id_and_timestamp_are_assigned() {
+        let e = check(ev()).unwrap();
+        assert!(e.event_id_assigned);
+        assert_eq!(e.event_id.get_version_num(), 7);
+        assert!(e.timestamp_assigned);
+        // "now" truncated to milliseconds.
+        assert_eq!(e.timestamp.to_rfc3339(), "2026-11-23T10:15:00.123Z");
+        // Nulls count as absent for optional fields.
+        let e = check(
+            json!({"event_type": "app.x", "actor": "user:a", "tenant_id": "t_1",
+            "payload": {}, "event_id": null, "timestamp": null, "source_ip": null,
+            "impersonation_session": null, "approval_id": null}),
+        )
+        .unwrap();
+        assert!(e.event_id_assigned && e.timestamp_assigned);
+        assert!(e.source_ip.is_none() && e.impersonation_session.is_none());
+    }
+
+    #[test]
+    fn every_issue_is_reported_with_its_path() {
+        let mut p = paths(json!({}));
+        p.sort();
+        assert_eq!(p, ["actor", "event_type", "payload", "tenant_id"]);
+        let mut p = paths(json!({"event_type": "Bad", "actor": "", "tenant_id": "_x",
+            "payload": [], "timestamp": "soon", "source_ip": "1.2.3", "event_id": "x",
+            "impersonation_session": "", "approval_id": "a\nb", "extra": 1}));
+        p.sort();
+        assert_eq!(
+            p,
+            [
+                "actor",
+                "approval_id",
+                "event_id",
+                "event_type",
+                "extra",
+                "impersonation_session",
+                "payload",
+                "source_ip",
+                "tenant_id",
+                "timestamp"
+            ]
+        );
+        // Issues carry the event's index.
+        let Value::Object(m) = json!({}) else {
+            panic!()
+        };
+        let issues = validate_object(7, m, now()).unwrap_err();
+        assert!(issues.iter().all(|i| i.index == 7 && !i.message.is_empty()));
+    }
+
+    #[test]
+    fn field_rules() {
+        assert_eq!(
+            paths(with(ev(), "actor", json!("a".repeat(256)))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            paths(with(ev(), "actor", json!("a".repeat(257)))),
+            ["actor"]
+        );
+        assert_eq!(paths(with(ev(), "actor", json!("user:\u{7}"))), ["actor"]);
+        assert_eq!(paths(with(ev(), "actor", json!(5))), ["actor"]);
+        assert_eq!(
+            paths(with(ev(), "tenant_id", json!("_global"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            paths(with(ev(), "event_type", json!("audit.read"))),
+            ["event_type"]
+        );
+        assert_eq!(
+            paths(with(ev(), "event_type", json!("sink.x"))),
+            ["event_type"]
+        );
+        assert_eq!(
+            paths(with(ev(), "event_type", json!("approval.x"))),
+            ["event_type"]
+        );
+        assert_eq!(
+            paths(with(ev(), "event_type", json!("audit.reader"))),
+            Vec::<String>::new()
+        );
+        // event_id: hyphenated form only.
+        for id in [
+            "0192f0c47d1e7a538f0e3c1d2b4a5e6f",
+            "{0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f}",
+            "urn:uuid:0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f",
+            "0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6g",
+        ] {
+            assert_eq!(
+                paths(with(ev(), "event_id", json!(id))),
+                ["event_id"],
+                "{id}"
+            );
+        }
+        assert_eq!(
+            paths(with(ev(), "source_ip", json!("::ffff:1.2.3.4"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            paths(with(ev(), "source_ip", json!("1.2.3.4 "))),
+            ["source_ip"]
+        );
+    }
+
+    #[test]
+    fn future_timestamp_boundary() {
+        // now + 5 min exactly is accepted; one nanosecond later is not.
+        let at = |s: &str| with(ev(), "timestamp", json!(s));
+        assert!(check(at("2026-11-23T10:20:00.123456789Z")).is_ok());
+        assert_eq!(paths(at("2026-11-23T10:20:00.12345679Z")), ["timestamp"]);
+        assert!(check(at("1970-01-01T00:00:00Z")).is_ok());
+        assert_eq!(paths(at("1600-01-01T00:00:00Z")), ["timestamp"]);
+        assert_eq!(paths(at("2026-11-23T10:15:00")), ["timestamp"]);
+    }
+
+    #[test]
+    fn accepted_timestamps_round_trip_through_their_returned_text() {
+        // The returned (and hashed) text must denote exactly the stored instant: queries with
+        // since/until and re-sends compare instants, verifiers read the text.
+        for s in [
+            "2026-11-23T10:15:00Z",
+            "2026-11-23T10:15:00.5+05:30",
+            "2026-11-23T10:15:00.123456789Z",
+            "2026-11-23T10:15:00.1234567891Z",
+            "2016-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5Z",
+            "1969-12-31T23:59:59.999999Z",
+        ] {
+            let Ok(e) = check(with(ev(), "timestamp", json!(s))) else {
+                continue; // refusing is fine too
+            };
+            let text = e.timestamp.to_rfc3339();
+            let back = Timestamp::parse(&text).unwrap();
+            assert_eq!(back.nanos, e.timestamp.nanos, "{s} -> {text}");
+            assert_eq!(back.to_rfc3339(), text, "{s}");
+        }
+    }
+
+    #[test]
+    fn number_paths() {
+        let p = |payload: &str| {
+            let v: Value = serde_json::from_str(&format!(
+                r#"{{"event_type":"a","actor":"u","tenant_id":"t","payload":{payload}}}"#
+            ))
+            .unwrap();
+            paths(v)
+        };
+        assert_eq!(
+            p(r#"{"a":{"b":[1,2,9007199254740992]}}"#),
+            ["payload.a.b[2]"]
+        );
+        assert_eq!(
+            p(r#"{"x":[[0,[-9007199254740992]]]}"#),
+            ["payload.x[0][1][0]"]
+        );
+        assert_eq!(p(r#"{"f":1e300}"#), ["payload.f"]);
+        assert_eq!(
+            p(r#"{"a":9007199254740993,"b":{"c":18446744073709551615}}"#),
+            ["payload.a", "payload.b.c"]
+        );
+        assert!(p(r#"{"a":9007199254740991,"b":-9007199254740991,"c":0.1,"d":-0.0}"#).is_empty());
+    }
+
+    #[test]
+    fn depth_limit() {
+        let nested = |n: usize| {
+            let mut v = json!({});
+            for _ in 1..n {
+                v = json!({ "a": v });
+            }
+            with(ev(), "payload", v)
+        };
+        assert!(check(nested(MAX_PAYLOAD_DEPTH)).is_ok());
+        let p = paths(nested(MAX_PAYLOAD_DEPTH + 1));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0], format!("payload{}", ".a".repeat(MAX_PAYLOAD_DEPTH)));
+        // Scalars at depth 33 do not nest further.
+        let mut v = json!(1);
+        for _ in 0..MAX_PAYLOAD_DEPTH {
+            v = json!({ "a": v });
+        }
+        assert!(check(with(ev(), "payload", v)).is_ok());
+    }
+
+    #[test]
+    fn catalogue_is_applied() {
+        let e = json!({"event_type": "crawl.run", "actor": "svc:c", "tenant_id": "t",
+            "payload": {"domain": "docs.example.com", "run_id": "r", "pages_crawled": 1,
+                        "pages_failed": -1, "status": "done", "trigger": "manual"}});
+        let mut p = paths(e);
+        p.sort();
+        assert_eq!(p, ["payload.pages_failed", "payload.status"]);
+        let e = json!({"event_type": "killswitch.embed.disable", "actor": "admin:a",
+            "tenant_id": "t_1", "payload": {"target": "x", "scope": "global", "reason": "r"}});
+        assert_eq!(paths(e.clone()), ["tenant_id"]);
+        assert!(check(with(e, "tenant_id", json!("_global"))).is_ok());
+    }
+
+    #[test]
+    fn parse_event_and_batch() {
+        let raws = split_body(
+            br#"[{"event_type":"a","actor":"u","tenant_id":"t","payload":{}}, 5, {"x":1}]"#,
+            BodyFormat::Json,
+        )
+        .unwrap();
+        let issues = validate_batch(&raws, now()).unwrap_err();
+        assert!(issues.iter().any(|i| i.index == 1 && i.path.is_empty()));
+        assert!(issues.iter().any(|i| i.index == 2 && i.path == "x"));
+        assert!(issues.iter().all(|i| i.index != 0));
+        let ok = validate_batch(&raws[..1], now()).unwrap();
+        assert_eq!(ok.len(), 1);
+    }
+}

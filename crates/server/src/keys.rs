@@ -4,6 +4,7 @@ use crate::auth::authenticate;
 use crate::ingest::read_body;
 use crate::{ApiError, AppState};
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,10 +90,11 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(&[Role::Admin], "manage keys")?;
+    let id = crate::params::path_param(id)?;
     if state.store.revoke_key(&id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

@@ -8,6 +8,46 @@ use trailkeep_store::{Cursor, EventQuery, Order, TypeFilter};
 
 pub type Params = HashMap<String, String>;
 
+/// Parameters of `GET /v1/events`.
+pub const EVENT_PARAMS: &[&str] = &[
+    "tenant_id",
+    "event_type",
+    "actor",
+    "since",
+    "until",
+    "session",
+    "q",
+    "limit",
+    "cursor",
+    "order",
+    "from_seq",
+];
+
+/// The query string, refusing parameters the endpoint does not know: a typo such as
+/// `tenantid=` must not silently widen a listing to every tenant.
+pub fn query_params(
+    p: Result<axum::extract::Query<Params>, axum::extract::rejection::QueryRejection>,
+    allowed: &[&str],
+) -> Result<Params, ApiError> {
+    let axum::extract::Query(p) =
+        p.map_err(|_| ApiError::bad_request("the query string could not be parsed"))?;
+    if let Some(k) = p.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {k:?}; this endpoint takes: {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(p)
+}
+
+/// A path segment, with a JSON error when it is not valid UTF-8.
+pub fn path_param(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    p.map(|axum::extract::Path(s)| s)
+        .map_err(|_| ApiError::bad_request("invalid path parameter: expected UTF-8 text"))
+}
+
 pub fn opt<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
     p.get(k).map(String::as_str).filter(|v| !v.is_empty())
 }
@@ -90,7 +130,7 @@ pub fn event_query(p: &Params) -> Result<EventQuery, ApiError> {
         session: opt(p, "session").map(str::to_string),
         since,
         until,
-        q: opt(p, "q").map(|q| q.to_ascii_lowercase()),
+        q: opt(p, "q").map(|q| q.to_lowercase()),
         limit,
         order,
         cursor,

@@ -7,6 +7,7 @@
 use crate::auth::{authenticate, READ_ROLES};
 use crate::params::{self, Params};
 use crate::{ApiError, AppState};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -41,21 +42,19 @@ fn events_body(events: &[StoredEvent], next_cursor: Option<String>) -> Vec<u8> {
 pub async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<Params>,
+    p: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read events")?;
+    let p = params::query_params(p, params::EVENT_PARAMS)?;
     let mut q = params::event_query(&p)?;
     q.tenant_id = principal.read_scope(q.tenant_id.take())?;
-    if let Some(after) = params::u64_param(&p, "after_seq")? {
+    if let Some(from) = params::u64_param(&p, "from_seq")? {
         let Some(tenant) = q.tenant_id.clone() else {
             return Err(ApiError::bad_request(
-                "after_seq needs tenant_id: it follows one tenant's log",
+                "from_seq needs tenant_id: it follows one tenant's log",
             ));
         };
-        let from = after
-            .checked_add(1)
-            .ok_or_else(|| ApiError::bad_request("after_seq is too large"))?;
         let events = state.store.read_log(&tenant, from, q.limit).await?;
         return Ok(json_response(events_body(&events, None)));
     }
@@ -69,10 +68,11 @@ pub async fn list_events(
 pub async fn get_event(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read events")?;
+    let id = params::path_param(id)?;
     let id = parse_uuid(&id)
         .ok_or_else(|| ApiError::bad_request("invalid event id: expected a UUID"))?;
     match state.store.get_event(id).await? {
@@ -115,10 +115,11 @@ pub async fn tenants(
 pub async fn stats(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<Params>,
+    p: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read stats")?;
+    let p = params::query_params(p, &["tenant_id", "since", "until"])?;
     let tenant = principal.read_scope(params::tenant(&p)?)?;
     let since = params::time(&p, "since")?;
     let until = params::time(&p, "until")?;

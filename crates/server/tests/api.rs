@@ -1,1 +1,20 @@
+//! HTTP API tests: the axum app driven with `tower::ServiceExt::oneshot` (no socket) over a
+//! fresh embedded store per test, with an env admin key (`admin-secret`).
 
+#[path = "api/common.rs"]
+mod common;
+
+#[path = "api/ingest.rs"]
+mod ingest;
+
+#[path = "api/refusals.rs"]
+mod refusals;
+
+#[path = "api/catalogue.rs"]
+mod catalogue;
+
+#[path = "api/query.rs"]
+mod query;
+
+#[path = "api/keys_ops.rs"]
+mod keys_ops;

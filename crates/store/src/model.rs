@@ -144,10 +144,8 @@ impl EventQuery {
             }
         }
         if let Some(q) = &self.q {
-            let hit = contains_ci(e.actor.as_bytes(), q.as_bytes())
-                || e.payload
-                    .as_deref()
-                    .is_some_and(|p| contains_ci(p, q.as_bytes()));
+            let hit = e.actor.to_lowercase().contains(q.as_str())
+                || e.payload.as_deref().is_some_and(|p| payload_contains(p, q));
             if !hit {
                 return false;
             }
@@ -156,19 +154,26 @@ impl EventQuery {
     }
 }
 
-/// ASCII-case-insensitive substring test; `needle` must already be lower-case.
-pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return true;
+/// Whether any key or value of a payload (strings, numbers as written) contains `needle`, which
+/// must already be lower-case. Matching is on the decoded text (so `"` and `\` match as
+/// themselves), JSON punctuation never matches, and case folding is Unicode.
+pub fn payload_contains(payload: &[u8], needle: &str) -> bool {
+    fn walk(v: &serde_json::Value, needle: &str) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.to_lowercase().contains(needle),
+            serde_json::Value::Number(n) => n.to_string().contains(needle),
+            serde_json::Value::Bool(b) => b.to_string() == needle,
+            serde_json::Value::Array(a) => a.iter().any(|x| walk(x, needle)),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .any(|(k, x)| k.to_lowercase().contains(needle) || walk(x, needle)),
+            serde_json::Value::Null => false,
+        }
     }
-    if needle.len() > hay.len() {
-        return false;
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(v) => walk(&v, needle),
+        Err(_) => false,
     }
-    hay.windows(needle.len()).any(|w| {
-        w.iter()
-            .zip(needle)
-            .all(|(a, b)| a.to_ascii_lowercase() == *b)
-    })
 }
 
 /// One page of events.

@@ -83,7 +83,10 @@ async fn every_catalogue_type_accepts_a_valid_event() {
     // Optional and alternative forms.
     let ok = [
         ("impersonation.end", json!({"session_id": "imp_1"})),
-        ("impersonation.end", json!({"session_id": "imp_1", "actions_taken": 12})),
+        (
+            "impersonation.end",
+            json!({"session_id": "imp_1", "actions_taken": 12}),
+        ),
         (
             "crawl.run",
             with(
@@ -98,7 +101,11 @@ async fn every_catalogue_type_accepts_a_valid_event() {
         ),
         (
             "crawl.run",
-            with(valid("crawl.run"), &["domain"], Some(json!("help.t_0000.com"))),
+            with(
+                valid("crawl.run"),
+                &["domain"],
+                Some(json!("help.t_0000.com")),
+            ),
         ),
         (
             "policy.update",
@@ -130,17 +137,29 @@ async fn catalogue_violations_name_their_path() {
         // prompt.update
         (
             "prompt.update",
-            m("prompt.update", &["before", "prompt_hash"], Some(json!("sha256:abc"))),
+            m(
+                "prompt.update",
+                &["before", "prompt_hash"],
+                Some(json!("sha256:abc")),
+            ),
             "payload.before.prompt_hash",
         ),
         (
             "prompt.update",
-            m("prompt.update", &["after", "prompt_hash"], Some(json!(h('A')))),
+            m(
+                "prompt.update",
+                &["after", "prompt_hash"],
+                Some(json!(h('A'))),
+            ),
             "payload.after.prompt_hash",
         ),
         (
             "prompt.update",
-            m("prompt.update", &["after", "prompt_hash"], Some(json!("a".repeat(64)))),
+            m(
+                "prompt.update",
+                &["after", "prompt_hash"],
+                Some(json!("a".repeat(64))),
+            ),
             "payload.after.prompt_hash",
         ),
         (
@@ -206,7 +225,11 @@ async fn catalogue_violations_name_their_path() {
         ),
         (
             "crawl.run",
-            m("crawl.run", &["domain"], Some(json!("http://docs.example.com"))),
+            m(
+                "crawl.run",
+                &["domain"],
+                Some(json!("http://docs.example.com")),
+            ),
             "payload.domain",
         ),
         (
@@ -290,7 +313,11 @@ async fn catalogue_violations_name_their_path() {
         // killswitch.*
         (
             "killswitch.embed.disable",
-            m("killswitch.embed.disable", &["scope"], Some(json!("global"))),
+            m(
+                "killswitch.embed.disable",
+                &["scope"],
+                Some(json!("global")),
+            ),
             "tenant_id",
         ),
         (
@@ -311,7 +338,12 @@ async fn catalogue_violations_name_their_path() {
     ];
     for (t, p, path) in cases {
         let r = api.post_json(ADMIN, &event(t, "t_1", p.clone())).await;
-        assert_eq!(r.status, 422, "{t} {p} should be refused at {path}: {}", r.text());
+        assert_eq!(
+            r.status,
+            422,
+            "{t} {p} should be refused at {path}: {}",
+            r.text()
+        );
         assert_invalid(&r, &[(0, path)]);
     }
     // An empty payload reports every required field of the type.

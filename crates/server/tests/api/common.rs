@@ -139,7 +139,6 @@ impl Api {
     }
 
     /// Ingests as the env admin and asserts 200; returns the response JSON.
-    #[track_caller]
     pub async fn ingest(&self, body: &Value) -> Value {
         let r = self.post_json(ADMIN, body).await;
         r.expect(200);
@@ -234,7 +233,6 @@ impl Api {
     }
 
     /// Asserts nothing was stored since `before` (store and API listing).
-    #[track_caller]
     pub async fn assert_unchanged(&self, before: &Snapshot) {
         let after = self.snapshot().await;
         assert_eq!(&after, before, "the store changed after a refused request");

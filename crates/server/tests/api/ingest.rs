@@ -9,7 +9,11 @@ fn receipt_ok(r: &Value, id: Option<&str>, tenant: &str, seq: u64) {
     }
     assert_eq!(r["tenant_id"], json!(tenant), "receipt {r}");
     assert_eq!(r["seq"], json!(seq), "receipt {r}");
-    assert_eq!(b64(r["leaf_hash"].as_str().unwrap()).len(), 32, "receipt {r}");
+    assert_eq!(
+        b64(r["leaf_hash"].as_str().unwrap()).len(),
+        32,
+        "receipt {r}"
+    );
     let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
     assert_eq!(keys, ["event_id", "leaf_hash", "seq", "tenant_id"]);
@@ -103,7 +107,9 @@ async fn ndjson_with_blank_lines_and_crlf() {
         serde_json::to_string(&eb).unwrap(),
         serde_json::to_string(&ec).unwrap()
     );
-    let r = api.post_raw(Some(ADMIN), Some(NDJSON), body.into_bytes()).await;
+    let r = api
+        .post_raw(Some(ADMIN), Some(NDJSON), body.into_bytes())
+        .await;
     r.expect(200);
     let v = r.json();
     assert_eq!(v["accepted"], 3);
@@ -166,7 +172,9 @@ async fn resend_same_content_is_duplicate_with_original_receipt() {
             "event_id": "{}" }}"#,
         id.to_uppercase()
     );
-    let r = api.post_raw(Some(ADMIN), Some(JSON), body.into_bytes()).await;
+    let r = api
+        .post_raw(Some(ADMIN), Some(JSON), body.into_bytes())
+        .await;
     r.expect(200);
     let v = r.json();
     assert_eq!(v["duplicates"], 1, "{v}");
@@ -175,7 +183,7 @@ async fn resend_same_content_is_duplicate_with_original_receipt() {
     api.assert_unchanged(&snap).await;
 
     // In NDJSON too.
-    let r = api.post_ndjson(ADMIN, &[e.clone()]).await;
+    let r = api.post_ndjson(ADMIN, std::slice::from_ref(&e)).await;
     r.expect(200);
     assert_eq!(r.json()["receipts"][0], orig);
     api.assert_unchanged(&snap).await;
@@ -207,13 +215,7 @@ async fn resend_without_timestamp_is_duplicate() {
 async fn resend_different_content_is_conflict_and_stores_nothing() {
     let api = Api::new().await;
     let id = uuid();
-    let e = ev_full(
-        "t_1",
-        "app.x",
-        &id,
-        "2026-01-02T03:04:05Z",
-        json!({"n": 1}),
-    );
+    let e = ev_full("t_1", "app.x", &id, "2026-01-02T03:04:05Z", json!({"n": 1}));
     api.ingest(&e).await;
     let snap = api.snapshot().await;
 
@@ -288,7 +290,13 @@ async fn duplicate_id_inside_one_batch() {
     // Different content under one id inside one batch: 409, nothing stored.
     let snap = api.snapshot().await;
     let id3 = uuid();
-    let a = ev_full("t_1", "app.x", &id3, "2026-01-02T03:04:05Z", json!({"k": 1}));
+    let a = ev_full(
+        "t_1",
+        "app.x",
+        &id3,
+        "2026-01-02T03:04:05Z",
+        json!({"k": 1}),
+    );
     let mut b = a.clone();
     b["payload"] = json!({"k": 2});
     let r = api
@@ -411,4 +419,128 @@ async fn backfilled_past_timestamp_accepted() {
     let mut e = ev("t_1", "app.x");
     e["timestamp"] = json!(now_plus(60));
     api.ingest(&e).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_get_gap_free_seqs() {
+    let api = std::sync::Arc::new(Api::new().await);
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for req in 0..8 {
+                let batch: Vec<Value> = (0..3)
+                    .map(|i| {
+                        let t = if (task + req + i) % 2 == 0 {
+                            "t_c1"
+                        } else {
+                            "t_c2"
+                        };
+                        ev(t, "conc.test")
+                    })
+                    .collect();
+                let r = api.post_json(ADMIN, &Value::Array(batch)).await;
+                r.expect(200);
+                receipts.extend(r.json()["receipts"].as_array().unwrap().clone());
+            }
+            receipts
+        }));
+    }
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<(u64, String)>> = Default::default();
+    for t in tasks {
+        for r in t.await.unwrap() {
+            by_tenant
+                .entry(r["tenant_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push((
+                    r["seq"].as_u64().unwrap(),
+                    r["event_id"].as_str().unwrap().to_string(),
+                ));
+        }
+    }
+    let mut total = 0;
+    for (tenant, mut v) in by_tenant {
+        v.sort();
+        let seqs: Vec<u64> = v.iter().map(|x| x.0).collect();
+        let want: Vec<u64> = (0..v.len() as u64).collect();
+        assert_eq!(seqs, want, "{tenant}: every seq exactly once");
+        total += v.len();
+        // The log holds exactly the receipted events at their seqs.
+        let log = api
+            .get(
+                ADMIN,
+                &format!("/v1/events?tenant_id={tenant}&from_seq=0&limit=1000"),
+            )
+            .await
+            .json();
+        let log = log["events"].as_array().unwrap();
+        assert_eq!(log.len(), v.len());
+        for e in log {
+            let seq = e["seq"].as_u64().unwrap() as usize;
+            assert_eq!(e["event_id"], json!(v[seq].1));
+        }
+    }
+    assert_eq!(total, 16 * 8 * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_resends_store_one_event() {
+    let api = std::sync::Arc::new(Api::new().await);
+    // Same id, same content, sent by 12 clients at once: one event stored, one receipt.
+    let id = uuid();
+    let e = ev_full(
+        "t_r",
+        "retry.x",
+        &id,
+        "2026-01-01T00:00:00Z",
+        json!({"a": 1}),
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (api, e) = (api.clone(), e.clone());
+        tasks.push(tokio::spawn(async move { api.post_json(ADMIN, &e).await }));
+    }
+    let mut accepted = 0;
+    let mut receipts = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        r.expect(200);
+        let v = r.json();
+        accepted += v["accepted"].as_u64().unwrap();
+        receipts.insert(v["receipts"][0].to_string());
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(api.snapshot().await.events.len(), 1);
+
+    // Same id, different content, at once: exactly one wins, the others are 409.
+    let id = uuid();
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let api = api.clone();
+        let e = ev_full(
+            "t_r",
+            "race.x",
+            &id,
+            "2026-01-01T00:00:00Z",
+            json!({ "n": n }),
+        );
+        tasks.push(tokio::spawn(async move { api.post_json(ADMIN, &e).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => ok += 1,
+            409 => {
+                assert_error(&r, 409, "conflict");
+            }
+            s => panic!("status {s}: {}", r.text()),
+        }
+    }
+    assert_eq!(ok, 1);
+    let snap = api.snapshot().await;
+    assert_eq!(snap.events.len(), 2);
+    assert_eq!(snap.events[1].1, 1, "seq 1, no gap left by the losers");
 }
