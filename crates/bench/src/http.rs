@@ -154,8 +154,8 @@ impl Conn {
 /// Waits until `GET /healthz` answers 200, or fails after `timeout`.
 pub async fn wait_healthy(target: &Target, timeout: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut last_err = String::from("no attempt");
     loop {
+        let last_err;
         match Conn::open(target).await {
             Ok(mut c) => {
                 match c

@@ -124,6 +124,10 @@ enum Cmd {
         /// Skip printing EXPLAIN ANALYZE of the query.
         #[arg(long)]
         no_explain: bool,
+        /// Leave PostgreSQL's plan cache at its default (generic plans after 5 executions)
+        /// instead of forcing a custom plan per execution.
+        #[arg(long)]
+        generic_plans: bool,
     },
     /// Waits until GET /healthz answers 200.
     WaitHealthy {
@@ -260,6 +264,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             requests,
             warmup,
             no_explain,
+            generic_plans,
         } => {
             pg::query(pg::QueryArgs {
                 url: pg,
@@ -272,6 +277,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 requests,
                 warmup,
                 explain: !no_explain,
+                generic_plans,
             })
             .await
         }
@@ -422,6 +428,7 @@ async fn run_ingest(name: &str, target: &Target, jobs: Vec<Job>, clients: usize)
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
     let conns = open_conns(target, clients).await?;
+    let cpu0 = stats::process_cpu(0);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for mut conn in conns {
@@ -484,6 +491,7 @@ async fn run_ingest(name: &str, target: &Target, jobs: Vec<Job>, clients: usize)
         tally.bytes_sent as f64 / elapsed.as_secs_f64() / 1e6
     );
     println!("  request latency: {}", lat.summary());
+    let client_cpu = client_cpu_since(cpu0);
     report_errors(&tally);
     ResultLine::new(name)
         .field("events", tally.events_ok)
@@ -494,6 +502,7 @@ async fn run_ingest(name: &str, target: &Target, jobs: Vec<Job>, clients: usize)
         .f("seconds", elapsed.as_secs_f64())
         .f("events_per_s", eps)
         .latencies(&lat)
+        .f("client_cpu_s", client_cpu)
         .print();
     if tally.errors > 0 {
         bail!(
@@ -502,6 +511,19 @@ async fn run_ingest(name: &str, target: &Target, jobs: Vec<Job>, clients: usize)
         );
     }
     Ok(())
+}
+
+/// Prints and returns the CPU time this client used since `cpu0` (0 if unknown): the client
+/// shares the machine's cores with the server.
+fn client_cpu_since(cpu0: Option<Duration>) -> f64 {
+    match (cpu0, stats::process_cpu(0)) {
+        (Some(a), Some(b)) => {
+            let s = b.saturating_sub(a).as_secs_f64();
+            println!("  client CPU (user+sys): {s:.2} s");
+            s
+        }
+        _ => 0.0,
+    }
 }
 
 fn report_errors(t: &Tally) {
@@ -573,6 +595,7 @@ async fn run_query(
     }
     let expected_len = body.len();
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = stats::process_cpu(0);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for mut conn in conns {
@@ -621,6 +644,7 @@ async fn run_query(
         tally.requests_ok
     );
     println!("  latency: {}", lat.summary());
+    let client_cpu = client_cpu_since(cpu0);
     report_errors(&tally);
     ResultLine::new("query")
         .field("rows", rows)
@@ -628,6 +652,7 @@ async fn run_query(
         .field("errors", tally.errors)
         .f("qps", qps)
         .latencies(&lat)
+        .f("client_cpu_s", client_cpu)
         .print();
     if tally.errors > 0 {
         bail!(

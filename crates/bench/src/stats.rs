@@ -100,3 +100,21 @@ pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
         count as f64 / s
     }
 }
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat` (Linux only;
+/// `None` elsewhere or when the process is gone). `pid` 0 means this process.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_string()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux platform Rust targets in practice.
+    Some(Duration::from_millis(ticks * 10))
+}
