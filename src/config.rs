@@ -19,6 +19,13 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<String>,
     pub log_name: String,
+    /// Ed25519 signing key seed file (64 hex digits); default `<data_dir>/signing-key`, created
+    /// on first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// The seed itself (64 hex digits), e.g. from a secret store via `TRAILKEEP_SIGNING_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
     pub retention: Retention,
@@ -55,6 +62,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./trailkeep-data"),
             postgres: None,
             log_name: "default".into(),
+            signing_key_file: None,
+            signing_key: None,
             max_body_bytes: 16 * 1024 * 1024,
             retention: Retention {
                 default_days: 365,

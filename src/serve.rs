@@ -49,7 +49,11 @@ async fn serve(cfg: Config) -> Result<()> {
         rate_limit_rps: cfg.limits.requests_per_second,
         rate_limit_burst: cfg.limits.burst,
     };
-    let state = AppState::new(store.clone(), server_cfg, admin.as_deref());
+    let seed = signing_seed(&cfg)?;
+    let state = AppState::new(store.clone(), server_cfg, admin.as_deref())
+        .with_signer(&cfg.log_name, seed)
+        .map_err(anyhow::Error::msg)?;
+    let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -62,9 +66,51 @@ async fn serve(cfg: Config) -> Result<()> {
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    checkpointer.abort();
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
     Ok(())
+}
+
+/// The log's Ed25519 seed: from `signing_key`, from `signing_key_file`, or from
+/// `<data_dir>/signing-key`, which is created (mode 0600) on first start.
+fn signing_seed(cfg: &Config) -> Result<[u8; 32]> {
+    fn parse(hex_text: &str, from: &str) -> Result<[u8; 32]> {
+        let bytes = hex::decode(hex_text.trim())
+            .with_context(|| format!("the signing key in {from} is not hex"))?;
+        bytes.try_into().map_err(|_| {
+            anyhow::anyhow!("the signing key in {from} must be 32 bytes (64 hex digits)")
+        })
+    }
+    if let Some(k) = &cfg.signing_key {
+        return parse(k, "signing_key");
+    }
+    let path = cfg
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("signing-key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.signing_key_file.is_none() => {
+            let seed: [u8; 32] = rand::random();
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let tmp = path.with_extension("tmp");
+            {
+                use std::io::Write;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&tmp)?;
+                writeln!(f, "{}", hex::encode(seed))?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            tracing::info!(path = %path.display(), "created the log's signing key");
+            Ok(seed)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the signing key {}", path.display())),
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,12 +5,14 @@
 //! validation come from `trailkeep-core`, storage from a `trailkeep_store::Store`.
 
 pub mod auth;
+pub mod checkpoint;
 pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod params;
+pub mod proofs;
 pub mod query;
 pub mod ratelimit;
 
@@ -52,6 +54,8 @@ pub struct AppState {
     /// SHA-256 of the `TRAILKEEP_ADMIN_KEY` installed at start, if any (held in memory only).
     pub env_admin_hash: Option<String>,
     pub limiter: Arc<ratelimit::Limiter>,
+    /// The log's signing identity; checkpoints and proof endpoints need it.
+    pub log: Option<Arc<checkpoint::LogIdentity>>,
 }
 
 impl AppState {
@@ -71,7 +75,14 @@ impl AppState {
                 .filter(|k| !k.is_empty())
                 .map(trailkeep_store::keys::hash_secret),
             limiter,
+            log: None,
         }
+    }
+
+    /// Adds the signing key (a 32-byte Ed25519 seed) and log name used for checkpoints.
+    pub fn with_signer(mut self, log_name: &str, seed: [u8; 32]) -> Result<AppState, String> {
+        self.log = Some(Arc::new(checkpoint::LogIdentity::new(log_name, seed)?));
+        Ok(self)
     }
 }
 
@@ -87,6 +98,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tenants", get(query::tenants))
         .route("/v1/stats", get(query::stats))
         .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/public-key", get(proofs::public_key))
+        .route("/v1/tenants/{tenant}/checkpoint", get(proofs::checkpoint))
+        .route(
+            "/v1/tenants/{tenant}/proof/inclusion",
+            get(proofs::inclusion),
+        )
+        .route(
+            "/v1/tenants/{tenant}/proof/consistency",
+            get(proofs::consistency),
+        )
+        .route("/v1/tenants/{tenant}/leaves", get(proofs::leaves))
+        .route("/v1/events/{event_id}/proof", get(proofs::event_proof))
         .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -21,6 +21,7 @@ pub use prepare::PreparedEvent;
 
 use async_trait::async_trait;
 use trailkeep_core::{StoredEvent, Uuid};
+pub use trailkeep_tlog::Hash;
 
 /// What every storage backend provides.
 #[async_trait]
@@ -62,6 +63,36 @@ pub trait Store: Send + Sync + 'static {
     /// caller decides). Backends may cache; a key created or revoked by another process is seen
     /// within about a second.
     async fn find_key(&self, secret_hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Leaves in a tenant's Merkle tree (= its event count; every acknowledged event is in it).
+    async fn tree_size(&self, tenant_id: &str) -> Result<u64, StoreError>;
+    /// Root of the tenant's tree at `size` (≤ tree_size).
+    async fn tree_root(&self, tenant_id: &str, size: u64) -> Result<Hash, StoreError>;
+    /// RFC 9162 inclusion proof of leaf `index` in the tree of `size`.
+    async fn inclusion_proof(
+        &self,
+        tenant_id: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, StoreError>;
+    /// RFC 9162 consistency proof between tree sizes `from` and `to`.
+    async fn consistency_proof(
+        &self,
+        tenant_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, StoreError>;
+    /// Leaf hashes `start..end`.
+    async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError>;
+    /// Records a signed checkpoint. Fails with `Invalid` if a different checkpoint of the same
+    /// size is already stored (never two signed checkpoints for one tree size).
+    async fn put_checkpoint(&self, tenant_id: &str, cp: SignedCheckpoint)
+        -> Result<(), StoreError>;
+    /// The newest stored checkpoint of a tenant.
+    async fn latest_checkpoint(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<SignedCheckpoint>, StoreError>;
 
     /// Whether storage is reachable and accepting writes.
     async fn ready(&self) -> Result<(), StoreError>;

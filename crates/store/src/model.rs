@@ -176,6 +176,30 @@ pub fn payload_contains(payload: &[u8], needle: &str) -> bool {
     }
 }
 
+/// A signed checkpoint as stored: its size and root, and the signed note text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct SignedCheckpoint {
+    pub size: u64,
+    #[serde(with = "b64_hash")]
+    pub root: [u8; 32],
+    pub note: String,
+}
+
+mod b64_hash {
+    use base64::Engine as _;
+    pub fn serialize<S: serde::Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(h))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        let v = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}
+
 /// One page of events.
 #[derive(Debug, Clone)]
 pub struct EventPage {

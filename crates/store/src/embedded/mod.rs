@@ -15,11 +15,12 @@
 mod codec;
 mod keyfile;
 mod query;
+mod tree;
 mod writer;
 
 use crate::{
-    AppendOutcome, EventPage, EventQuery, KeyRecord, NewKey, PreparedEvent, Stats, StatsQuery,
-    Store, StoreError, TenantSummary,
+    AppendOutcome, EventPage, EventQuery, Hash, KeyRecord, NewKey, PreparedEvent, SignedCheckpoint,
+    Stats, StatsQuery, Store, StoreError, TenantSummary,
 };
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -68,6 +69,8 @@ pub(crate) struct Keyspaces {
     pub by_session: Keyspace,
     pub day_counts: Keyspace,
     pub tenants: Keyspace,
+    pub tree: Keyspace,
+    pub checkpoints: Keyspace,
 }
 
 pub(crate) struct Shared {
@@ -111,6 +114,8 @@ impl EmbeddedStore {
             by_session: db.keyspace("by_session", KeyspaceCreateOptions::default)?,
             day_counts: db.keyspace("day_counts", KeyspaceCreateOptions::default)?,
             tenants: db.keyspace("tenants", KeyspaceCreateOptions::default)?,
+            tree: db.keyspace("tree", KeyspaceCreateOptions::default)?,
+            checkpoints: db.keyspace("checkpoints", KeyspaceCreateOptions::default)?,
         };
         let mut tenants = HashMap::new();
         for g in ks.tenants.iter() {
@@ -258,6 +263,61 @@ impl Store for EmbeddedStore {
 
     async fn find_key(&self, secret_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
         self.keys.find(secret_hash)
+    }
+
+    async fn tree_size(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        tree::tree_size(&self.shared, tenant_id)
+    }
+
+    async fn tree_root(&self, tenant_id: &str, size: u64) -> Result<Hash, StoreError> {
+        let t = tenant_id.to_string();
+        self.blocking(move |s| tree::root(s, &t, size)).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        tenant_id: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let t = tenant_id.to_string();
+        self.blocking(move |s| tree::inclusion(s, &t, index, size))
+            .await
+    }
+
+    async fn consistency_proof(
+        &self,
+        tenant_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let t = tenant_id.to_string();
+        self.blocking(move |s| tree::consistency(s, &t, from, to))
+            .await
+    }
+
+    async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        let t = tenant_id.to_string();
+        self.blocking(move |s| tree::leaves(s, &t, start, end))
+            .await
+    }
+
+    async fn put_checkpoint(
+        &self,
+        tenant_id: &str,
+        cp: SignedCheckpoint,
+    ) -> Result<(), StoreError> {
+        let t = tenant_id.to_string();
+        self.blocking(move |s| tree::put_checkpoint(s, &t, &cp))
+            .await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let t = tenant_id.to_string();
+        self.blocking(move |s| tree::latest_checkpoint(s, &t)).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 use super::codec::{
     self, day_key, encode_record, field_prefix, log_key, sort_key, tenant_prefix, with_sort_key,
 };
+use super::tree::{hash_key, TreeReader};
 use super::{Shared, TenantState};
 use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
 use trailkeep_core::Uuid;
+use trailkeep_tlog::Appender;
 
 type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
 
@@ -127,6 +129,8 @@ fn commit_group(shared: &Shared, mut group: Vec<Request>) {
     let mut outcomes: Vec<Option<Result<AppendOutcome, StoreError>>> =
         Vec::with_capacity(group.len());
     let mut stored_events = 0u64;
+    // Leaves per tenant in seq order, appended to the trees once the group is decided.
+    let mut new_leaves: HashMap<String, (u64, Vec<[u8; 32]>)> = HashMap::new();
 
     for r in 0..group.len() {
         let events = &group[r].events;
@@ -182,6 +186,11 @@ fn commit_group(shared: &Shared, mut group: Vec<Request>) {
                     *day_deltas
                         .entry((e.tenant_id.clone(), e.timestamp.day(), e.event_type.clone()))
                         .or_default() += 1;
+                    new_leaves
+                        .entry(e.tenant_id.clone())
+                        .or_insert_with(|| (rc.seq, Vec::new()))
+                        .1
+                        .push(p.leaf_hash);
                     in_group.insert(e.event_id, Prior::InGroup(r, i, rc.clone()));
                     stored_events += 1;
                 }
@@ -198,6 +207,21 @@ fn commit_group(shared: &Shared, mut group: Vec<Request>) {
     let result = (|| -> Result<(), StoreError> {
         if stored_events == 0 {
             return Ok(());
+        }
+        for (tenant, (first_seq, leaves)) in &new_leaves {
+            let reader = TreeReader {
+                ks: &ks.tree,
+                tenant,
+            };
+            let mut app = Appender::new(&reader, *first_seq)
+                .map_err(|e| StoreError::Corrupt(format!("tree of {tenant}: {e}")))?;
+            for leaf in leaves {
+                app.push(*leaf);
+            }
+            let (first, hashes) = app.pending();
+            for (i, h) in hashes.iter().enumerate() {
+                batch.insert(&ks.tree, hash_key(tenant, first + i as u64), h.to_vec());
+            }
         }
         for ((tenant, day, t), delta) in &day_deltas {
             let k = day_key(tenant, *day, t);

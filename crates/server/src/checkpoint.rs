@@ -1,0 +1,110 @@
+//! Signed checkpoints (SPEC §7): at most once per second per grown log, and never for a tree
+//! that is not consistent with the tenant's previous checkpoint.
+//!
+//! [`checkpoint_round`] does one pass over every tenant: a log that grew since its last
+//! checkpoint gets its new root computed from the store, a consistency proof from the previous
+//! checkpoint generated *and verified*, and only then a signed note stored. [`spawn`] runs a
+//! round every second. With several servers on one database the store refuses a second,
+//! different checkpoint for the same size, so every server serves the same checkpoints.
+
+use crate::AppState;
+use std::collections::HashMap;
+use std::time::Duration;
+use trailkeep_store::{SignedCheckpoint, StoreError};
+use trailkeep_tlog::{sign_checkpoint, verify_consistency, Checkpoint, Signer, Verifier};
+
+/// The log's name and Ed25519 key.
+pub struct LogIdentity {
+    pub log_name: String,
+    pub signer: Signer,
+    pub verifier: Verifier,
+}
+
+impl LogIdentity {
+    /// Key name `trailkeep/<log_name>`.
+    pub fn new(log_name: &str, seed: [u8; 32]) -> Result<LogIdentity, String> {
+        let signer = Signer::from_seed(&format!("trailkeep/{log_name}"), seed)
+            .map_err(|e| format!("invalid log_name {log_name:?} for a signing key name: {e}"))?;
+        let verifier = signer.verifier();
+        Ok(LogIdentity {
+            log_name: log_name.to_string(),
+            signer,
+            verifier,
+        })
+    }
+
+    /// `trailkeep/<log-name>/<tenant>`
+    pub fn origin(&self, tenant: &str) -> String {
+        format!("trailkeep/{}/{}", self.log_name, tenant)
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub signed: usize,
+    pub refused: usize,
+}
+
+/// Signs a checkpoint for every tenant whose log grew. `last` caches the latest checkpoint
+/// size and root per tenant between rounds.
+pub async fn checkpoint_round(
+    state: &AppState,
+    last: &mut HashMap<String, (u64, [u8; 32])>,
+) -> Result<RoundReport, StoreError> {
+    let Some(id) = state.log.clone() else {
+        return Ok(RoundReport::default());
+    };
+    let mut report = RoundReport::default();
+    for t in state.store.tenants().await? {
+        let tenant = t.tenant_id;
+        let size = state.store.tree_size(&tenant).await?;
+        if !last.contains_key(&tenant) {
+            if let Some(cp) = state.store.latest_checkpoint(&tenant).await? {
+                last.insert(tenant.clone(), (cp.size, cp.root));
+            }
+        }
+        let prev = last.get(&tenant).copied();
+        if prev.is_some_and(|(s, _)| s >= size) || size == 0 {
+            continue;
+        }
+        let root = state.store.tree_root(&tenant, size).await?;
+        if let Some((psize, proot)) = prev {
+            let proof = state.store.consistency_proof(&tenant, psize, size).await?;
+            if let Err(e) = verify_consistency(psize, size, &proot, &root, &proof) {
+                tracing::error!(%tenant, psize, size, error = %e,
+                    "the log is not consistent with its previous checkpoint; refusing to sign");
+                metrics::counter!("trailkeep_checkpoints_refused_total").increment(1);
+                report.refused += 1;
+                continue;
+            }
+        }
+        let cp = Checkpoint::new(id.origin(&tenant), size, root);
+        let note =
+            sign_checkpoint(&cp, &id.signer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        state
+            .store
+            .put_checkpoint(&tenant, SignedCheckpoint { size, root, note })
+            .await?;
+        metrics::counter!("trailkeep_checkpoints_signed_total").increment(1);
+        last.insert(tenant, (size, root));
+        report.signed += 1;
+    }
+    Ok(report)
+}
+
+/// Runs [`checkpoint_round`] every second until the runtime shuts down.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = checkpoint_round(&state, &mut last).await {
+                tracing::warn!(error = %e, "checkpoint round failed; retrying in a second");
+                last.clear();
+            }
+        }
+    })
+}
