@@ -18,3 +18,6 @@ mod query;
 
 #[path = "api/keys_ops.rs"]
 mod keys_ops;
+
+#[path = "api/proofs.rs"]
+mod proofs;

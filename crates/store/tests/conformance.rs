@@ -924,6 +924,85 @@ macro_rules! store_conformance_suite {
                 let res = store.append(vec![prep(ev(&t, "s.x", |_| {}))]).await;
                 assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
             }
+
+            /// Every acknowledged event is a leaf of its tenant's tree, at its seq, with its
+            /// receipt's leaf hash; roots and proofs agree with an independent in-memory tree.
+            #[tokio::test]
+            async fn tree_grows_with_every_append_and_proofs_verify() {
+                use trailkeep_tlog::{root_from_leaves, verify_consistency, verify_inclusion, MemoryHashes};
+                let (store, _g) = make().await;
+                let t = tenant("tree");
+                let other = tenant("tree_other");
+                let first = prep(ev(&t, "tree.x", |m| {
+                    m.insert("event_id".into(), json!(uuid()));
+                }));
+                let mut leaves = vec![store.append(vec![first.clone()]).await.unwrap().receipts[0].leaf_hash];
+                // Several appends of various sizes, interleaved with another tenant.
+                for n in [1usize, 2, 7, 64, 1, 130] {
+                    let batch: Vec<_> = (0..n).map(|_| prep(ev(&t, "tree.x", |_| {}))).collect();
+                    let out = store.append(batch).await.unwrap();
+                    leaves.extend(out.receipts.iter().map(|r| r.leaf_hash));
+                    store.append(vec![prep(ev(&other, "tree.y", |_| {}))]).await.unwrap();
+                }
+                let size = leaves.len() as u64;
+                assert_eq!(store.tree_size(&t).await.unwrap(), size);
+                assert_eq!(store.tree_size(&other).await.unwrap(), 6);
+                assert_eq!(size, 206);
+                assert_eq!(store.tree_size(&tenant("nobody")).await.unwrap(), 0);
+                assert_eq!(store.leaves(&t, 0, size).await.unwrap(), leaves);
+                let mem = MemoryHashes::from_leaves(leaves.iter().copied());
+                for s in [1, 2, 3, 10, 74, size] {
+                    let root = store.tree_root(&t, s).await.unwrap();
+                    assert_eq!(root, root_from_leaves(leaves[..s as usize].iter().copied()).1, "root at {s}");
+                    for i in [0, s / 2, s - 1] {
+                        let proof = store.inclusion_proof(&t, i, s).await.unwrap();
+                        verify_inclusion(i, s, &leaves[i as usize], &proof, &root).unwrap();
+                        assert_eq!(proof, trailkeep_tlog::prove_inclusion(s, i, &mem).unwrap());
+                    }
+                }
+                for (a, b) in [(1, 2), (3, 74), (74, size), (1, size), (size, size)] {
+                    let proof = store.consistency_proof(&t, a, b).await.unwrap();
+                    let ra = store.tree_root(&t, a).await.unwrap();
+                    let rb = store.tree_root(&t, b).await.unwrap();
+                    verify_consistency(a, b, &ra, &rb, &proof).unwrap();
+                }
+                // Out of range is refused, not a panic.
+                assert!(matches!(store.tree_root(&t, size + 1).await, Err(StoreError::Invalid(_))));
+                assert!(store.inclusion_proof(&t, size, size).await.is_err());
+                assert!(store.consistency_proof(&t, 5, 3).await.is_err());
+                assert!(store.leaves(&t, 0, size + 1).await.is_err());
+                // Duplicates add no leaves.
+                let out = store.append(vec![first.clone()]).await.unwrap();
+                assert_eq!(out.duplicates, 1);
+                assert_eq!(store.tree_size(&t).await.unwrap(), size);
+            }
+
+            #[tokio::test]
+            async fn checkpoints_are_kept_and_never_replaced_by_a_different_one() {
+                use trailkeep_store::SignedCheckpoint;
+                let (store, _g) = make().await;
+                let t = tenant("cp");
+                assert_eq!(store.latest_checkpoint(&t).await.unwrap(), None);
+                for _ in 0..3 {
+                    store.append(vec![prep(ev(&t, "cp.x", |_| {}))]).await.unwrap();
+                }
+                let r2 = store.tree_root(&t, 2).await.unwrap();
+                let r3 = store.tree_root(&t, 3).await.unwrap();
+                let c2 = SignedCheckpoint { size: 2, root: r2, note: "two\n".into() };
+                let c3 = SignedCheckpoint { size: 3, root: r3, note: "three\n".into() };
+                store.put_checkpoint(&t, c2.clone()).await.unwrap();
+                assert_eq!(store.latest_checkpoint(&t).await.unwrap(), Some(c2.clone()));
+                store.put_checkpoint(&t, c3.clone()).await.unwrap();
+                assert_eq!(store.latest_checkpoint(&t).await.unwrap(), Some(c3.clone()));
+                // The same checkpoint again is fine (another server signed the same tree)…
+                store.put_checkpoint(&t, c2.clone()).await.unwrap();
+                // …a different root for a stored size is refused and changes nothing.
+                let forged = SignedCheckpoint { size: 3, root: [9; 32], note: "forged\n".into() };
+                assert!(matches!(store.put_checkpoint(&t, forged).await, Err(StoreError::Invalid(_))));
+                assert_eq!(store.latest_checkpoint(&t).await.unwrap(), Some(c3));
+                // Checkpoints are per tenant.
+                assert_eq!(store.latest_checkpoint(&tenant("cp_other")).await.unwrap(), None);
+            }
         }
     };
 }

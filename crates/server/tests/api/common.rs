@@ -22,6 +22,7 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// One app over one fresh embedded store.
 pub struct Api {
     pub router: Router,
+    pub state: AppState,
     pub store: Arc<dyn Store>,
     _dir: TempDir,
 }
@@ -69,9 +70,12 @@ impl Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open");
         let store: Arc<dyn Store> = Arc::new(store);
-        let state = AppState::new(store.clone(), config, Some(ADMIN));
+        let state = AppState::new(store.clone(), config, Some(ADMIN))
+            .with_signer("test", [42u8; 32])
+            .expect("signer");
         Api {
-            router: app(state),
+            router: app(state.clone()),
+            state,
             store,
             _dir: dir,
         }
