@@ -6,6 +6,7 @@ mod ingest_cmd;
 mod keys_cmd;
 mod query_cmd;
 mod serve;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -75,6 +76,9 @@ enum Cmd {
     Query(query_cmd::QueryArgs),
     /// Follow a tenant's log as events arrive (NDJSON on stdout).
     Tail(query_cmd::TailArgs),
+    /// Verify a log against its signed checkpoints: a tlog-proof, a directory, or a live server.
+    #[command(after_long_help = verify::HELP)]
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         } => ingest_cmd::run(&file, &server, batch),
         Cmd::Query(a) => query_cmd::query(a),
         Cmd::Tail(a) => query_cmd::tail(a),
+        Cmd::Verify(a) => verify::run(a),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 
 mod http;
 mod pg;
+mod proofs;
 mod stats;
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +34,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Writes a signed evidence directory (events.ndjson, checkpoint.txt, public-key.txt) of
+    /// EVENTS realistic events of one tenant, for timing `trailkeep verify DIR`.
+    VerifyDir {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Store-level proof generation on a large log: appends EVENTS leaves to one tenant of a
+    /// fresh embedded store, then generates inclusion proofs for random leaves (verifying each).
+    Proofs {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 200_000)]
+        proofs: u64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Batched durable ingest: JSON-array bodies of --batch events from --clients connections.
     IngestBatch {
         #[arg(long)]
@@ -281,6 +300,12 @@ async fn run(cmd: Cmd) -> Result<()> {
             })
             .await
         }
+        Cmd::VerifyDir { events, out } => proofs::verify_dir(events, &out),
+        Cmd::Proofs {
+            events,
+            proofs,
+            threads,
+        } => proofs::run(events, proofs, threads).await,
         Cmd::WaitHealthy { url, timeout_secs } => {
             let target = Target::new(&url, None)?;
             http::wait_healthy(&target, Duration::from_secs(timeout_secs)).await
