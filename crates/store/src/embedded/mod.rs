@@ -347,5 +347,20 @@ impl Store for EmbeddedStore {
             let _ = tokio::task::spawn_blocking(move || h.stop()).await;
         }
         let _ = self.shared.db.persist(fjall::PersistMode::SyncAll);
+        // Flush memtables to tables so the next start does not replay the journals (faster
+        // starts, and the data directory shows its real size).
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let k = &shared.ks;
+            for ks in [
+                &k.events, &k.ids, &k.by_time, &k.by_type, &k.by_actor, &k.by_session, &k.day_counts, &k.tenants,
+                &k.tree, &k.checkpoints,
+            ] {
+                if let Err(e) = ks.rotate_memtable_and_wait() {
+                    tracing::warn!(error = %e, "flushing a memtable at shutdown failed; the journal still holds the data");
+                }
+            }
+        })
+        .await;
     }
 }
