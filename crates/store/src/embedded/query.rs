@@ -131,24 +131,28 @@ fn open_source(ks: &Keyspace, tenant: &str, prefix: Vec<u8>, q: &EventQuery) -> 
     })
 }
 
+/// The tenants a read covers (one, or all) with the event types each has used.
+fn tenants_in_scope(
+    s: &Shared,
+    tenant: Option<&str>,
+) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let map = s
+        .tenants
+        .read()
+        .map_err(|_| StoreError::Unavailable("tenant lock poisoned".into()))?;
+    let types = |st: &super::TenantState| st.types.iter().cloned().collect();
+    Ok(match tenant {
+        Some(t) => map
+            .get(t)
+            .map(|st| vec![(t.to_string(), types(st))])
+            .unwrap_or_default(),
+        None => map.iter().map(|(t, st)| (t.clone(), types(st))).collect(),
+    })
+}
+
 pub(crate) fn query(s: &Shared, q: &EventQuery) -> Result<EventPage, StoreError> {
     let limit = q.limit.max(1);
-    let tenants: Vec<(String, Vec<String>)> = {
-        let map = s
-            .tenants
-            .read()
-            .map_err(|_| StoreError::Unavailable("tenant lock poisoned".into()))?;
-        match &q.tenant_id {
-            Some(t) => map
-                .get(t)
-                .map(|st| vec![(t.clone(), st.types.iter().cloned().collect())])
-                .unwrap_or_default(),
-            None => map
-                .iter()
-                .map(|(t, st)| (t.clone(), st.types.iter().cloned().collect()))
-                .collect(),
-        }
-    };
+    let tenants = tenants_in_scope(s, q.tenant_id.as_deref())?;
     let mut sources = Vec::new();
     for (tenant, types) in &tenants {
         if let Some(session) = &q.session {
@@ -243,22 +247,7 @@ pub(crate) fn query(s: &Shared, q: &EventQuery) -> Result<EventPage, StoreError>
 const DAY_NANOS: i64 = 86_400_000_000_000;
 
 pub(crate) fn stats(s: &Shared, q: &StatsQuery) -> Result<Stats, StoreError> {
-    let tenants: Vec<(String, Vec<String>)> = {
-        let map = s
-            .tenants
-            .read()
-            .map_err(|_| StoreError::Unavailable("tenant lock poisoned".into()))?;
-        match &q.tenant_id {
-            Some(t) => map
-                .get(t)
-                .map(|st| vec![(t.clone(), st.types.iter().cloned().collect())])
-                .unwrap_or_default(),
-            None => map
-                .iter()
-                .map(|(t, st)| (t.clone(), st.types.iter().cloned().collect()))
-                .collect(),
-        }
-    };
+    let tenants = tenants_in_scope(s, q.tenant_id.as_deref())?;
     let since = q.since.map(|t| t.nanos).unwrap_or(i64::MIN);
     let until = q.until.map(|t| t.nanos).unwrap_or(i64::MAX);
     let mut out = Stats::default();
