@@ -4,6 +4,7 @@
 //! tests drive it directly with `tower::ServiceExt::oneshot`. Handlers are thin: parsing and
 //! validation come from `trailkeep-core`, storage from a `trailkeep_store::Store`.
 
+pub mod audit;
 pub mod auth;
 pub mod checkpoint;
 pub mod error;
@@ -116,5 +117,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::log_auditor_reads,
+        ))
         .with_state(state)
 }

@@ -21,3 +21,6 @@ mod keys_ops;
 
 #[path = "api/proofs.rs"]
 mod proofs;
+
+#[path = "api/audit.rs"]
+mod audit;
