@@ -259,3 +259,76 @@ fn version_flag() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("trailkeep "));
 }
+
+#[test]
+fn ingest_retries_429_until_everything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two requests a second per key, set through the environment (overrides the config file).
+    let s = Server::start_with_env(
+        &dir.path().join("data"),
+        &[
+            ("TRAILKEEP_LIMITS__REQUESTS_PER_SECOND", "2"),
+            ("TRAILKEEP_LIMITS__BURST", "1"),
+        ],
+    );
+    let file = dir.path().join("events.ndjson");
+    let mut f = std::fs::File::create(&file).unwrap();
+    for i in 0..40u64 {
+        writeln!(f, "{}", event(&uuid(i, 4), "t_rl", i as usize)).unwrap();
+    }
+    drop(f);
+    let rt = rt();
+    // The limit is really on: a burst of requests gets a 429 with Retry-After.
+    rt.block_on(async {
+        let c = client();
+        let mut saw_429 = false;
+        for _ in 0..5 {
+            let r = c
+                .get(format!("{}/v1/tenants", s.url))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                assert!(r.headers().contains_key("retry-after"));
+                saw_429 = true;
+            }
+        }
+        assert!(
+            saw_429,
+            "the rate limit from the environment was not applied"
+        );
+    });
+    // 8 requests of 5 events at 2/s: the CLI must wait and retry, and store everything once.
+    let out = run(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--url",
+        &s.url,
+        "--key",
+        ADMIN,
+        "--batch",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("40 accepted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Reading back goes through the same retrying client.
+    let out = run(&[
+        "query", "--url", &s.url, "--key", ADMIN, "--tenant", "t_rl", "--limit", "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 40);
+    s.stop();
+}

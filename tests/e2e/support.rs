@@ -16,11 +16,17 @@ pub struct Server {
 impl Server {
     /// Starts `trailkeep serve` on a free loopback port over `data_dir`.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with_env(data_dir, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables (configuration overrides).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("TRAILKEEP_ADMIN_KEY", ADMIN)
             .env("TRAILKEEP_LOG", "warn")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
