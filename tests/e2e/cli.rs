@@ -231,6 +231,7 @@ fn ingest_query_and_tail() {
         seqs.push(v["seq"].as_u64().unwrap());
     }
     let _ = tail.kill();
+    let _ = tail.wait();
     assert_eq!(seqs, vec![1250, 1251, 1252]);
     s.stop();
 }

@@ -100,7 +100,7 @@ pub fn event_query(p: &Params) -> Result<EventQuery, ApiError> {
     let event_type = match opt(p, "event_type") {
         None => None,
         Some(t) => match t.strip_suffix('*') {
-            Some(prefix) if prefix.is_empty() => None,
+            Some("") => None,
             Some(prefix) if prefix.ends_with('.') && is_event_type(&prefix[..prefix.len() - 1]) => {
                 Some(TypeFilter::Prefix(prefix.to_string()))
             }
