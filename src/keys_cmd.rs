@@ -2,13 +2,14 @@
 //! can be made before any server runs (and while one runs: the server picks changes up).
 
 use crate::StoreArgs;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use trailkeep_store::embedded::EmbeddedStore;
 use trailkeep_store::keys::generate_secret;
-use trailkeep_store::NewKey;
+use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
+use trailkeep_store::{KeyRecord, NewKey, Store};
 
 #[derive(Subcommand)]
 pub enum KeyCmd {
@@ -39,15 +40,54 @@ pub enum KeyCmd {
     },
 }
 
-fn open(store: &StoreArgs) -> Result<trailkeep_store::embedded::KeysOnly> {
-    if store.postgres.is_some() {
-        bail!("the PostgreSQL backend is not part of this build yet; use --data-dir");
+/// The key store of the embedded data directory or of a PostgreSQL database.
+enum Keys {
+    Embedded(trailkeep_store::embedded::KeysOnly),
+    Postgres(tokio::runtime::Runtime, PostgresStore),
+}
+
+impl Keys {
+    fn create(&self, key: NewKey) -> Result<KeyRecord> {
+        Ok(match self {
+            Keys::Embedded(k) => k.create(key)?,
+            Keys::Postgres(rt, s) => rt.block_on(s.create_key(key))?,
+        })
+    }
+    fn list(&self) -> Result<Vec<KeyRecord>> {
+        Ok(match self {
+            Keys::Embedded(k) => k.list()?,
+            Keys::Postgres(rt, s) => rt.block_on(s.list_keys())?,
+        })
+    }
+    fn revoke(&self, id: &str) -> Result<bool> {
+        Ok(match self {
+            Keys::Embedded(k) => k.revoke(id)?,
+            Keys::Postgres(rt, s) => rt.block_on(s.revoke_key(id))?,
+        })
+    }
+}
+
+fn open(store: &StoreArgs) -> Result<Keys> {
+    if let Some(url) = &store.postgres {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let s = rt
+            .block_on(PostgresStore::open(
+                url,
+                PostgresOptions {
+                    max_connections: 1,
+                    committers: 1,
+                },
+            ))
+            .context("cannot open the PostgreSQL store")?;
+        return Ok(Keys::Postgres(rt, s));
     }
     let dir = store
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("./trailkeep-data"));
-    Ok(EmbeddedStore::open_keys(&dir)?)
+    Ok(Keys::Embedded(EmbeddedStore::open_keys(&dir)?))
 }
 
 pub fn run(cmd: KeyCmd) -> Result<ExitCode> {

@@ -26,8 +26,9 @@ struct Cli {
 /// Where a command finds the store.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct StoreArgs {
-    /// Embedded store directory (default ./trailkeep-data).
-    #[arg(long, env = "TRAILKEEP_DATA_DIR", conflicts_with = "postgres")]
+    /// Data directory (default ./trailkeep-data): the embedded store, and the log's signing key
+    /// (also with --postgres, where the events live in PostgreSQL).
+    #[arg(long, env = "TRAILKEEP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL instead of the embedded store.
     #[arg(long, env = "TRAILKEEP_POSTGRES_URL")]
@@ -76,9 +77,42 @@ enum Cmd {
     Query(query_cmd::QueryArgs),
     /// Follow a tenant's log as events arrive (NDJSON on stdout).
     Tail(query_cmd::TailArgs),
+    /// Apply the PostgreSQL schema migrations (also done by `serve` at start; safe to run while
+    /// servers run and from several places at once).
+    Migrate {
+        /// PostgreSQL URL (postgres://user[:password]@host[:port]/database).
+        #[arg(long, env = "TRAILKEEP_POSTGRES_URL")]
+        postgres: Option<String>,
+        /// TOML configuration file whose `postgres` setting to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Verify a log against its signed checkpoints: a tlog-proof, a directory, or a live server.
     #[command(after_long_help = verify::HELP)]
     Verify(verify::VerifyArgs),
+}
+
+/// `trailkeep migrate`: applies pending schema migrations and says which.
+fn migrate(postgres: Option<String>, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let url = match postgres {
+        Some(u) => u,
+        None => config::Config::load(config.as_deref())?.postgres.ok_or_else(|| {
+            anyhow::anyhow!(
+                "trailkeep migrate applies the PostgreSQL schema: pass --postgres URL, set TRAILKEEP_POSTGRES_URL, or set postgres in the config file (the embedded store needs no migration)"
+            )
+        })?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let applied = rt.block_on(trailkeep_store::postgres::migrate(&url))?;
+    if applied.is_empty() {
+        eprintln!("the schema is up to date");
+    } else {
+        let v: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+        eprintln!("applied migrations {}", v.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -99,6 +133,7 @@ fn main() -> ExitCode {
         Cmd::Query(a) => query_cmd::query(a),
         Cmd::Tail(a) => query_cmd::tail(a),
         Cmd::Verify(a) => verify::run(a),
+        Cmd::Migrate { postgres, config } => migrate(postgres, config),
     };
     match result {
         Ok(code) => code,

@@ -2,12 +2,13 @@
 
 use crate::config::Config;
 use crate::StoreArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use trailkeep_server::{app, AppState, ServerConfig};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
 use trailkeep_store::Store;
 
 pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) -> Result<ExitCode> {
@@ -28,9 +29,6 @@ pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) ->
     if let Some(p) = store.postgres {
         cfg.postgres = Some(p);
     }
-    if cfg.postgres.is_some() {
-        bail!("the PostgreSQL backend is not part of this build yet; use the embedded store (--data-dir)");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -39,9 +37,30 @@ pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) ->
 }
 
 async fn serve(cfg: Config) -> Result<()> {
-    let store = EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default())
-        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    // PostgreSQL when a URL is configured (several processes may share the database; give them
+    // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
+    let seed = signing_seed(&cfg)?;
+    let (store, where_): (Arc<dyn Store>, String) = match &cfg.postgres {
+        Some(url) => {
+            let store = PostgresStore::open(url, PostgresOptions::default())
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
+                .map_err(anyhow::Error::msg)?;
+            store
+                .claim_signing_key(&cfg.log_name, &id.verifier.to_vkey())
+                .await?;
+            (Arc::new(store), "PostgreSQL store".to_string())
+        }
+        None => {
+            let store = EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default())
+                .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+            (
+                Arc::new(store),
+                format!("embedded store in {}", cfg.data_dir.display()),
+            )
+        }
+    };
     let admin = std::env::var("TRAILKEEP_ADMIN_KEY").ok();
     let server_cfg = ServerConfig {
         max_body_bytes: cfg.max_body_bytes,
@@ -49,7 +68,6 @@ async fn serve(cfg: Config) -> Result<()> {
         rate_limit_rps: cfg.limits.requests_per_second,
         rate_limit_burst: cfg.limits.burst,
     };
-    let seed = signing_seed(&cfg)?;
     let state = AppState::new(store.clone(), server_cfg, admin.as_deref())
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?;
@@ -58,11 +76,8 @@ async fn serve(cfg: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "trailkeep listening");
-    eprintln!(
-        "trailkeep listening on http://{addr} (embedded store in {})",
-        cfg.data_dir.display()
-    );
+    tracing::info!(%addr, store = %where_, "trailkeep listening");
+    eprintln!("trailkeep listening on http://{addr} ({where_})");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -5,5 +5,6 @@
 
 mod cli;
 mod crash;
+mod postgres;
 mod support;
 mod verify;

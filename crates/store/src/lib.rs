@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod error;
 pub mod keys;
 pub mod model;
+pub mod postgres;
 pub mod prepare;
 
 pub use error::StoreError;

@@ -14,6 +14,7 @@ mod helpers;
 use helpers::Guard;
 use std::sync::Arc;
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
 use trailkeep_store::Store;
 
 #[macro_export]
@@ -1015,6 +1016,71 @@ async fn embedded() -> (Arc<dyn Store>, Guard) {
 }
 
 store_conformance_suite!(embedded_store, crate::embedded());
+
+/// The admin URL of the PostgreSQL server the suite runs against (`TRAILKEEP_TEST_POSTGRES`,
+/// default the local trust-auth server that `scripts/test.sh` starts).
+fn pg_admin_url() -> String {
+    std::env::var("TRAILKEEP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Drops its test database (with `FORCE`, closing the store's connections) when dropped.
+struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The PostgreSQL backend on a fresh database (`trailkeep_test_<random>`) per test.
+async fn postgres() -> (Arc<dyn Store>, Guard) {
+    let admin = pg_admin_url();
+    let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {admin} ({e}); start it (scripts/test.sh does) or set TRAILKEEP_TEST_POSTGRES")
+        });
+    tokio::spawn(conn);
+    let name = format!("trailkeep_test_{:016x}", rand::random::<u64>());
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    let guard = PgDatabase {
+        admin: admin.clone(),
+        name: name.clone(),
+    };
+    let url = match admin.rfind('/') {
+        Some(i) => format!("{}/{name}", &admin[..i]),
+        None => panic!("TRAILKEEP_TEST_POSTGRES must end in /<database>"),
+    };
+    let store = PostgresStore::open(&url, PostgresOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    (Arc::new(store), Box::new(guard))
+}
+
+store_conformance_suite!(postgres_store, crate::postgres());
 
 #[path = "conformance/durability.rs"]
 mod durability;

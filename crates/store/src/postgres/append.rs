@@ -1,0 +1,543 @@
+//! Appends in PostgreSQL: group commit inside a process, tenant row locks across processes.
+//!
+//! Requests go to a queue served by a few committer tasks. A committer takes every request
+//! waiting (up to [`MAX_GROUP_EVENTS`]) and runs them as one transaction: create missing tenant
+//! rows, lock every touched tenant row (`FOR UPDATE`, in one global order, so transactions never
+//! deadlock on each other), look up the group's ids (after the locks, so an id committed by any
+//! process is seen), decide each request in order exactly as the embedded store does
+//! (duplicates get the original receipt, changed content is a conflict that contributes nothing
+//! to the group, seqs come from `next_seq`), append the leaves to the trees, insert events and
+//! hashes, update the tenant rows, `COMMIT`. Only then is any request of the group answered.
+//!
+//! A transaction that loses a race with another process (a unique violation on `event_id`, a
+//! deadlock, a serialization failure) is rolled back whole and run again; the retry sees the
+//! winner's rows.
+
+use super::pool::{unavailable, Pool};
+use super::read::{event_from_row, EVENT_COLS};
+use super::tree::MapReader;
+use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+use trailkeep_core::{StoredEvent, Uuid};
+use trailkeep_tlog::Appender;
+
+/// How often a group is run again after losing a race before its requests get `Unavailable`.
+const MAX_ATTEMPTS: usize = 20;
+/// Most events one group commit takes.
+pub(crate) const MAX_GROUP_EVENTS: usize = 20_000;
+
+type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+type Job = (Vec<PreparedEvent>, Reply);
+
+/// The queue in front of the committer tasks.
+pub(crate) struct Committer {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl Committer {
+    /// Spawns `workers` committer tasks on the current runtime.
+    pub fn spawn(pool: Arc<Pool>, workers: usize) -> Committer {
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..workers.max(1) {
+            let (pool, rx) = (pool.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let group = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else { return };
+                        let mut n = first.0.len();
+                        let mut group = vec![first];
+                        while n < MAX_GROUP_EVENTS {
+                            match rx.try_recv() {
+                                Ok(job) => {
+                                    n += job.0.len();
+                                    group.push(job);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        group
+                    };
+                    commit_group(&pool, group).await;
+                }
+            });
+        }
+        Committer { tx }
+    }
+
+    pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(AppendOutcome {
+                accepted: 0,
+                duplicates: 0,
+                receipts: Vec::new(),
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((events, tx))
+            .map_err(|_| StoreError::Unavailable("the committer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the committer stopped".into()))?
+    }
+}
+
+enum Failure {
+    /// Lost a race with another transaction: roll back and run again.
+    Retry(String),
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> Failure {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::UNIQUE_VIOLATION
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
+            Failure::Retry(e.to_string())
+        }
+        _ => Failure::Fatal(unavailable(e)),
+    }
+}
+
+async fn commit_group(pool: &Pool, group: Vec<Job>) {
+    let (requests, replies): (Vec<Vec<PreparedEvent>>, Vec<Reply>) = group.into_iter().unzip();
+    let result = run_group(pool, &requests).await;
+    match result {
+        Ok(outcomes) => {
+            let stored: usize = outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok())
+                .map(|o| o.accepted)
+                .sum();
+            metrics::counter!("trailkeep_events_stored_total").increment(stored as u64);
+            metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
+            for (reply, out) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(out);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "PostgreSQL commit failed; answering the group with 503");
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+        }
+    }
+}
+
+async fn run_group(
+    pool: &Pool,
+    requests: &[Vec<PreparedEvent>],
+) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+    let mut last = String::new();
+    for attempt in 0..MAX_ATTEMPTS {
+        let mut c = pool.get().await?;
+        match attempt_once(&mut c, requests).await {
+            Ok(out) => return Ok(out),
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(why)) => {
+                tracing::debug!(attempt, %why, "append lost a race; running it again");
+                last = why;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    (attempt as u64 + 1) * (rand::random::<u64>() % 5 + 1),
+                ))
+                .await;
+            }
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the append kept conflicting with concurrent writers ({last}); nothing was stored, try again"
+    )))
+}
+
+/// A tenant row as locked at the start of the transaction, then updated in memory.
+#[derive(Clone)]
+struct TenantRow {
+    next_seq: u64,
+    count: u64,
+    first: Option<(i64, i16)>,
+    last: Option<(i64, i16)>,
+    changed: bool,
+}
+
+/// An event accepted earlier in this group: (request, index, receipt).
+type InGroup = (usize, usize, Receipt);
+
+/// Decides one request against the locked tenant rows, the stored events and the group so far.
+/// On success the tenant rows are updated and the request's new events recorded in `in_group`;
+/// on conflict nothing changes.
+fn decide(
+    r: usize,
+    requests: &[Vec<PreparedEvent>],
+    tenants: &mut BTreeMap<String, TenantRow>,
+    stored: &HashMap<Uuid, StoredEvent>,
+    in_group: &mut HashMap<Uuid, InGroup>,
+) -> Result<(AppendOutcome, Vec<usize>), StoreError> {
+    let events = &requests[r];
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
+    let mut new_idx: Vec<usize> = Vec::with_capacity(events.len());
+    let mut first_of: HashMap<Uuid, usize> = HashMap::new();
+    // Changes to tenant rows, applied only if the request is accepted.
+    let mut work: HashMap<&str, TenantRow> = HashMap::new();
+    for (i, p) in events.iter().enumerate() {
+        let e = &p.event;
+        let conflict = || StoreError::Conflict {
+            index: i,
+            event_id: e.event_id,
+        };
+        if let Some(&j) = first_of.get(&e.event_id) {
+            if !events[j].event.same_content_as_new(e) {
+                return Err(conflict());
+            }
+            receipts.push(receipts[j].clone());
+            continue;
+        }
+        first_of.insert(e.event_id, i);
+        if let Some((pr, pi, rc)) = in_group.get(&e.event_id) {
+            if !requests[*pr][*pi].event.same_content_as_new(e) {
+                return Err(conflict());
+            }
+            receipts.push(rc.clone());
+            continue;
+        }
+        if let Some(s) = stored.get(&e.event_id) {
+            if !e.same_content_as(s) {
+                return Err(conflict());
+            }
+            receipts.push(Receipt {
+                event_id: e.event_id,
+                tenant_id: s.tenant_id.clone(),
+                seq: s.seq,
+                leaf_hash: s.leaf_hash,
+            });
+            continue;
+        }
+        let st = match work.get_mut(e.tenant_id.as_str()) {
+            Some(st) => st,
+            None => {
+                let row = tenants.get(&e.tenant_id).cloned().ok_or_else(|| {
+                    StoreError::Unavailable(format!("tenant row of {} was not locked", e.tenant_id))
+                })?;
+                work.entry(e.tenant_id.as_str()).or_insert(row)
+            }
+        };
+        receipts.push(Receipt {
+            event_id: e.event_id,
+            tenant_id: e.tenant_id.clone(),
+            seq: st.next_seq,
+            leaf_hash: p.leaf_hash,
+        });
+        st.next_seq += 1;
+        st.count += 1;
+        st.changed = true;
+        let ts = (e.timestamp.nanos, i16::from(e.timestamp.digits));
+        if st.first.is_none_or(|f| ts.0 < f.0) {
+            st.first = Some(ts);
+        }
+        if st.last.is_none_or(|l| ts.0 > l.0) {
+            st.last = Some(ts);
+        }
+        new_idx.push(i);
+    }
+    for (name, st) in work {
+        tenants.insert(name.to_string(), st);
+    }
+    for &i in &new_idx {
+        in_group.insert(events[i].event.event_id, (r, i, receipts[i].clone()));
+    }
+    let accepted = new_idx.len();
+    Ok((
+        AppendOutcome {
+            accepted,
+            duplicates: receipts.len() - accepted,
+            receipts,
+        },
+        new_idx,
+    ))
+}
+
+async fn attempt_once(
+    c: &mut Client,
+    requests: &[Vec<PreparedEvent>],
+) -> Result<Vec<Result<AppendOutcome, StoreError>>, Failure> {
+    let tx = c.transaction().await.map_err(pg)?;
+    let names: Vec<String> = requests
+        .iter()
+        .flatten()
+        .map(|p| p.event.tenant_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    tx.execute(
+        "INSERT INTO tenants (tenant_id) SELECT unnest($1::text[]) ORDER BY 1 \
+         ON CONFLICT (tenant_id) DO NOTHING",
+        &[&names],
+    )
+    .await
+    .map_err(pg)?;
+    let rows = tx
+        .query(
+            "SELECT tenant_id, next_seq, event_count, first_ts, first_digits, last_ts, last_digits \
+             FROM tenants WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE",
+            &[&names],
+        )
+        .await
+        .map_err(pg)?;
+    let mut tenants: BTreeMap<String, TenantRow> = BTreeMap::new();
+    for r in &rows {
+        let n: i64 = r.get(1);
+        let cnt: i64 = r.get(2);
+        let ft: Option<i64> = r.get(3);
+        let fd: Option<i16> = r.get(4);
+        let lt: Option<i64> = r.get(5);
+        let ld: Option<i16> = r.get(6);
+        tenants.insert(
+            r.get(0),
+            TenantRow {
+                next_seq: n.max(0) as u64,
+                count: cnt.max(0) as u64,
+                first: ft.zip(fd),
+                last: lt.zip(ld),
+                changed: false,
+            },
+        );
+    }
+
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flatten()
+        .map(|p| p.event.event_id)
+        .collect();
+    let stored_rows = tx
+        .query(
+            &format!("SELECT {EVENT_COLS} FROM events WHERE event_id = ANY($1)"),
+            &[&ids],
+        )
+        .await
+        .map_err(pg)?;
+    let mut stored: HashMap<Uuid, StoredEvent> = HashMap::new();
+    for r in &stored_rows {
+        let e = event_from_row(r)?;
+        stored.insert(e.event_id, e);
+    }
+
+    // Decide every request in order; collect the new events in commit order.
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut in_group: HashMap<Uuid, InGroup> = HashMap::new();
+    let mut new_events: Vec<(&PreparedEvent, u64)> = Vec::new();
+    for r in 0..requests.len() {
+        match decide(r, requests, &mut tenants, &stored, &mut in_group) {
+            Ok((out, new_idx)) => {
+                for &i in &new_idx {
+                    new_events.push((&requests[r][i], out.receipts[i].seq));
+                }
+                outcomes.push(Ok(out));
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    if new_events.is_empty() {
+        // Nothing to write (duplicates and conflicts only): leave no trace.
+        tx.rollback().await.map_err(pg)?;
+        return Ok(outcomes);
+    }
+
+    // Tree hashes, per tenant, appended in seq order on top of the committed tree.
+    let mut leaves: BTreeMap<&str, Vec<[u8; 32]>> = BTreeMap::new();
+    for (p, _) in &new_events {
+        leaves
+            .entry(p.event.tenant_id.as_str())
+            .or_default()
+            .push(p.leaf_hash);
+    }
+    let tree = append_trees(&tx, &tenants, &leaves).await?;
+    let (t_tenant, t_idx, t_hash): (Vec<&str>, Vec<i64>, Vec<&[u8]>) = tree
+        .iter()
+        .flat_map(|(t, first, hs)| {
+            hs.iter()
+                .enumerate()
+                .map(move |(k, h)| (*t, (*first + k as u64) as i64, h.as_slice()))
+        })
+        .fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |mut acc, (t, i, h)| {
+                acc.0.push(t);
+                acc.1.push(i);
+                acc.2.push(h);
+                acc
+            },
+        );
+    tx.execute(
+        "INSERT INTO tree_hashes (tenant_id, idx, hash) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
+        &[&t_tenant, &t_idx, &t_hash],
+    )
+    .await
+    .map_err(pg)?;
+
+    // Events, one multi-row insert.
+    let n = new_events.len();
+    let mut c_tenant = Vec::with_capacity(n);
+    let mut c_seq = Vec::with_capacity(n);
+    let mut c_id = Vec::with_capacity(n);
+    let mut c_type = Vec::with_capacity(n);
+    let mut c_actor = Vec::with_capacity(n);
+    let mut c_ts = Vec::with_capacity(n);
+    let mut c_digits = Vec::with_capacity(n);
+    let mut c_assigned = Vec::with_capacity(n);
+    let mut c_received = Vec::with_capacity(n);
+    let mut c_ip = Vec::with_capacity(n);
+    let mut c_session = Vec::with_capacity(n);
+    let mut c_approval = Vec::with_capacity(n);
+    let mut c_payload: Vec<&[u8]> = Vec::with_capacity(n);
+    let mut c_salt: Vec<&[u8]> = Vec::with_capacity(n);
+    let mut c_leaf: Vec<&[u8]> = Vec::with_capacity(n);
+    for (p, seq) in &new_events {
+        let e = &p.event;
+        c_tenant.push(e.tenant_id.as_str());
+        c_seq.push(*seq as i64);
+        c_id.push(e.event_id);
+        c_type.push(e.event_type.as_str());
+        c_actor.push(e.actor.as_str());
+        c_ts.push(e.timestamp.nanos);
+        c_digits.push(i16::from(e.timestamp.digits));
+        c_assigned.push(e.timestamp_assigned);
+        c_received.push(p.received_at.nanos);
+        c_ip.push(e.source_ip.as_deref());
+        c_session.push(e.impersonation_session.as_deref());
+        c_approval.push(e.approval_id.as_deref());
+        c_payload.push(e.payload.as_slice());
+        c_salt.push(p.salt.as_slice());
+        c_leaf.push(p.leaf_hash.as_slice());
+    }
+    tx.execute(
+        "INSERT INTO events (tenant_id, seq, event_id, event_type, actor, ts_nanos, ts_digits, \
+         ts_assigned, received_nanos, source_ip, session, approval_id, payload, salt, leaf_hash) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], \
+         $6::bigint[], $7::smallint[], $8::bool[], $9::bigint[], $10::text[], $11::text[], \
+         $12::text[], $13::bytea[], $14::bytea[], $15::bytea[])",
+        &[
+            &c_tenant,
+            &c_seq,
+            &c_id,
+            &c_type,
+            &c_actor,
+            &c_ts,
+            &c_digits,
+            &c_assigned,
+            &c_received,
+            &c_ip,
+            &c_session,
+            &c_approval,
+            &c_payload,
+            &c_salt,
+            &c_leaf,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+
+    let changed: Vec<(&String, &TenantRow)> = tenants.iter().filter(|(_, st)| st.changed).collect();
+    let u_name: Vec<&str> = changed.iter().map(|(n, _)| n.as_str()).collect();
+    let u_next: Vec<i64> = changed.iter().map(|(_, s)| s.next_seq as i64).collect();
+    let u_count: Vec<i64> = changed.iter().map(|(_, s)| s.count as i64).collect();
+    let u_ft: Vec<Option<i64>> = changed.iter().map(|(_, s)| s.first.map(|f| f.0)).collect();
+    let u_fd: Vec<Option<i16>> = changed.iter().map(|(_, s)| s.first.map(|f| f.1)).collect();
+    let u_lt: Vec<Option<i64>> = changed.iter().map(|(_, s)| s.last.map(|f| f.0)).collect();
+    let u_ld: Vec<Option<i16>> = changed.iter().map(|(_, s)| s.last.map(|f| f.1)).collect();
+    tx.execute(
+        "UPDATE tenants SET next_seq = u.next_seq, event_count = u.event_count, \
+         first_ts = u.first_ts, first_digits = u.first_digits, last_ts = u.last_ts, \
+         last_digits = u.last_digits \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::smallint[], \
+         $6::bigint[], $7::smallint[]) \
+         AS u(tenant_id, next_seq, event_count, first_ts, first_digits, last_ts, last_digits) \
+         WHERE tenants.tenant_id = u.tenant_id",
+        &[&u_name, &u_next, &u_count, &u_ft, &u_fd, &u_lt, &u_ld],
+    )
+    .await
+    .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(outcomes)
+}
+
+/// New tree hashes of every tenant that grew: `(tenant, first stored index, hashes)`.
+///
+/// One `Appender` per tenant on top of its committed tree (size = `next_seq` before the group).
+/// Each appender reads its right edge once: a first pass over empty maps collects every index
+/// needed, one query fetches them for all tenants, and a second pass appends.
+async fn append_trees<'t>(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenants: &BTreeMap<String, TenantRow>,
+    leaves: &BTreeMap<&'t str, Vec<[u8; 32]>>,
+) -> Result<Vec<(&'t str, u64, Vec<[u8; 32]>)>, Failure> {
+    let base = |tenant: &str, n: usize| -> Result<u64, Failure> {
+        let st = tenants.get(tenant).ok_or_else(|| {
+            Failure::Fatal(StoreError::Unavailable(format!(
+                "tenant row of {tenant} was not locked"
+            )))
+        })?;
+        Ok(st.next_seq - n as u64)
+    };
+    let empty = HashMap::new();
+    let mut want_t: Vec<&str> = Vec::new();
+    let mut want_i: Vec<i64> = Vec::new();
+    for (tenant, ls) in leaves {
+        let r = MapReader::new(&empty);
+        let _ = Appender::new(&r, base(tenant, ls.len())?);
+        for i in r.take_missing() {
+            want_t.push(tenant);
+            want_i.push(i as i64);
+        }
+    }
+    let mut known: HashMap<&str, HashMap<u64, [u8; 32]>> = HashMap::new();
+    if !want_t.is_empty() {
+        let rows = tx
+            .query(
+                "SELECT h.tenant_id, h.idx, h.hash FROM tree_hashes h \
+                 JOIN unnest($1::text[], $2::bigint[]) AS w(tenant_id, idx) \
+                 ON h.tenant_id = w.tenant_id AND h.idx = w.idx",
+                &[&want_t, &want_i],
+            )
+            .await
+            .map_err(pg)?;
+        for r in &rows {
+            let t: String = r.get(0);
+            let idx: i64 = r.get(1);
+            let h: Vec<u8> = r.get(2);
+            let h: [u8; 32] = h.try_into().map_err(|_| {
+                Failure::Fatal(StoreError::Corrupt(format!(
+                    "stored hash {idx} of {t} is not 32 bytes"
+                )))
+            })?;
+            if let Some((name, _)) = leaves.get_key_value(t.as_str()) {
+                known.entry(*name).or_default().insert(idx as u64, h);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(leaves.len());
+    for (tenant, ls) in leaves {
+        let map = known.get(tenant).unwrap_or(&empty);
+        let r = MapReader::new(map);
+        let mut app = Appender::new(&r, base(tenant, ls.len())?)
+            .map_err(|e| Failure::Fatal(StoreError::Corrupt(format!("tree of {tenant}: {e}"))))?;
+        for l in ls {
+            app.push(*l);
+        }
+        let (first, hashes) = app.into_pending();
+        out.push((*tenant, first, hashes));
+    }
+    Ok(out)
+}

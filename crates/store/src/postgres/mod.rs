@@ -1,0 +1,421 @@
+//! The PostgreSQL store: the same behaviour as the embedded store, for several `trailkeep serve`
+//! processes on one database (SPEC §6).
+//!
+//! # Model
+//!
+//! - Schema: plain SQL migrations in `crates/store/migrations/`, versioned in
+//!   `schema_migrations`, applied by [`PostgresStore::open`] and `trailkeep migrate` inside one
+//!   transaction holding a transaction-level advisory lock, so processes starting together apply
+//!   each migration exactly once.
+//! - Sequencing: group commit. A few committer tasks each take every append request waiting
+//!   and run them as one transaction (see `append.rs`). A transaction locks the row of every
+//!   tenant its requests touch (`SELECT … FOR UPDATE`, in one global order, so transactions
+//!   never deadlock on each other), and only then looks up the event ids: an id already
+//!   committed by any process is seen, so a re-send gets its original receipt and changed
+//!   content is a conflict, which fails only its own request and contributes nothing to the
+//!   group. `tenants.next_seq` under the row lock gives gap-free, unique seqs across processes;
+//!   a rolled-back transaction consumes nothing.
+//! - Trees: hashes in `tree_hashes` (the stored-hash layout of `trailkeep_tlog::tree`), appended
+//!   with an `Appender` in the same transaction as the events, so tree size = event count =
+//!   `next_seq` in every committed state. The sync `HashReader` is fed from an in-memory map:
+//!   an operation first runs against the map, which records the indexes it lacked; those are
+//!   fetched in one query and the operation runs again (see `tree.rs`).
+//! - Durability: a receipt is returned only after `COMMIT` succeeded (PostgreSQL's own
+//!   `synchronous_commit` decides the fsync; the default is on).
+//! - Races between processes: a unique violation on `event_id` (the same id sent at once for two
+//!   different tenants), a deadlock or a serialization failure rolls the group back and runs it
+//!   again from the start; the retry sees the winner and answers duplicate or conflict.
+//! - Checkpoints: `INSERT … ON CONFLICT DO NOTHING` and a compare, so every process that signs a
+//!   tree size stores (and later serves) the first signed checkpoint, and a different root for a
+//!   stored size is refused.
+
+mod append;
+mod pool;
+mod read;
+mod tree;
+
+use crate::{
+    AppendOutcome, EventPage, EventQuery, Hash, KeyRecord, NewKey, PreparedEvent, Role,
+    SignedCheckpoint, Stats, StatsQuery, Store, StoreError, TenantSummary,
+};
+use async_trait::async_trait;
+use pool::{unavailable, Pool};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::Config;
+use trailkeep_core::{StoredEvent, Timestamp, Uuid};
+
+/// The schema migrations, in order: `(version, SQL)`.
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+
+/// Advisory lock key held while migrating (an arbitrary constant: "trailkeep" in ASCII-ish).
+const MIGRATION_LOCK: i64 = 0x7472_6169_6c6b_6570;
+
+/// Tuning for the PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Most connections this process opens.
+    pub max_connections: usize,
+    /// Group-commit tasks: each takes every append request waiting and commits them as one
+    /// transaction (more than one lets groups of different tenants commit in parallel).
+    pub committers: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            max_connections: 16,
+            committers: 4,
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone; any number of processes may open the same database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+    committer: Arc<append::Committer>,
+    keys: Arc<KeyCache>,
+}
+
+/// `find_key` answers (found or not) kept for at most [`KEY_CACHE_TTL`]: every API request
+/// looks its key up, and a key created or revoked by another process only needs to be seen
+/// within about a second. Revocations made through this store drop the entry at once.
+#[derive(Default)]
+struct KeyCache {
+    entries: std::sync::Mutex<HashMap<String, (Instant, Option<KeyRecord>)>>,
+}
+
+const KEY_CACHE_TTL: Duration = Duration::from_millis(1000);
+const KEY_CACHE_MAX: usize = 10_000;
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<Option<KeyRecord>> {
+        let map = self.entries.lock().ok()?;
+        match map.get(hash) {
+            Some((at, rec)) if at.elapsed() < KEY_CACHE_TTL => Some(rec.clone()),
+            _ => None,
+        }
+    }
+    fn put(&self, hash: &str, rec: Option<KeyRecord>) {
+        if let Ok(mut map) = self.entries.lock() {
+            if map.len() >= KEY_CACHE_MAX {
+                map.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+                if map.len() >= KEY_CACHE_MAX {
+                    map.clear();
+                }
+            }
+            map.insert(hash.to_string(), (Instant::now(), rec));
+        }
+    }
+    fn clear(&self) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.clear();
+        }
+    }
+}
+
+/// Parses a `postgres://` URL (or a libpq key=value string).
+pub fn parse_url(url: &str) -> Result<Config, StoreError> {
+    url.parse::<Config>().map_err(|e| {
+        StoreError::Invalid(format!(
+            "invalid PostgreSQL URL: {e} (expected postgres://user[:password]@host[:port]/database)"
+        ))
+    })
+}
+
+/// Applies every migration not yet applied; returns the versions applied now. Safe to run from
+/// several processes at once (they serialise on an advisory lock).
+pub async fn migrate(url: &str) -> Result<Vec<i64>, StoreError> {
+    let config = parse_url(url)?;
+    let mut client = pool::connect(&config).await?;
+    migrate_client(&mut client).await
+}
+
+async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<Vec<i64>, StoreError> {
+    let tx = client.transaction().await.map_err(unavailable)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(unavailable)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version bigint PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(unavailable)?;
+    let done: Vec<i64> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(newest) = done.iter().max() {
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if *newest > known {
+            return Err(StoreError::Unavailable(format!(
+                "the database schema is at version {newest}, newer than this build knows ({known}); upgrade trailkeep"
+            )));
+        }
+    }
+    let mut applied = Vec::new();
+    for (version, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "migration {version} failed: {}",
+                pool::describe(&e)
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(unavailable)?;
+        applied.push(*version);
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(applied)
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies pending migrations and returns the store.
+    pub async fn open(url: &str, opts: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let config = parse_url(url)?;
+        let mut client = pool::connect(&config).await?;
+        let applied = migrate_client(&mut client).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied PostgreSQL schema migrations");
+        }
+        drop(client);
+        let pool = Arc::new(Pool::new(config, opts.max_connections));
+        let committer = append::Committer::spawn(pool.clone(), opts.committers);
+        Ok(PostgresStore {
+            pool,
+            committer: Arc::new(committer),
+            keys: Arc::default(),
+        })
+    }
+
+    /// Records `vkey` (the C2SP verifier key of the log's signing key) as the key of
+    /// `log_name`, or checks it against the one recorded by the first process. Every process on
+    /// one database must sign with the same key, or auditors would see checkpoints they cannot
+    /// verify with the key a given process publishes; a mismatch is `Invalid` and the caller
+    /// should refuse to start.
+    pub async fn claim_signing_key(&self, log_name: &str, vkey: &str) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO log_keys (log_name, vkey) VALUES ($1, $2) ON CONFLICT (log_name) DO NOTHING",
+            &[&log_name, &vkey],
+        )
+        .await
+        .map_err(unavailable)?;
+        let row = c
+            .query_one(
+                "SELECT vkey FROM log_keys WHERE log_name = $1",
+                &[&log_name],
+            )
+            .await
+            .map_err(unavailable)?;
+        let stored: String = row.get(0);
+        if stored != vkey {
+            return Err(StoreError::Invalid(format!(
+                "the checkpoints of log {log_name:?} in this database are signed with a different key ({stored}); give every trailkeep process on this database the same signing_key or signing_key_file"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn key_from_row(r: &tokio_postgres::Row) -> Result<KeyRecord, StoreError> {
+    let role: String = r.get(1);
+    Ok(KeyRecord {
+        id: r.get(0),
+        role: role
+            .parse::<Role>()
+            .map_err(|e| StoreError::Corrupt(format!("api key role: {e}")))?,
+        tenant_id: r.get(2),
+        created_at: r.get(3),
+        expires_at: r.get(4),
+        expires_nanos: r.get(5),
+        revoked: r.get(6),
+        secret_hash: r.get(7),
+    })
+}
+
+const KEY_COLS: &str =
+    "id, role, tenant_id, created_at, expires_at, expires_nanos, revoked, secret_hash";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        self.committer.append(events).await
+    }
+
+    async fn get_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let c = self.pool.get().await?;
+        read::get_event(&c, event_id).await
+    }
+
+    async fn query(&self, q: EventQuery) -> Result<EventPage, StoreError> {
+        let c = self.pool.get().await?;
+        read::query(&c, &q).await
+    }
+
+    async fn read_log(
+        &self,
+        tenant_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let c = self.pool.get().await?;
+        read::read_log(&c, tenant_id, from_seq, limit).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantSummary>, StoreError> {
+        let c = self.pool.get().await?;
+        read::tenants(&c).await
+    }
+
+    async fn stats(&self, q: StatsQuery) -> Result<Stats, StoreError> {
+        let c = self.pool.get().await?;
+        read::stats(&c, &q).await
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
+        let rec = key.into_record(Timestamp::now_micros());
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO api_keys (id, role, tenant_id, created_at, expires_at, expires_nanos, revoked, secret_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &rec.id,
+                &rec.role.as_str(),
+                &rec.tenant_id,
+                &rec.created_at,
+                &rec.expires_at,
+                &rec.expires_nanos,
+                &rec.revoked,
+                &rec.secret_hash,
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+        self.keys.clear();
+        Ok(rec)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                &format!("SELECT {KEY_COLS} FROM api_keys ORDER BY created_at, id"),
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute("UPDATE api_keys SET revoked = true WHERE id = $1", &[&id])
+            .await
+            .map_err(unavailable)?;
+        self.keys.clear();
+        Ok(n > 0)
+    }
+
+    /// Cached for at most a second (see `KeyCache`); a revocation through this store is seen
+    /// at once, one made by another process within a second.
+    async fn find_key(&self, secret_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        if let Some(hit) = self.keys.get(secret_hash) {
+            return Ok(hit);
+        }
+        let c = self.pool.get().await?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1"),
+                &[&secret_hash],
+            )
+            .await
+            .map_err(unavailable)?;
+        let rec = row.as_ref().map(key_from_row).transpose()?;
+        self.keys.put(secret_hash, rec.clone());
+        Ok(rec)
+    }
+
+    async fn tree_size(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        let c = self.pool.get().await?;
+        tree::size(&c, tenant_id).await
+    }
+
+    async fn tree_root(&self, tenant_id: &str, size: u64) -> Result<Hash, StoreError> {
+        let mut c = self.pool.get().await?;
+        tree::root(&mut c, tenant_id, size).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        tenant_id: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let mut c = self.pool.get().await?;
+        tree::inclusion(&mut c, tenant_id, index, size).await
+    }
+
+    async fn consistency_proof(
+        &self,
+        tenant_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let mut c = self.pool.get().await?;
+        tree::consistency(&mut c, tenant_id, from, to).await
+    }
+
+    async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut c = self.pool.get().await?;
+        tree::leaves(&mut c, tenant_id, start, end).await
+    }
+
+    async fn put_checkpoint(
+        &self,
+        tenant_id: &str,
+        cp: SignedCheckpoint,
+    ) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        tree::put_checkpoint(&c, tenant_id, &cp).await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let c = self.pool.get().await?;
+        tree::latest_checkpoint(&c, tenant_id).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.simple_query("SELECT 1").await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.pool.close();
+    }
+}
