@@ -344,6 +344,20 @@ fn three_servers_one_database_gap_free_no_loss_same_checkpoints() {
             }
         }
     });
+    // An auditor's full check of each process: every leaf recomputed, trees rebuilt, roots
+    // equal to the signed checkpoints.
+    for u in &urls {
+        let out = Command::new(BIN)
+            .args(["verify", "--url", u, "--key", ADMIN])
+            .output()
+            .expect("run verify");
+        assert!(
+            out.status.success(),
+            "verify --url {u} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // A process with another signing key refuses to start on this database.
     let other = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
