@@ -207,6 +207,25 @@ pub struct EventPage {
     pub next_cursor: Option<Cursor>,
 }
 
+impl EventPage {
+    /// A page; when `more` events follow, the cursor points after the page's last event.
+    pub fn new(events: Vec<StoredEvent>, more: bool, order: Order) -> EventPage {
+        let next_cursor = if more {
+            events.last().map(|e| Cursor {
+                order,
+                ts_nanos: e.timestamp.nanos,
+                event_id: e.event_id,
+            })
+        } else {
+            None
+        };
+        EventPage {
+            events,
+            next_cursor,
+        }
+    }
+}
+
 /// A tenant's log at a glance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantSummary {

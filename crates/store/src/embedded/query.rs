@@ -7,7 +7,7 @@
 
 use super::codec::{self, decode_record, field_prefix, log_key, tenant_prefix, SORT_KEY_LEN};
 use super::Shared;
-use crate::{Cursor, EventPage, EventQuery, Order, Stats, StatsQuery, StoreError, TypeFilter};
+use crate::{EventPage, EventQuery, Order, Stats, StatsQuery, StoreError};
 use fjall::Keyspace;
 use std::ops::Bound;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
@@ -229,19 +229,7 @@ pub(crate) fn query(s: &Shared, q: &EventQuery) -> Result<EventPage, StoreError>
         }
         events.push(e);
     }
-    let next_cursor = if more {
-        events.last().map(|e| Cursor {
-            order: q.order,
-            ts_nanos: e.timestamp.nanos,
-            event_id: e.event_id,
-        })
-    } else {
-        None
-    };
-    Ok(EventPage {
-        events,
-        next_cursor,
-    })
+    Ok(EventPage::new(events, more, q.order))
 }
 
 const DAY_NANOS: i64 = 86_400_000_000_000;
@@ -328,6 +316,3 @@ pub(crate) fn stats(s: &Shared, q: &StatsQuery) -> Result<Stats, StoreError> {
     }
     Ok(out)
 }
-
-#[allow(dead_code)]
-fn _assert_types(_: TypeFilter) {}

@@ -8,7 +8,7 @@
 
 use super::pool::unavailable;
 use crate::{
-    Cursor, EventPage, EventQuery, Order, Stats, StatsQuery, StoreError, TenantSummary, TypeFilter,
+    EventPage, EventQuery, Order, Stats, StatsQuery, StoreError, TenantSummary, TypeFilter,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
@@ -220,19 +220,7 @@ pub(crate) async fn query(c: &Client, q: &EventQuery) -> Result<EventPage, Store
             break;
         }
     }
-    let next_cursor = if more {
-        events.last().map(|e| Cursor {
-            order: q.order,
-            ts_nanos: e.timestamp.nanos,
-            event_id: e.event_id,
-        })
-    } else {
-        None
-    };
-    Ok(EventPage {
-        events,
-        next_cursor,
-    })
+    Ok(EventPage::new(events, more, q.order))
 }
 
 pub(crate) async fn tenants(c: &Client) -> Result<Vec<TenantSummary>, StoreError> {
