@@ -68,6 +68,20 @@ async fn latest(state: &AppState, tenant: &str) -> Result<SignedCheckpoint, ApiE
     })
 }
 
+/// A tree size parameter, defaulting to the latest checkpoint's size (so the answer verifies
+/// against the checkpoint the server signs).
+async fn size_or_latest(
+    state: &AppState,
+    tenant: &str,
+    p: &Params,
+    key: &str,
+) -> Result<u64, ApiError> {
+    match params::u64_param(p, key)? {
+        Some(s) => Ok(s),
+        None => Ok(latest(state, tenant).await?.size),
+    }
+}
+
 pub async fn public_key(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(text(identity(&state)?.verifier.to_vkey() + "\n"))
 }
@@ -91,10 +105,7 @@ pub async fn inclusion(
     let p = params::query_params(p, &["seq", "tree_size"])?;
     let seq =
         params::u64_param(&p, "seq")?.ok_or_else(|| ApiError::bad_request("seq is required"))?;
-    let size = match params::u64_param(&p, "tree_size")? {
-        Some(s) => s,
-        None => latest(&state, &tenant).await?.size,
-    };
+    let size = size_or_latest(&state, &tenant, &p, "tree_size").await?;
     if seq >= size {
         return Err(ApiError::bad_request(format!(
             "seq {seq} is not below tree_size {size}"
@@ -119,10 +130,7 @@ pub async fn consistency(
     let p = params::query_params(p, &["from", "to"])?;
     let from =
         params::u64_param(&p, "from")?.ok_or_else(|| ApiError::bad_request("from is required"))?;
-    let to = match params::u64_param(&p, "to")? {
-        Some(s) => s,
-        None => latest(&state, &tenant).await?.size,
-    };
+    let to = size_or_latest(&state, &tenant, &p, "to").await?;
     if from == 0 || from > to {
         return Err(ApiError::bad_request(format!(
             "need 0 < from ≤ to (got from={from}, to={to})"

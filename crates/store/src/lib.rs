@@ -8,6 +8,7 @@
 //! Backends: [`embedded::EmbeddedStore`] (the default; fjall LSM in a data directory, group
 //! commit). Every backend must pass the conformance suite in `tests/conformance.rs`.
 
+mod dedupe;
 pub mod embedded;
 pub mod error;
 pub mod keys;

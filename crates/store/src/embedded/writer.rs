@@ -11,6 +11,7 @@ use super::codec::{
 };
 use super::tree::{hash_key, TreeReader};
 use super::{Shared, TenantState};
+use crate::dedupe::RequestIds;
 use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -18,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
 use trailkeep_core::Uuid;
+use trailkeep_core::{NewEvent, StoredEvent};
 use trailkeep_tlog::Appender;
 
 type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
@@ -296,6 +298,22 @@ fn working_state<'a>(
 
 type Decision = (Vec<Receipt>, Vec<usize>, HashMap<String, u64>);
 
+/// The stored event with `e`'s id (server-assigned UUIDv7 ids are new by construction).
+fn stored_event(shared: &Shared, e: &NewEvent) -> Result<Option<StoredEvent>, StoreError> {
+    if e.event_id_assigned {
+        return Ok(None);
+    }
+    let Some(lk) = shared.ks.ids.get(e.event_id.as_bytes())? else {
+        return Ok(None);
+    };
+    let (tenant, seq) =
+        codec::split_log_key(&lk).ok_or_else(|| StoreError::Corrupt("id index entry".into()))?;
+    let rec = shared.ks.events.get(&lk)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("id index points at a missing event {tenant}/{seq}"))
+    })?;
+    codec::decode_record(tenant, seq, &rec).map(Some)
+}
+
 /// Decides one request: receipts for every event, which ones are new, and the tenants' next seqs.
 fn decide(
     shared: &Shared,
@@ -306,50 +324,17 @@ fn decide(
 ) -> Result<Decision, StoreError> {
     let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
     let mut new_idx = Vec::with_capacity(events.len());
-    let mut first_of: HashMap<Uuid, usize> = HashMap::new();
+    let mut ids = RequestIds::new(events);
     let mut next: HashMap<String, u64> = HashMap::new();
     for (i, p) in events.iter().enumerate() {
         let e = &p.event;
-        let conflict = || StoreError::Conflict {
-            index: i,
-            event_id: e.event_id,
-        };
-        if let Some(&j) = first_of.get(&e.event_id) {
-            if !events[j].event.same_content_as_new(e) {
-                return Err(conflict());
-            }
-            receipts.push(receipts[j].clone());
+        let earlier = in_group
+            .get(&e.event_id)
+            .map(|Prior::InGroup(pr, pi, rc)| (&group[*pr].events[*pi].event, rc));
+        let stored = || stored_event(shared, e);
+        if let Some(rc) = ids.prior(i, &receipts, earlier, stored)? {
+            receipts.push(rc);
             continue;
-        }
-        first_of.insert(e.event_id, i);
-        if let Some(Prior::InGroup(pr, pi, rc)) = in_group.get(&e.event_id) {
-            if !group[*pr].events[*pi].event.same_content_as_new(e) {
-                return Err(conflict());
-            }
-            receipts.push(rc.clone());
-            continue;
-        }
-        if !e.event_id_assigned {
-            if let Some(lk) = shared.ks.ids.get(e.event_id.as_bytes())? {
-                let (tenant, seq) = codec::split_log_key(&lk)
-                    .ok_or_else(|| StoreError::Corrupt("id index entry".into()))?;
-                let rec = shared.ks.events.get(&lk)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "id index points at a missing event {tenant}/{seq}"
-                    ))
-                })?;
-                let stored = codec::decode_record(tenant, seq, &rec)?;
-                if !e.same_content_as(&stored) {
-                    return Err(conflict());
-                }
-                receipts.push(Receipt {
-                    event_id: e.event_id,
-                    tenant_id: stored.tenant_id,
-                    seq,
-                    leaf_hash: stored.leaf_hash,
-                });
-                continue;
-            }
         }
         let seq = match next.get_mut(&e.tenant_id) {
             Some(s) => s,

@@ -16,6 +16,7 @@
 use super::pool::{unavailable, Pool};
 use super::read::{event_from_row, EVENT_COLS};
 use super::tree::MapReader;
+use crate::dedupe::RequestIds;
 use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -188,40 +189,19 @@ fn decide(
     let events = &requests[r];
     let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
     let mut new_idx: Vec<usize> = Vec::with_capacity(events.len());
-    let mut first_of: HashMap<Uuid, usize> = HashMap::new();
+    let mut ids = RequestIds::new(events);
     // Changes to tenant rows, applied only if the request is accepted.
     let mut work: HashMap<&str, TenantRow> = HashMap::new();
     for (i, p) in events.iter().enumerate() {
         let e = &p.event;
-        let conflict = || StoreError::Conflict {
-            index: i,
-            event_id: e.event_id,
-        };
-        if let Some(&j) = first_of.get(&e.event_id) {
-            if !events[j].event.same_content_as_new(e) {
-                return Err(conflict());
-            }
-            receipts.push(receipts[j].clone());
-            continue;
-        }
-        first_of.insert(e.event_id, i);
-        if let Some((pr, pi, rc)) = in_group.get(&e.event_id) {
-            if !requests[*pr][*pi].event.same_content_as_new(e) {
-                return Err(conflict());
-            }
-            receipts.push(rc.clone());
-            continue;
-        }
-        if let Some(s) = stored.get(&e.event_id) {
-            if !e.same_content_as(s) {
-                return Err(conflict());
-            }
-            receipts.push(Receipt {
-                event_id: e.event_id,
-                tenant_id: s.tenant_id.clone(),
-                seq: s.seq,
-                leaf_hash: s.leaf_hash,
-            });
+        let earlier = in_group
+            .get(&e.event_id)
+            .map(|(pr, pi, rc)| (&requests[*pr][*pi].event, rc));
+        let prior = ids.prior(i, &receipts, earlier, || {
+            Ok(stored.get(&e.event_id).cloned())
+        })?;
+        if let Some(rc) = prior {
+            receipts.push(rc);
             continue;
         }
         let st = match work.get_mut(e.tenant_id.as_str()) {
