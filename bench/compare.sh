@@ -111,17 +111,20 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_server DATA_DIR LABEL: starts `trailkeep serve`, waits for /healthz (60 s).
+# start_server DATA_DIR LABEL: starts `trailkeep serve`, waits for /healthz (300 s: the embedded
+# store replays its log at open); sets START_SECS to the time from launch to /healthz.
 start_server() {
     local dir=$1 label=$2 port rc=0
     port=$(free_port)
     SERVER_URL="http://127.0.0.1:$port"
     SERVER_LOG="$WORK/server-$label.log"
     echo "starting trailkeep serve --data-dir $dir --listen 127.0.0.1:$port (log $SERVER_LOG)"
+    local t0
+    t0=$(date +%s.%N)
     TRAILKEEP_ADMIN_KEY="$KEY" "$TK" serve --data-dir "$dir" --listen "127.0.0.1:$port" \
         >>"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
-    local deadline=$((SECONDS + 60))
+    local deadline=$((SECONDS + 300))
     until "$BENCH" wait-healthy --url "$SERVER_URL" --timeout-secs 1 >/dev/null 2>&1; do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             wait "$SERVER_PID" 2>/dev/null || rc=$?
@@ -131,13 +134,19 @@ start_server() {
             return 1
         fi
         if (( SECONDS > deadline )); then
-            echo "error: trailkeep serve did not answer GET $SERVER_URL/healthz with 200 within 60 s; last lines of its log:" >&2
+            echo "error: trailkeep serve did not answer GET $SERVER_URL/healthz with 200 within 300 s; last lines of its log:" >&2
             tail -n 20 "$SERVER_LOG" | sed 's/^/    /' >&2
             stop_server
             return 1
         fi
     done
-    echo "server up at $SERVER_URL"
+    START_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    echo "server up at $SERVER_URL after $START_SECS s"
+}
+
+# rss_mb PID: resident memory of a process in MB.
+rss_mb() {
+    awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
 }
 
 # run_step NAME CMD...: runs a bench subcommand, output to the terminal and $WORK/NAME.log.
@@ -283,6 +292,8 @@ if start_server "$DIR_A" batch; then
         --clients "$BATCH_CLIENTS" --batch "$BATCH"
     cpu_report "$CPU0" "$N"
     CPU_BATCH=$CPU_US
+    RSS_BATCH=$(rss_mb "$SERVER_PID")
+    echo "server resident memory after loading $N events: $RSS_BATCH MB"
     timed_stop
     disk_report "$DIR_A" "$N"
     DISK_A=$DISK
@@ -317,6 +328,9 @@ fi
 section "4. filtered first page: tenant $QUERY_TENANT, ${QUERY_PREFIX}*, [$QUERY_SINCE, $QUERY_UNTIL), $QUERY_CLIENTS clients"
 if (( TK_OK )) && ! step_failed ingest_batch; then
     if start_server "$DIR_A" query; then
+        RESTART_SECS=$START_SECS
+        RSS_RESTART=$(rss_mb "$SERVER_PID")
+        echo "restarted on $N events in $RESTART_SECS s, resident memory $RSS_RESTART MB"
         if run_step count "$BENCH" count --url "$SERVER_URL"; then
             STORED=$(field count events)
             if [[ -n $STORED && $STORED != "$N" ]]; then
@@ -452,6 +466,9 @@ SUMMARY="$WORK/summary.md"
     if [[ -n ${DISK_B:-} ]]; then
         echo
         echo "Single-event data dir: ${DISK_B} bytes per stored event."
+    fi
+    if [[ -n ${RSS_BATCH:-} ]]; then
+        echo "Server resident memory: ${RSS_BATCH} MB after the batched load, ${RSS_RESTART:-?} MB after a restart on the same data (which took ${RESTART_SECS:-?} s to answer /healthz)."
     fi
     if (( ${#NOTES[@]} > 0 )); then
         echo

@@ -44,6 +44,46 @@ pub fn is_reserved(event_type: &str) -> bool {
             .any(|p| event_type.starts_with(p))
 }
 
+/// Read access to one JSON value, as the payload checks need it. Implemented for
+/// `serde_json::Value` (the reference path) and for the ingest fast path's borrowed tree
+/// (`crate::json`), so both run this one implementation of SPEC §2.1.
+pub(crate) trait JsonValue<'v>: Copy {
+    type Object: JsonObject<'v, Value = Self>;
+    /// The string, if the value is one.
+    fn as_str(self) -> Option<&'v str>;
+    /// The value if it is a non-negative integer as serde_json reads it (`PosInt`).
+    fn as_u64(self) -> Option<u64>;
+    /// The object, if the value is one.
+    fn as_object(self) -> Option<Self::Object>;
+}
+
+/// Read access to one JSON object (keys unique: the last of duplicates, as serde_json keeps).
+pub(crate) trait JsonObject<'v>: Copy {
+    type Value: JsonValue<'v, Object = Self>;
+    /// The member `key`.
+    fn get(self, key: &str) -> Option<Self::Value>;
+}
+
+impl<'v> JsonValue<'v> for &'v Value {
+    type Object = &'v Map<String, Value>;
+    fn as_str(self) -> Option<&'v str> {
+        Value::as_str(self)
+    }
+    fn as_u64(self) -> Option<u64> {
+        Value::as_u64(self)
+    }
+    fn as_object(self) -> Option<Self::Object> {
+        Value::as_object(self)
+    }
+}
+
+impl<'v> JsonObject<'v> for &'v Map<String, Value> {
+    type Value = &'v Value;
+    fn get(self, key: &str) -> Option<&'v Value> {
+        Map::get(self, key)
+    }
+}
+
 /// Collects issues for one event's payload, with paths rooted at `payload`.
 struct Check<'a> {
     index: usize,
@@ -55,12 +95,7 @@ impl Check<'_> {
         self.issues.push(Issue::new(self.index, path, msg));
     }
 
-    fn field<'v>(
-        &mut self,
-        obj: &'v Map<String, Value>,
-        base: &str,
-        key: &str,
-    ) -> Option<&'v Value> {
+    fn field<'v, O: JsonObject<'v>>(&mut self, obj: O, base: &str, key: &str) -> Option<O::Value> {
         match obj.get(key) {
             Some(v) => Some(v),
             None => {
@@ -70,9 +105,9 @@ impl Check<'_> {
         }
     }
 
-    fn string<'v>(
+    fn string<'v, O: JsonObject<'v>>(
         &mut self,
-        obj: &'v Map<String, Value>,
+        obj: O,
         base: &str,
         key: &str,
         non_empty: bool,
@@ -96,12 +131,7 @@ impl Check<'_> {
         }
     }
 
-    fn object<'v>(
-        &mut self,
-        obj: &'v Map<String, Value>,
-        base: &str,
-        key: &str,
-    ) -> Option<&'v Map<String, Value>> {
+    fn object<'v, O: JsonObject<'v>>(&mut self, obj: O, base: &str, key: &str) -> Option<O> {
         let v = self.field(obj, base, key)?;
         match v.as_object() {
             Some(o) => Some(o),
@@ -112,7 +142,7 @@ impl Check<'_> {
         }
     }
 
-    fn sha256(&mut self, obj: &Map<String, Value>, base: &str, key: &str) {
+    fn sha256<'v, O: JsonObject<'v>>(&mut self, obj: O, base: &str, key: &str) {
         if let Some(s) = self.string(obj, base, key, false) {
             if !is_sha256(s) {
                 self.issue(&format!("{base}.{key}"), "expected sha256:<64 hex>");
@@ -120,29 +150,28 @@ impl Check<'_> {
         }
     }
 
-    fn count(&mut self, obj: &Map<String, Value>, base: &str, key: &str, required: bool) {
-        let path = format!("{base}.{key}");
+    fn count<'v, O: JsonObject<'v>>(&mut self, obj: O, base: &str, key: &str, required: bool) {
         match obj.get(key) {
             None if !required => {}
-            None => self.issue(&path, "required field is missing"),
+            None => self.issue(&format!("{base}.{key}"), "required field is missing"),
             Some(v) => {
                 if v.as_u64().is_none() {
-                    self.issue(&path, "expected an integer ≥ 0");
+                    self.issue(&format!("{base}.{key}"), "expected an integer ≥ 0");
                 }
             }
         }
     }
 
-    fn one_of(
+    fn one_of<'v, O: JsonObject<'v>>(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: O,
         base: &str,
         key: &str,
         allowed: &[&str],
-    ) -> Option<String> {
+    ) -> Option<&'v str> {
         let s = self.string(obj, base, key, false)?;
         if allowed.contains(&s) {
-            Some(s.to_string())
+            Some(s)
         } else {
             self.issue(
                 &format!("{base}.{key}"),
@@ -184,6 +213,17 @@ pub fn check_payload(
     event_type: &str,
     tenant_id: &str,
     p: &Map<String, Value>,
+    issues: &mut Vec<Issue>,
+) {
+    check_payload_in(index, event_type, tenant_id, p, issues)
+}
+
+/// [`check_payload`] over any JSON representation.
+pub(crate) fn check_payload_in<'v, O: JsonObject<'v>>(
+    index: usize,
+    event_type: &str,
+    tenant_id: &str,
+    p: O,
     issues: &mut Vec<Issue>,
 ) {
     let mut c = Check { index, issues };
@@ -242,7 +282,7 @@ pub fn check_payload(
             c.string(p, b, "target", false);
             let scope = c.one_of(p, b, "scope", &["tenant", "global"]);
             c.string(p, b, "reason", true);
-            if scope.as_deref() == Some("global") && tenant_id != crate::GLOBAL_TENANT {
+            if scope == Some("global") && tenant_id != crate::GLOBAL_TENANT {
                 c.issue(
                     "tenant_id",
                     "a kill switch with scope \"global\" must be sent with tenant_id \"_global\"",

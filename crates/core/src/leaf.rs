@@ -30,7 +30,16 @@ pub fn payload_commitment(salt: &[u8; 32], canonical_payload: &[u8]) -> [u8; 32]
 
 /// The canonical JSON leaf data.
 pub fn leaf_data(f: &LeafFields<'_>, commitment: &[u8; 32]) -> Vec<u8> {
-    let commitment_hex = hex::encode(commitment);
+    let mut out = Vec::with_capacity(320);
+    write_leaf_data(&mut out, f, commitment);
+    out
+}
+
+/// Writes the leaf data to `out` (see [`leaf_data`]).
+fn write_leaf_data<S: Sink>(out: &mut S, f: &LeafFields<'_>, commitment: &[u8; 32]) {
+    let commitment_hex = hex32(commitment);
+    // Every byte of `hex32` is an ASCII hex digit.
+    let commitment_hex = std::str::from_utf8(&commitment_hex).unwrap_or_default();
     // Keys in RFC 8785 order (all ASCII, so byte order is code-unit order).
     let fields: [(&str, Option<&str>); 9] = [
         ("actor", Some(f.actor)),
@@ -38,27 +47,24 @@ pub fn leaf_data(f: &LeafFields<'_>, commitment: &[u8; 32]) -> Vec<u8> {
         ("event_id", Some(f.event_id)),
         ("event_type", Some(f.event_type)),
         ("impersonation_session", f.impersonation_session),
-        ("payload_commitment", Some(&commitment_hex)),
+        ("payload_commitment", Some(commitment_hex)),
         ("source_ip", f.source_ip),
         ("tenant_id", Some(f.tenant_id)),
         ("timestamp", Some(f.timestamp)),
     ];
-    let mut out = Vec::with_capacity(320);
-    out.push(b'{');
-    let mut first = true;
+    let mut open: &[u8] = b"{\"";
     for (k, v) in fields {
         let Some(v) = v else { continue };
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
-        write_json_string(&mut out, v);
+        out.put(open);
+        open = b",\"";
+        out.put(k.as_bytes());
+        out.put(b"\":");
+        write_escaped(out, v);
     }
-    out.push(b'}');
-    out
+    if open == b"{\"" {
+        out.put(b"{");
+    }
+    out.put(b"}");
 }
 
 /// RFC 6962 leaf hash: SHA-256(0x00 ‖ data).
@@ -70,16 +76,130 @@ pub fn leaf_hash(data: &[u8]) -> [u8; 32] {
 }
 
 /// Leaf hash of an event given its fields, salt and canonical payload.
+///
+/// The same as `leaf_hash(&leaf_data(f, &payload_commitment(salt, canonical_payload)))`, with
+/// the leaf data streamed into the hash instead of collected first.
 pub fn event_leaf_hash(f: &LeafFields<'_>, salt: &[u8; 32], canonical_payload: &[u8]) -> [u8; 32] {
-    leaf_hash(&leaf_data(f, &payload_commitment(salt, canonical_payload)))
+    let commitment = payload_commitment(salt, canonical_payload);
+    let mut sink = HashSink::new();
+    sink.put(&[0u8]);
+    write_leaf_data(&mut sink, f, &commitment);
+    sink.finish()
+}
+
+/// Lower-case hex of 32 bytes.
+pub fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+/// Where escaped JSON goes: a buffer, or a hash.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// SHA-256 fed through a small buffer, so that the many short pieces of leaf data reach the
+/// hash in a few large updates.
+struct HashSink {
+    h: Sha256,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl HashSink {
+    fn new() -> Self {
+        HashSink {
+            h: Sha256::new(),
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.h.update(&self.buf[..self.len]);
+        self.h.finalize().into()
+    }
+}
+
+impl Sink for HashSink {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+            return;
+        }
+        self.h.update(&self.buf[..self.len]);
+        self.len = 0;
+        if bytes.len() >= self.buf.len() {
+            self.h.update(bytes);
+        } else {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+        }
+    }
 }
 
 /// Writes a JSON string with RFC 8785 / JSON.stringify escaping.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
+    write_escaped(out, s);
+}
+
+/// Whether a byte must be escaped in a JSON string (and may not appear raw in one).
+#[inline]
+pub(crate) fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Index of the first byte of `bytes` that [`needs_escape`], or `bytes.len()`. Scans eight bytes
+/// at a time.
+#[inline]
+pub(crate) fn escape_free_prefix(bytes: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(w);
+        // Exact per-word tests: some byte < 0x20, some byte == '"', some byte == '\\'.
+        let lt = v.wrapping_sub(LO * 0x20) & !v;
+        let q = v ^ (LO * u64::from(b'"'));
+        let bs = v ^ (LO * u64::from(b'\\'));
+        let zq = q.wrapping_sub(LO) & !q;
+        let zb = bs.wrapping_sub(LO) & !bs;
+        if (lt | zq | zb) & HI != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if needs_escape(b) {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+fn write_escaped<S: Sink>(out: &mut S, s: &str) {
+    out.put(b"\"");
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = escape_free_prefix(bytes);
+    while let Some(&b) = bytes.get(i) {
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -89,19 +209,32 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0x00..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{:04x}", b).as_bytes());
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.put(&bytes[start..i]);
+                out.put(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
                 start = i + 1;
+                i += 1;
                 continue;
             }
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
+        out.put(&bytes[start..i]);
+        out.put(esc);
         start = i + 1;
+        i += 1;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    out.put(&bytes[start..]);
+    out.put(b"\"");
 }
 
 #[cfg(test)]

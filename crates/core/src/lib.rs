@@ -4,6 +4,10 @@
 //! send events as JSON; [`validate::parse_event`] turns one JSON value into a [`NewEvent`] — every
 //! rule of the envelope (SPEC §2) and of the built-in catalogue (§2.1) checked, every value
 //! normalised — or into the list of [`Issue`]s that make it invalid, each with its JSON path.
+//! [`validate::parse_body`] does it for a whole request body; bodies whose events are all valid
+//! take a single-pass path (private modules `json` and `fast`: a borrowed JSON tree written
+//! canonically as it is checked), and anything else is decided by the reference path above, so
+//! both give the same events and the same refusals.
 //!
 //! A valid event becomes a leaf of its tenant's Merkle log. [`leaf`] builds the leaf data of
 //! SPEC §7 (RFC 8785 canonical JSON with a salted commitment to the payload) and its RFC 6962
@@ -15,7 +19,9 @@
 
 pub mod catalogue;
 pub mod event;
+mod fast;
 pub mod issue;
+mod json;
 pub mod leaf;
 pub mod numbers;
 pub mod render;

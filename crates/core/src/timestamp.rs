@@ -5,7 +5,6 @@
 //! `2026-11-23T10:15:00.100Z`. The returned string is exactly what goes into the leaf data.
 //! The representable range is that of i64 nanoseconds since 1970 (years 1678 to 2261).
 
-use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -83,26 +82,43 @@ impl Timestamp {
 
     /// Writes `YYYY-MM-DDTHH:MM:SS.fff[fff[fff]]Z`.
     pub fn write_to(&self, out: &mut String) {
+        let (buf, len) = self.rfc3339_bytes();
+        // Only ASCII digits and punctuation are written.
+        out.push_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+    }
+
+    /// The canonical text ([`Timestamp::to_rfc3339`]) in a fixed buffer, without allocating:
+    /// the bytes and how many of them are used (24, 27 or 30).
+    ///
+    /// Every `i64` of nanoseconds falls in the years 1677 to 2262, so the year always has four
+    /// digits.
+    pub fn rfc3339_bytes(&self) -> ([u8; 30], usize) {
+        fn digits(dst: &mut [u8], mut v: u32) {
+            for d in dst.iter_mut().rev() {
+                *d = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
         let secs = self.nanos.div_euclid(1_000_000_000);
-        let sub = self.nanos.rem_euclid(1_000_000_000);
+        let sub = self.nanos.rem_euclid(1_000_000_000) as u32;
         let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
+        let sod = secs.rem_euclid(86_400) as u32;
         let (y, m, d) = civil_from_days(days);
-        let _ = write!(
-            out,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
-            y,
-            m,
-            d,
-            sod / 3600,
-            (sod % 3600) / 60,
-            sod % 60
-        );
-        let _ = match self.digits {
-            3 => write!(out, "{:03}Z", sub / 1_000_000),
-            6 => write!(out, "{:06}Z", sub / 1_000),
-            _ => write!(out, "{:09}Z", sub),
+        let mut b = *b"0000-00-00T00:00:00.000000000Z";
+        digits(&mut b[0..4], u32::try_from(y).unwrap_or(0) % 10_000);
+        digits(&mut b[5..7], m);
+        digits(&mut b[8..10], d);
+        digits(&mut b[11..13], sod / 3600);
+        digits(&mut b[14..16], (sod % 3600) / 60);
+        digits(&mut b[17..19], sod % 60);
+        let (frac, n) = match self.digits {
+            3 => (sub / 1_000_000, 3),
+            6 => (sub / 1_000, 6),
+            _ => (sub, 9),
         };
+        digits(&mut b[20..20 + n], frac);
+        b[20 + n] = b'Z';
+        (b, 21 + n)
     }
 
     /// The canonical string (as returned by the API and hashed into the leaf).
@@ -168,6 +184,53 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "1969-12-31T23:59:59.999Z");
         assert_eq!(t.day(), -1);
         assert_eq!(Timestamp::day_string(0), "1970-01-01");
+    }
+
+    /// The formatting `write_to` had before `rfc3339_bytes`, kept as the reference.
+    fn reference_text(t: &Timestamp) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let secs = t.nanos.div_euclid(1_000_000_000);
+        let sub = t.nanos.rem_euclid(1_000_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+            y,
+            m,
+            d,
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        );
+        let _ = match t.digits {
+            3 => write!(out, "{:03}Z", sub / 1_000_000),
+            6 => write!(out, "{:06}Z", sub / 1_000),
+            _ => write!(out, "{:09}Z", sub),
+        };
+        out
+    }
+
+    #[test]
+    fn fixed_buffer_text_matches_reference_formatting() {
+        let mut nanos = vec![i64::MIN, i64::MAX, 0, -1, 1, 951_782_400_000_000_000];
+        // A deterministic spread over the whole range.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            nanos.push(x as i64);
+            nanos.push((x % 4_000_000_000_000_000_000) as i64);
+        }
+        for n in nanos {
+            for digits in [3, 6, 9, 0, 7] {
+                let t = Timestamp { nanos: n, digits };
+                assert_eq!(t.to_rfc3339(), reference_text(&t), "{n} {digits}");
+            }
+        }
     }
 
     #[test]

@@ -7,21 +7,22 @@
 //! they find a stored event, so they pass that lookup in; it runs only when the first two
 //! places have no copy.
 
-use crate::{PreparedEvent, Receipt, StoreError};
+use crate::{Receipt, StoreError};
 use std::collections::HashMap;
 use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 
 /// Walks one request's events in order, remembering the first copy of each id.
 pub(crate) struct RequestIds<'a> {
-    events: &'a [PreparedEvent],
+    events: Vec<&'a NewEvent>,
     first_of: HashMap<Uuid, usize>,
 }
 
 impl<'a> RequestIds<'a> {
-    pub fn new(events: &'a [PreparedEvent]) -> Self {
+    pub fn new(events: impl ExactSizeIterator<Item = &'a NewEvent>) -> Self {
+        let n = events.len();
         RequestIds {
-            events,
-            first_of: HashMap::with_capacity(events.len()),
+            events: events.collect(),
+            first_of: HashMap::with_capacity(n),
         }
     }
 
@@ -35,13 +36,13 @@ impl<'a> RequestIds<'a> {
         in_group: Option<(&NewEvent, &Receipt)>,
         stored: impl FnOnce() -> Result<Option<StoredEvent>, StoreError>,
     ) -> Result<Option<Receipt>, StoreError> {
-        let e = &self.events[i].event;
+        let e = self.events[i];
         let conflict = || StoreError::Conflict {
             index: i,
             event_id: e.event_id,
         };
         if let Some(&j) = self.first_of.get(&e.event_id) {
-            return if self.events[j].event.same_content_as_new(e) {
+            return if self.events[j].same_content_as_new(e) {
                 Ok(Some(receipts[j].clone()))
             } else {
                 Err(conflict())

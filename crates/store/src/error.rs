@@ -18,12 +18,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl From<fjall::Error> for StoreError {
-    fn from(e: fjall::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
         StoreError::Unavailable(e.to_string())

@@ -5,8 +5,8 @@
 //! (gap-free `seq` per tenant), makes them durable, and only then returns receipts; it is
 //! all-or-nothing per request. Reads never see a half-written request.
 //!
-//! Backends: [`embedded::EmbeddedStore`] (the default; fjall LSM in a data directory, group
-//! commit). Every backend must pass the conformance suite in `tests/conformance.rs`.
+//! Backends: [`embedded::EmbeddedStore`] (the default; a log of blocks in the data directory,
+//! group commit, indexes in memory) and [`postgres::PostgresStore`]. Every backend must pass the conformance suite in `tests/conformance.rs`.
 
 mod dedupe;
 pub mod embedded;

@@ -1,21 +1,29 @@
-//! The embedded store: an fjall LSM database in the data directory, written by one group-commit
-//! thread.
+//! The embedded store: a log of blocks in the data directory, everything else in memory.
 //!
-//! Why fjall: ingest must reach ten times PostgreSQL's indexed `COPY` rate durably, and every
-//! event carries four index entries. In an LSM those are sequential writes to a memtable and a
-//! journal, not random B-tree page updates (SQLite measured here: ~24k events/s with three
-//! indexes). See ARCHITECTURE.md for the measurements behind the choice.
+//! Layout of `DATA_DIR`: `log/NNNNNNNN.seg` (the durable log, see [`segment`] and [`codec`]),
+//! `keys.json` (API keys, see [`keyfile`]), `store.lock` (held while a process has the store
+//! open), and the signing key the binary keeps there.
 //!
-//! Write path: request handlers validate and hash events ([`crate::PreparedEvent`]), then send
-//! them to the [`writer`] thread, which takes every request waiting, sequences them, writes one
-//! atomic batch (events, indexes, counters, tenant state) and fsyncs the journal once for the
-//! whole group before answering any of them. A crash loses only unanswered requests, and since a
-//! batch is atomic in the journal, never half of one.
+//! Write path: request handlers validate, salt and hash events ([`crate::PreparedEvent`]);
+//! [`EmbeddedStore::append`] encodes each event's body and compresses it with the store's
+//! dictionary (still on the handler's thread, in parallel); the [`writer`] thread then takes
+//! every request waiting, sequences them, writes one block and fsyncs once for the whole group
+//! before answering any of them, and applies the block to memory. A crash loses only
+//! unanswered requests, and since a block is checked whole at recovery, never half of one.
+//!
+//! Read path: [`memory::Mem`] holds every tenant's event metadata, indexes by time, type, actor
+//! and session, the Merkle trees and checkpoints, all rebuilt from the log at open. A listing
+//! walks index ranges in memory and reads only the entries of the page from the log (one
+//! `pread` and one small decompression per event). See ARCHITECTURE.md for the measurements
+//! behind this design.
 
 mod codec;
+mod compress;
+mod index;
 mod keyfile;
-mod query;
-mod tree;
+mod memory;
+mod read;
+mod segment;
 mod writer;
 
 use crate::{
@@ -23,60 +31,55 @@ use crate::{
     Stats, StatsQuery, Store, StoreError, TenantSummary,
 };
 use async_trait::async_trait;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use memory::Mem;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::oneshot;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
 
 /// Tuning for the embedded store.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
-    /// Block cache size in bytes.
-    pub cache_bytes: u64,
     /// Most events committed in one group.
     pub max_group_events: usize,
+    /// Events to collect before training the compression dictionary (0: never compress).
+    pub dict_train_events: usize,
+    /// Size at which a new log segment is started.
+    pub segment_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            cache_bytes: 512 * 1024 * 1024,
             max_group_events: 50_000,
+            dict_train_events: 20_000,
+            segment_bytes: segment::SEGMENT_TARGET,
         }
     }
 }
 
-/// What the store keeps about each tenant's log, in memory and (in the same batch as the events
-/// that change it) in the `tenants` keyspace.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct TenantState {
-    pub next_seq: u64,
-    pub count: u64,
-    pub first_ts: Option<(i64, u8)>,
-    pub last_ts: Option<(i64, u8)>,
-    /// Every event type the tenant has used (drives prefix queries and stats).
-    pub types: BTreeSet<String>,
+/// An event ready for the commit thread: prepared, with its body encoded and compressed.
+pub(crate) struct Encoded {
+    pub prepared: PreparedEvent,
+    /// Dictionary the body is compressed with; 0 = stored as is.
+    pub dict: u32,
+    pub body: Vec<u8>,
 }
 
-pub(crate) struct Keyspaces {
-    pub events: Keyspace,
-    pub ids: Keyspace,
-    pub by_time: Keyspace,
-    pub by_type: Keyspace,
-    pub by_actor: Keyspace,
-    pub by_session: Keyspace,
-    pub day_counts: Keyspace,
-    pub tenants: Keyspace,
-    pub tree: Keyspace,
-    pub checkpoints: Keyspace,
+/// Bodies collected to train the first dictionary.
+#[derive(Default)]
+struct Sampler {
+    samples: Vec<Vec<u8>>,
+    training: bool,
 }
 
 pub(crate) struct Shared {
-    pub db: Database,
-    pub ks: Keyspaces,
-    pub tenants: RwLock<HashMap<String, TenantState>>,
+    pub mem: RwLock<Mem>,
+    /// The dictionary new events are compressed with.
+    pub dict: RwLock<Option<Arc<compress::Dict>>>,
+    /// Set when a write failed: no more writes until a restart.
+    pub failed: AtomicBool,
 }
 
 /// The embedded store. Cheap to clone; one per data directory per process (the directory is
@@ -85,12 +88,15 @@ pub(crate) struct Shared {
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     writer: Arc<Mutex<Option<writer::Handle>>>,
+    sampler: Arc<Mutex<Sampler>>,
     keys: Arc<keyfile::KeyFile>,
     dir: PathBuf,
+    opts: EmbeddedOptions,
+    _lock: Arc<std::fs::File>,
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, replaying its log into memory.
     pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!(
@@ -98,45 +104,47 @@ impl EmbeddedStore {
                 dir.display()
             ))
         })?;
-        let keys = keyfile::KeyFile::open(dir)?;
-        let db = Database::builder(dir.join("db")).cache_size(opts.cache_bytes).open().map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open the database in {} ({e}); is another trailkeep process using this data directory?",
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("store.lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Unavailable(format!(
+                "cannot open the store in {}: another trailkeep process is using this data directory",
                 dir.display()
-            ))
-        })?;
-        let ks = Keyspaces {
-            events: db.keyspace("events", KeyspaceCreateOptions::default)?,
-            ids: db.keyspace("ids", KeyspaceCreateOptions::default)?,
-            by_time: db.keyspace("by_time", KeyspaceCreateOptions::default)?,
-            by_type: db.keyspace("by_type", KeyspaceCreateOptions::default)?,
-            by_actor: db.keyspace("by_actor", KeyspaceCreateOptions::default)?,
-            by_session: db.keyspace("by_session", KeyspaceCreateOptions::default)?,
-            day_counts: db.keyspace("day_counts", KeyspaceCreateOptions::default)?,
-            tenants: db.keyspace("tenants", KeyspaceCreateOptions::default)?,
-            tree: db.keyspace("tree", KeyspaceCreateOptions::default)?,
-            checkpoints: db.keyspace("checkpoints", KeyspaceCreateOptions::default)?,
-        };
-        let mut tenants = HashMap::new();
-        for g in ks.tenants.iter() {
-            let (k, v) = g.into_inner()?;
-            let name = String::from_utf8(k.to_vec())
-                .map_err(|_| StoreError::Corrupt("tenant name".into()))?;
-            let st: TenantState = serde_json::from_slice(&v)
-                .map_err(|e| StoreError::Corrupt(format!("tenant state of {name}: {e}")))?;
-            tenants.insert(name, st);
+            )));
         }
+        if dir.join("db").is_dir() && !segment::log_dir(dir).is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "{} holds a store in the format of trailkeep before the log engine (a `db` directory); this version cannot read it: export it with the older version or start with an empty data directory",
+                dir.display()
+            )));
+        }
+        let keys = keyfile::KeyFile::open(dir)?;
+        let log_dir = segment::log_dir(dir);
+        let mut mem = Mem::new(segment::Segments::new(&log_dir));
+        let started = std::time::Instant::now();
+        let log = segment::recover(&log_dir, opts.segment_bytes, |seg, off, body| {
+            mem.apply_block(seg, off, body)
+        })?;
+        let events: u64 = mem.tenants.values().map(|t| t.size()).sum();
+        tracing::info!(events, elapsed = ?started.elapsed(), "embedded store opened");
+        let dict = mem.dicts.last().cloned();
         let shared = Arc::new(Shared {
-            db,
-            ks,
-            tenants: RwLock::new(tenants),
+            mem: RwLock::new(mem),
+            dict: RwLock::new(dict),
+            failed: AtomicBool::new(false),
         });
-        let handle = writer::spawn(shared.clone(), opts.max_group_events)?;
+        let handle = writer::spawn(shared.clone(), log, opts.max_group_events)?;
         Ok(EmbeddedStore {
             shared,
             writer: Arc::new(Mutex::new(Some(handle))),
+            sampler: Arc::new(Mutex::new(Sampler::default())),
             keys: Arc::new(keys),
             dir: dir.to_path_buf(),
+            opts,
+            _lock: Arc::new(lock),
         })
     }
 
@@ -151,19 +159,137 @@ impl EmbeddedStore {
         &self.dir
     }
 
-    /// Bytes used on disk by the database (journal and tables).
+    /// Compression dictionaries in the log (0 until enough events were seen to train one).
+    pub fn dictionaries(&self) -> usize {
+        self.shared.mem.read().map(|m| m.dicts.len()).unwrap_or(0)
+    }
+
+    /// Bytes used on disk by the log.
     pub fn disk_space(&self) -> u64 {
-        self.shared.db.disk_space().unwrap_or(0)
+        self.shared
+            .mem
+            .read()
+            .map(|m| m.segments.disk_bytes())
+            .unwrap_or(0)
+    }
+
+    fn mem(&self) -> Result<std::sync::RwLockReadGuard<'_, Mem>, StoreError> {
+        self.shared
+            .mem
+            .read()
+            .map_err(|_| StoreError::Unavailable("the store's memory lock is poisoned".into()))
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Mem) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || f(&shared))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let mem = shared.mem.read().map_err(|_| {
+                StoreError::Unavailable("the store's memory lock is poisoned".into())
+            })?;
+            f(&mem)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+    }
+
+    fn send(&self, m: writer::Msg) -> Result<(), StoreError> {
+        let w = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
+        match w.as_ref() {
+            Some(h) => h.send(m),
+            None => Err(StoreError::Unavailable("the store is shutting down".into())),
+        }
+    }
+
+    /// Encodes (and, with a dictionary, compresses) each event's body.
+    fn encode(&self, events: Vec<PreparedEvent>) -> Result<Vec<Encoded>, StoreError> {
+        let dict = self.shared.dict.read().ok().and_then(|d| d.clone());
+        let mut out = Vec::with_capacity(events.len());
+        let mut raw = Vec::new();
+        let mut samples = Vec::new();
+        let sampling = dict.is_none() && self.opts.dict_train_events > 0;
+        for p in events {
+            let e = &p.event;
+            raw.clear();
+            codec::encode_body(
+                &mut raw,
+                e.source_ip.as_deref(),
+                e.approval_id.as_deref(),
+                &e.payload,
+            );
+            let (n, body) = match &dict {
+                Some(d) => (d.number, compress::compress(d, &raw)?),
+                None => {
+                    if sampling {
+                        samples.push(raw.clone());
+                    }
+                    (0, std::mem::take(&mut raw))
+                }
+            };
+            out.push(Encoded {
+                prepared: p,
+                dict: n,
+                body,
+            });
+        }
+        if sampling {
+            self.sample(samples);
+        }
+        Ok(out)
+    }
+
+    /// Collects bodies until there are enough to train a dictionary, then trains it on a
+    /// background thread and hands it to the commit thread.
+    fn sample(&self, samples: Vec<Vec<u8>>) {
+        let Ok(mut s) = self.sampler.lock() else {
+            return;
+        };
+        if s.training {
+            return;
+        }
+        let want = self.opts.dict_train_events;
+        let room = want.saturating_sub(s.samples.len());
+        s.samples.extend(samples.into_iter().take(room));
+        if s.samples.len() < want {
+            return;
+        }
+        s.training = true;
+        let samples = std::mem::take(&mut s.samples);
+        let tx = match self
+            .writer
+            .lock()
+            .ok()
+            .and_then(|w| w.as_ref().map(|h| h.sender()))
+        {
+            Some(tx) => tx,
+            None => return,
+        };
+        let sampler = self.sampler.clone();
+        let spawned = std::thread::Builder::new()
+            .name("trailkeep-dict".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                match compress::train(&samples) {
+                    Some(d) => {
+                        tracing::info!(bytes = d.len(), elapsed = ?t.elapsed(), "trained a compression dictionary");
+                        let _ = tx.send(writer::Msg::Dict(d));
+                    }
+                    // Try again with fresh samples.
+                    None => {
+                        if let Ok(mut s) = sampler.lock() {
+                            s.training = false;
+                        }
+                    }
+                }
+            });
+        if spawned.is_err() {
+            s.training = false;
+        }
     }
 }
 
@@ -185,26 +311,19 @@ impl KeysOnly {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
-        let rx = {
-            let w = self
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
-            match w.as_ref() {
-                Some(h) => h.submit(events)?,
-                None => return Err(StoreError::Unavailable("the store is shutting down".into())),
-            }
-        };
+        let encoded = self.encode(events)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(writer::Msg::Append(encoded, tx))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?
     }
 
     async fn get_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        self.blocking(move |s| query::get_event(s, &event_id)).await
+        self.blocking(move |m| read::get_event(m, &event_id)).await
     }
 
     async fn query(&self, q: EventQuery) -> Result<EventPage, StoreError> {
-        self.blocking(move |s| query::query(s, &q)).await
+        self.blocking(move |m| read::query(m, &q)).await
     }
 
     async fn read_log(
@@ -214,32 +333,30 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let t = tenant_id.to_string();
-        self.blocking(move |s| query::read_log(s, &t, from_seq, limit))
+        self.blocking(move |m| read::read_log(m, &t, from_seq, limit))
             .await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantSummary>, StoreError> {
-        let map = self
-            .shared
-            .tenants
-            .read()
-            .map_err(|_| StoreError::Unavailable("tenant lock poisoned".into()))?;
-        let mut out: Vec<TenantSummary> = map
-            .iter()
-            .filter(|(_, st)| st.count > 0)
-            .map(|(name, st)| TenantSummary {
-                tenant_id: name.clone(),
-                event_count: st.count,
-                first_timestamp: st.first_ts.map(|(n, d)| Timestamp::from_nanos(n, d)),
-                last_timestamp: st.last_ts.map(|(n, d)| Timestamp::from_nanos(n, d)),
-            })
-            .collect();
+        let mem = self.mem()?;
+        let mut out = Vec::new();
+        for (id, t) in &mem.tenants {
+            if t.size() == 0 {
+                continue;
+            }
+            out.push(TenantSummary {
+                tenant_id: mem.sym(*id)?.to_string(),
+                event_count: t.size(),
+                first_timestamp: t.first_ts.map(|(n, d)| Timestamp::from_nanos(n, d)),
+                last_timestamp: t.last_ts.map(|(n, d)| Timestamp::from_nanos(n, d)),
+            });
+        }
         out.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
         Ok(out)
     }
 
     async fn stats(&self, q: StatsQuery) -> Result<Stats, StoreError> {
-        self.blocking(move |s| query::stats(s, &q)).await
+        self.blocking(move |m| read::stats(m, &q)).await
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
@@ -266,12 +383,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn tree_size(&self, tenant_id: &str) -> Result<u64, StoreError> {
-        tree::tree_size(&self.shared, tenant_id)
+        Ok(read::tree_size(&*self.mem()?, tenant_id))
     }
 
     async fn tree_root(&self, tenant_id: &str, size: u64) -> Result<Hash, StoreError> {
-        let t = tenant_id.to_string();
-        self.blocking(move |s| tree::root(s, &t, size)).await
+        read::root(&*self.mem()?, tenant_id, size)
     }
 
     async fn inclusion_proof(
@@ -280,9 +396,7 @@ impl Store for EmbeddedStore {
         index: u64,
         size: u64,
     ) -> Result<Vec<Hash>, StoreError> {
-        let t = tenant_id.to_string();
-        self.blocking(move |s| tree::inclusion(s, &t, index, size))
-            .await
+        read::inclusion(&*self.mem()?, tenant_id, index, size)
     }
 
     async fn consistency_proof(
@@ -291,14 +405,12 @@ impl Store for EmbeddedStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<Hash>, StoreError> {
-        let t = tenant_id.to_string();
-        self.blocking(move |s| tree::consistency(s, &t, from, to))
-            .await
+        read::consistency(&*self.mem()?, tenant_id, from, to)
     }
 
     async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
         let t = tenant_id.to_string();
-        self.blocking(move |s| tree::leaves(s, &t, start, end))
+        self.blocking(move |m| read::leaves(m, &t, start, end))
             .await
     }
 
@@ -307,17 +419,20 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         cp: SignedCheckpoint,
     ) -> Result<(), StoreError> {
-        let t = tenant_id.to_string();
-        self.blocking(move |s| tree::put_checkpoint(s, &t, &cp))
-            .await
+        let (tx, rx) = oneshot::channel();
+        self.send(writer::Msg::Checkpoint(tenant_id.to_string(), cp, tx))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?
     }
 
     async fn latest_checkpoint(
         &self,
         tenant_id: &str,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
-        let t = tenant_id.to_string();
-        self.blocking(move |s| tree::latest_checkpoint(s, &t)).await
+        Ok(self
+            .mem()?
+            .tenant(tenant_id)
+            .and_then(|(_, t)| t.checkpoints.last_key_value().map(|(_, c)| c.clone())))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -332,12 +447,11 @@ impl Store for EmbeddedStore {
                 "the commit thread is not running".into(),
             ));
         }
-        self.shared
-            .ks
-            .tenants
-            .first_key_value()
-            .map(|_| ())
-            .unwrap_or(());
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "a write to the log failed; restart trailkeep to recover".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -346,21 +460,5 @@ impl Store for EmbeddedStore {
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.stop()).await;
         }
-        let _ = self.shared.db.persist(fjall::PersistMode::SyncAll);
-        // Flush memtables to tables so the next start does not replay the journals (faster
-        // starts, and the data directory shows its real size).
-        let shared = self.shared.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let k = &shared.ks;
-            for ks in [
-                &k.events, &k.ids, &k.by_time, &k.by_type, &k.by_actor, &k.by_session, &k.day_counts, &k.tenants,
-                &k.tree, &k.checkpoints,
-            ] {
-                if let Err(e) = ks.rotate_memtable_and_wait() {
-                    tracing::warn!(error = %e, "flushing a memtable at shutdown failed; the journal still holds the data");
-                }
-            }
-        })
-        .await;
     }
 }

@@ -1,31 +1,40 @@
 //! The group-commit thread: the only writer of the embedded store.
 //!
-//! It takes every request waiting in its queue (up to a cap), decides each request's fate
-//! (new events get the next `seq` of their tenant; re-sent ids are duplicates or conflicts), puts
-//! the accepted ones into one atomic fjall batch, fsyncs the journal once, and only then answers.
-//! A request that conflicts is answered with an error and contributes nothing to the batch;
-//! the others in its group are unaffected.
+//! It takes every message waiting in its queue (up to a cap), decides each request's fate (new
+//! events get the next `seq` of their tenant; re-sent ids are duplicates or conflicts), encodes
+//! the accepted events, new symbols, dictionaries and checkpoints into **one block**, writes it
+//! with one `write` and one `fdatasync`, applies the block to memory, and only then answers.
+//! A request that conflicts is answered with an error and contributes nothing to the block; the
+//! others in its group are unaffected.
+//!
+//! Decisions read memory under a read lock; nothing else writes memory, so the state they saw
+//! is still the state when the block is applied under the write lock after the fsync.
+//!
+//! If a write or fsync fails, the state of the file is unknown: the thread answers the group
+//! with 503 and refuses every later write (`ready` fails) until a restart, whose recovery cuts
+//! any unfinished block off the log.
 
-use super::codec::{
-    self, day_key, encode_record, field_prefix, log_key, sort_key, tenant_prefix, with_sort_key,
-};
-use super::tree::{hash_key, TreeReader};
-use super::{Shared, TenantState};
+use super::codec::{self, EventHeader, F_APPROVAL, F_IP, F_SESSION, F_TS_ASSIGNED};
+use super::memory::Mem;
+use super::segment::LogWriter;
+use super::{Encoded, Shared};
 use crate::dedupe::RequestIds;
-use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
-use std::collections::HashMap;
-use std::sync::mpsc;
+use crate::{AppendOutcome, Receipt, SignedCheckpoint, StoreError};
+use foldhash::HashMap;
+use foldhash::HashMapExt;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
 use tokio::sync::oneshot;
-use trailkeep_core::Uuid;
-use trailkeep_core::{NewEvent, StoredEvent};
-use trailkeep_tlog::Appender;
+use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 
-type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-enum Msg {
-    Append(Vec<PreparedEvent>, Reply),
+pub(crate) enum Msg {
+    Append(Vec<Encoded>, Reply<AppendOutcome>),
+    Checkpoint(String, SignedCheckpoint, Reply<()>),
+    /// A freshly trained compression dictionary to write and then use.
+    Dict(Vec<u8>),
     Stop,
 }
 
@@ -35,15 +44,14 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    pub fn submit(
-        &self,
-        events: Vec<PreparedEvent>,
-    ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
-        let (tx, rx) = oneshot::channel();
+    pub fn send(&self, m: Msg) -> Result<(), StoreError> {
         self.tx
-            .send(Msg::Append(events, tx))
-            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?;
-        Ok(rx)
+            .send(m)
+            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Msg> {
+        self.tx.clone()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -60,297 +68,423 @@ impl Handle {
 }
 
 pub(crate) fn spawn(
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
+    log: LogWriter,
     max_group: usize,
 ) -> Result<Handle, StoreError> {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("trailkeep-commit".into())
-        .spawn(move || run(&shared, rx, max_group))?;
+        .spawn(move || run(&shared, log, rx, max_group))?;
     Ok(Handle {
         tx,
         thread: Some(thread),
     })
 }
 
-struct Request {
-    events: Vec<PreparedEvent>,
-    reply: Option<Reply>,
-}
-
-fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, max_group: usize) {
+fn run(shared: &Shared, mut log: LogWriter, rx: mpsc::Receiver<Msg>, max_group: usize) {
+    let mut block = Vec::with_capacity(1 << 20);
     loop {
         let mut group = Vec::new();
         let mut n = 0;
         let mut stop = false;
         match rx.recv() {
-            Ok(Msg::Append(events, reply)) => {
-                n += events.len();
-                group.push(Request {
-                    events,
-                    reply: Some(reply),
-                });
-            }
             Ok(Msg::Stop) | Err(_) => return,
+            Ok(m) => {
+                n += weight(&m);
+                group.push(m);
+            }
         }
         while n < max_group {
             match rx.try_recv() {
-                Ok(Msg::Append(events, reply)) => {
-                    n += events.len();
-                    group.push(Request {
-                        events,
-                        reply: Some(reply),
-                    });
-                }
                 Ok(Msg::Stop) => {
                     stop = true;
                     break;
                 }
+                Ok(m) => {
+                    n += weight(&m);
+                    group.push(m);
+                }
                 Err(_) => break,
             }
         }
-        commit_group(shared, group);
+        if shared.failed.load(Ordering::Acquire) {
+            refuse(
+                group,
+                "an earlier write failed; restart trailkeep to recover the log",
+            );
+        } else {
+            commit_group(shared, &mut log, &mut block, group);
+        }
         if stop {
             return;
         }
     }
 }
 
-/// A stored or in-group event an `event_id` already refers to.
-enum Prior {
-    /// Accepted earlier in this group: (request, event index, receipt).
-    InGroup(usize, usize, Receipt),
+fn weight(m: &Msg) -> usize {
+    match m {
+        Msg::Append(e, _) => e.len().max(1),
+        _ => 1,
+    }
 }
 
-fn commit_group(shared: &Shared, mut group: Vec<Request>) {
-    let ks = &shared.ks;
-    let mut batch = shared.db.batch();
-    let mut working: HashMap<String, TenantState> = HashMap::new();
-    let mut in_group: HashMap<Uuid, Prior> = HashMap::new();
-    let mut day_deltas: HashMap<(String, i32, String), u64> = HashMap::new();
-    let mut outcomes: Vec<Option<Result<AppendOutcome, StoreError>>> =
-        Vec::with_capacity(group.len());
-    let mut stored_events = 0u64;
-    // Leaves per tenant in seq order, appended to the trees once the group is decided.
-    let mut new_leaves: HashMap<String, (u64, Vec<[u8; 32]>)> = HashMap::new();
+fn refuse(group: Vec<Msg>, why: &str) {
+    for m in group {
+        match m {
+            Msg::Append(_, r) => {
+                let _ = r.send(Err(StoreError::Unavailable(why.into())));
+            }
+            Msg::Checkpoint(_, _, r) => {
+                let _ = r.send(Err(StoreError::Unavailable(why.into())));
+            }
+            Msg::Dict(_) | Msg::Stop => {}
+        }
+    }
+}
 
-    for r in 0..group.len() {
-        let events = &group[r].events;
-        match decide(shared, events, &group, &in_group, &mut working) {
-            Err(e) => outcomes.push(Some(Err(e))),
-            Ok((receipts, new_idx, next_seqs)) => {
-                for (tenant, next) in next_seqs {
-                    working_state(shared, &mut working, &tenant).next_seq = next;
+/// Symbols, seqs and dictionaries handed out in this group, beyond what memory holds.
+struct Pending<'m> {
+    mem: &'m Mem,
+    syms: HashMap<String, u32>,
+    next_sym: u32,
+    next_seq: HashMap<String, u64>,
+}
+
+impl Pending<'_> {
+    /// The symbol for `text`, writing its definition into the block when it is new.
+    fn sym(&mut self, block: &mut Vec<u8>, text: &str) -> u32 {
+        if let Some(id) = self.mem.sym_id(text) {
+            return id;
+        }
+        if let Some(id) = self.syms.get(text) {
+            return *id;
+        }
+        let id = self.next_sym;
+        self.next_sym += 1;
+        codec::put_symbol(block, id, text);
+        self.syms.insert(text.to_string(), id);
+        id
+    }
+
+    fn next_seq(&self, tenant: &str) -> u64 {
+        match self.next_seq.get(tenant) {
+            Some(s) => *s,
+            None => self.mem.tenant(tenant).map(|(_, t)| t.size()).unwrap_or(0),
+        }
+    }
+}
+
+enum Item {
+    Append(Vec<Encoded>),
+    Checkpoint(String, SignedCheckpoint),
+    Dict(Vec<u8>),
+}
+
+enum AnyReply {
+    Append(Reply<AppendOutcome>),
+    Checkpoint(Reply<()>),
+    None,
+}
+
+enum Outcome {
+    Append(Result<AppendOutcome, StoreError>),
+    Checkpoint(Result<(), StoreError>),
+    None,
+}
+
+/// Where an id accepted earlier in this group is: (item, event index, seq).
+type InGroup = HashMap<Uuid, (usize, usize, u64)>;
+
+fn commit_group(shared: &Shared, log: &mut LogWriter, block: &mut Vec<u8>, group: Vec<Msg>) {
+    block.clear();
+    let mut items = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    for m in group {
+        match m {
+            Msg::Append(e, r) => {
+                items.push(Item::Append(e));
+                replies.push(AnyReply::Append(r));
+            }
+            Msg::Checkpoint(t, cp, r) => {
+                items.push(Item::Checkpoint(t, cp));
+                replies.push(AnyReply::Checkpoint(r));
+            }
+            Msg::Dict(d) => {
+                items.push(Item::Dict(d));
+                replies.push(AnyReply::None);
+            }
+            // `Handle::stop` sends Stop last; run() returns before passing it here.
+            Msg::Stop => {}
+        }
+    }
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut stored = 0u64;
+    let mut new_dict = false;
+    {
+        let mem = match shared.mem.read() {
+            Ok(m) => m,
+            Err(_) => {
+                send_all(
+                    replies,
+                    outcomes,
+                    Some("the store's memory lock is poisoned; restart trailkeep"),
+                );
+                return;
+            }
+        };
+        let mut p = Pending {
+            mem: &mem,
+            syms: HashMap::new(),
+            next_sym: mem.next_sym(),
+            next_seq: HashMap::new(),
+        };
+        let mut in_group: InGroup = HashMap::new();
+        let mut cps: HashMap<(String, u64), [u8; 32]> = HashMap::new();
+        let mut next_dict = mem.dicts.len() as u32 + 1;
+        for k in 0..items.len() {
+            match &items[k] {
+                Item::Append(events) => {
+                    let out = append_request(&mut p, block, &items, &mut in_group, k, events);
+                    if let Ok(o) = &out {
+                        stored += o.accepted as u64;
+                    }
+                    outcomes.push(Outcome::Append(out));
                 }
-                for &i in &new_idx {
-                    let p = &events[i];
-                    let e = &p.event;
-                    let rc = &receipts[i];
-                    let lk = log_key(&e.tenant_id, rc.seq);
-                    let sk = sort_key(e.timestamp.nanos, &e.event_id);
-                    let seq_b = rc.seq.to_be_bytes();
-                    batch.insert(&ks.events, lk.clone(), encode_record(p));
-                    batch.insert(&ks.ids, e.event_id.as_bytes().to_vec(), lk);
-                    batch.insert(
-                        &ks.by_time,
-                        with_sort_key(tenant_prefix(&e.tenant_id), &sk),
-                        seq_b.to_vec(),
-                    );
-                    batch.insert(
-                        &ks.by_type,
-                        with_sort_key(field_prefix(&e.tenant_id, &e.event_type), &sk),
-                        seq_b.to_vec(),
-                    );
-                    batch.insert(
-                        &ks.by_actor,
-                        with_sort_key(field_prefix(&e.tenant_id, &e.actor), &sk),
-                        seq_b.to_vec(),
-                    );
-                    if let Some(s) = &e.impersonation_session {
-                        batch.insert(
-                            &ks.by_session,
-                            with_sort_key(field_prefix(&e.tenant_id, s), &sk),
-                            seq_b.to_vec(),
-                        );
-                    }
-                    let st = working_state(shared, &mut working, &e.tenant_id);
-                    st.count += 1;
-                    let ts = (e.timestamp.nanos, e.timestamp.digits);
-                    if st.first_ts.is_none_or(|f| ts.0 < f.0) {
-                        st.first_ts = Some(ts);
-                    }
-                    if st.last_ts.is_none_or(|l| ts.0 > l.0) {
-                        st.last_ts = Some(ts);
-                    }
-                    if !st.types.contains(&e.event_type) {
-                        st.types.insert(e.event_type.clone());
-                    }
-                    *day_deltas
-                        .entry((e.tenant_id.clone(), e.timestamp.day(), e.event_type.clone()))
-                        .or_default() += 1;
-                    new_leaves
-                        .entry(e.tenant_id.clone())
-                        .or_insert_with(|| (rc.seq, Vec::new()))
-                        .1
-                        .push(p.leaf_hash);
-                    in_group.insert(e.event_id, Prior::InGroup(r, i, rc.clone()));
-                    stored_events += 1;
+                Item::Checkpoint(tenant, cp) => {
+                    let out = checkpoint(&mut p, block, &mut cps, tenant, cp);
+                    outcomes.push(Outcome::Checkpoint(out));
                 }
-                let accepted = new_idx.len();
-                outcomes.push(Some(Ok(AppendOutcome {
-                    accepted,
-                    duplicates: receipts.len() - accepted,
-                    receipts,
-                })));
+                Item::Dict(bytes) => {
+                    codec::put_dict(block, next_dict, bytes);
+                    next_dict += 1;
+                    new_dict = true;
+                    outcomes.push(Outcome::None);
+                }
             }
         }
     }
 
-    let result = (|| -> Result<(), StoreError> {
-        if stored_events == 0 {
-            return Ok(());
-        }
-        for (tenant, (first_seq, leaves)) in &new_leaves {
-            let reader = TreeReader {
-                ks: &ks.tree,
-                tenant,
-            };
-            let mut app = Appender::new(&reader, *first_seq)
-                .map_err(|e| StoreError::Corrupt(format!("tree of {tenant}: {e}")))?;
-            for leaf in leaves {
-                app.push(*leaf);
-            }
-            let (first, hashes) = app.pending();
-            for (i, h) in hashes.iter().enumerate() {
-                batch.insert(&ks.tree, hash_key(tenant, first + i as u64), h.to_vec());
-            }
-        }
-        for ((tenant, day, t), delta) in &day_deltas {
-            let k = day_key(tenant, *day, t);
-            let cur = match ks.day_counts.get(&k)? {
-                Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8])),
-                _ => 0,
-            };
-            batch.insert(&ks.day_counts, k, (cur + delta).to_be_bytes().to_vec());
-        }
-        for (tenant, st) in &working {
-            let v = serde_json::to_vec(st).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            batch.insert(&ks.tenants, tenant.as_bytes().to_vec(), v);
-        }
-        batch.commit()?;
-        let t = Instant::now();
-        shared.db.persist(fjall::PersistMode::SyncAll)?;
-        metrics::histogram!("trailkeep_fsync_seconds").record(t.elapsed().as_secs_f64());
+    let result = if block.is_empty() {
         Ok(())
-    })();
-
+    } else {
+        log.append(block).and_then(|(seg, off)| {
+            let mut mem = shared
+                .mem
+                .write()
+                .map_err(|_| StoreError::Unavailable("memory lock poisoned".into()))?;
+            mem.apply_block(seg, off, block)?;
+            if new_dict {
+                if let Ok(mut cur) = shared.dict.write() {
+                    *cur = mem.dicts.last().cloned();
+                }
+            }
+            Ok(())
+        })
+    };
     match result {
         Ok(()) => {
-            if !working.is_empty() {
-                if let Ok(mut map) = shared.tenants.write() {
-                    for (tenant, st) in working {
-                        map.insert(tenant, st);
-                    }
-                }
+            if stored > 0 {
+                metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
+                metrics::counter!("trailkeep_events_stored_total").increment(stored);
             }
-            metrics::histogram!("trailkeep_commit_group_events").record(stored_events as f64);
-            metrics::counter!("trailkeep_events_stored_total").increment(stored_events);
-            for (req, out) in group.iter_mut().zip(outcomes) {
-                if let (Some(reply), Some(out)) = (req.reply.take(), out) {
-                    let _ = reply.send(out);
-                }
-            }
+            send_all(replies, outcomes, None);
         }
         Err(e) => {
-            tracing::error!(error = %e, "commit failed; answering the group with 503");
-            for (req, out) in group.iter_mut().zip(outcomes) {
-                let out = match out {
-                    Some(Err(conflict)) => Err(conflict),
-                    _ => Err(StoreError::Unavailable(
-                        "the write could not be made durable".into(),
-                    )),
-                };
-                if let Some(reply) = req.reply.take() {
-                    let _ = reply.send(out);
-                }
-            }
+            tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
+            shared.failed.store(true, Ordering::Release);
+            send_all(
+                replies,
+                outcomes,
+                Some("the write could not be made durable"),
+            );
         }
     }
 }
 
-fn working_state<'a>(
-    shared: &Shared,
-    working: &'a mut HashMap<String, TenantState>,
-    tenant: &str,
-) -> &'a mut TenantState {
-    if !working.contains_key(tenant) {
-        let st = shared
-            .tenants
-            .read()
-            .ok()
-            .and_then(|m| m.get(tenant).cloned())
-            .unwrap_or_default();
-        working.insert(tenant.to_string(), st);
+/// Answers every request; with `failed`, whatever was not already refused becomes a 503.
+fn send_all(replies: Vec<AnyReply>, outcomes: Vec<Outcome>, failed: Option<&str>) {
+    let mut outcomes = outcomes.into_iter();
+    for r in replies {
+        let out = outcomes.next().unwrap_or(Outcome::None);
+        let unavailable = |why: &str| StoreError::Unavailable(why.into());
+        match (r, out) {
+            (AnyReply::Append(r), Outcome::Append(Err(e))) => {
+                let _ = r.send(Err(e));
+            }
+            (AnyReply::Append(r), Outcome::Append(Ok(o))) => {
+                let _ = r.send(match failed {
+                    Some(why) => Err(unavailable(why)),
+                    None => Ok(o),
+                });
+            }
+            (AnyReply::Append(r), _) => {
+                let _ = r.send(Err(unavailable(failed.unwrap_or("not committed"))));
+            }
+            (AnyReply::Checkpoint(r), Outcome::Checkpoint(out)) => {
+                let _ = r.send(match (failed, out) {
+                    (Some(why), _) => Err(unavailable(why)),
+                    (None, out) => out,
+                });
+            }
+            (AnyReply::Checkpoint(r), _) => {
+                let _ = r.send(Err(unavailable(failed.unwrap_or("not committed"))));
+            }
+            (AnyReply::None, _) => {}
+        }
     }
-    // Inserted just above when missing.
-    working.get_mut(tenant).expect("tenant state present")
 }
 
-type Decision = (Vec<Receipt>, Vec<usize>, HashMap<String, u64>);
+/// Decides one request and, unless it conflicts, encodes its new events into the block.
+fn append_request(
+    p: &mut Pending<'_>,
+    block: &mut Vec<u8>,
+    items: &[Item],
+    in_group: &mut InGroup,
+    item: usize,
+    events: &[Encoded],
+) -> Result<AppendOutcome, StoreError> {
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
+    let mut new_idx = Vec::with_capacity(events.len());
+    let mut next: HashMap<&str, u64> = HashMap::new();
+    {
+        let mut ids = RequestIds::new(events.iter().map(|e| &e.prepared.event));
+        for (i, enc) in events.iter().enumerate() {
+            let e = &enc.prepared.event;
+            let earlier_ev = in_group
+                .get(&e.event_id)
+                .and_then(|&(k, j, seq)| match &items[k] {
+                    Item::Append(ev) => ev.get(j).map(|x| (x, seq)),
+                    _ => None,
+                });
+            let earlier_rc = earlier_ev.map(|(x, seq)| Receipt {
+                event_id: x.prepared.event.event_id,
+                tenant_id: x.prepared.event.tenant_id.clone(),
+                seq,
+                leaf_hash: x.prepared.leaf_hash,
+            });
+            let earlier = earlier_ev
+                .zip(earlier_rc.as_ref())
+                .map(|((x, _), rc)| (&x.prepared.event, rc));
+            let stored = || stored_event(p.mem, e);
+            if let Some(rc) = ids.prior(i, &receipts, earlier, stored)? {
+                receipts.push(rc);
+                continue;
+            }
+            let seq = match next.get_mut(e.tenant_id.as_str()) {
+                Some(s) => s,
+                None => next
+                    .entry(e.tenant_id.as_str())
+                    .or_insert(p.next_seq(&e.tenant_id)),
+            };
+            receipts.push(Receipt {
+                event_id: e.event_id,
+                tenant_id: e.tenant_id.clone(),
+                seq: *seq,
+                leaf_hash: enc.prepared.leaf_hash,
+            });
+            *seq += 1;
+            new_idx.push(i);
+        }
+    }
+    for (t, s) in next {
+        p.next_seq.insert(t.to_string(), s);
+    }
+    for &i in &new_idx {
+        let enc = &events[i];
+        let pe = &enc.prepared;
+        let e = &pe.event;
+        let mut flags = 0;
+        if e.timestamp_assigned {
+            flags |= F_TS_ASSIGNED;
+        }
+        if e.source_ip.is_some() {
+            flags |= F_IP;
+        }
+        if e.approval_id.is_some() {
+            flags |= F_APPROVAL;
+        }
+        let session = match &e.impersonation_session {
+            Some(s) => {
+                flags |= F_SESSION;
+                p.sym(block, s)
+            }
+            None => 0,
+        };
+        let h = EventHeader {
+            tenant: p.sym(block, &e.tenant_id),
+            seq: receipts[i].seq,
+            flags,
+            digits: e.timestamp.digits,
+            ts: e.timestamp.nanos,
+            received: pe.received_at.nanos,
+            event_id: *e.event_id.as_bytes(),
+            salt_or_commitment: pe.salt,
+            leaf_hash: pe.leaf_hash,
+            event_type: p.sym(block, &e.event_type),
+            actor: p.sym(block, &e.actor),
+            session,
+            dict: enc.dict,
+        };
+        codec::put_event(block, &h, &enc.body);
+        if !e.event_id_assigned {
+            in_group.insert(e.event_id, (item, i, receipts[i].seq));
+        }
+    }
+    let accepted = new_idx.len();
+    Ok(AppendOutcome {
+        accepted,
+        duplicates: receipts.len() - accepted,
+        receipts,
+    })
+}
 
 /// The stored event with `e`'s id (server-assigned UUIDv7 ids are new by construction).
-fn stored_event(shared: &Shared, e: &NewEvent) -> Result<Option<StoredEvent>, StoreError> {
+fn stored_event(mem: &Mem, e: &NewEvent) -> Result<Option<StoredEvent>, StoreError> {
     if e.event_id_assigned {
         return Ok(None);
     }
-    let Some(lk) = shared.ks.ids.get(e.event_id.as_bytes())? else {
-        return Ok(None);
-    };
-    let (tenant, seq) =
-        codec::split_log_key(&lk).ok_or_else(|| StoreError::Corrupt("id index entry".into()))?;
-    let rec = shared.ks.events.get(&lk)?.ok_or_else(|| {
-        StoreError::Corrupt(format!("id index points at a missing event {tenant}/{seq}"))
-    })?;
-    codec::decode_record(tenant, seq, &rec).map(Some)
+    match mem.ids.get(e.event_id.as_bytes()) {
+        Some(&(tenant, seq)) => super::read::load(mem, tenant, seq).map(Some),
+        None => Ok(None),
+    }
 }
 
-/// Decides one request: receipts for every event, which ones are new, and the tenants' next seqs.
-fn decide(
-    shared: &Shared,
-    events: &[PreparedEvent],
-    group: &[Request],
-    in_group: &HashMap<Uuid, Prior>,
-    working: &mut HashMap<String, TenantState>,
-) -> Result<Decision, StoreError> {
-    let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
-    let mut new_idx = Vec::with_capacity(events.len());
-    let mut ids = RequestIds::new(events);
-    let mut next: HashMap<String, u64> = HashMap::new();
-    for (i, p) in events.iter().enumerate() {
-        let e = &p.event;
-        let earlier = in_group
-            .get(&e.event_id)
-            .map(|Prior::InGroup(pr, pi, rc)| (&group[*pr].events[*pi].event, rc));
-        let stored = || stored_event(shared, e);
-        if let Some(rc) = ids.prior(i, &receipts, earlier, stored)? {
-            receipts.push(rc);
-            continue;
-        }
-        let seq = match next.get_mut(&e.tenant_id) {
-            Some(s) => s,
-            None => {
-                let start = working_state(shared, working, &e.tenant_id).next_seq;
-                next.entry(e.tenant_id.clone()).or_insert(start)
-            }
+fn checkpoint(
+    p: &mut Pending<'_>,
+    block: &mut Vec<u8>,
+    cps: &mut HashMap<(String, u64), [u8; 32]>,
+    tenant: &str,
+    cp: &SignedCheckpoint,
+) -> Result<(), StoreError> {
+    let conflict = || {
+        StoreError::Invalid(format!(
+            "a different checkpoint of size {} is already stored for {tenant}",
+            cp.size
+        ))
+    };
+    let existing = p
+        .mem
+        .tenant(tenant)
+        .and_then(|(_, t)| t.checkpoints.get(&cp.size))
+        .map(|c| c.root)
+        .or_else(|| cps.get(&(tenant.to_string(), cp.size)).copied());
+    if let Some(root) = existing {
+        return if root == cp.root {
+            Ok(())
+        } else {
+            Err(conflict())
         };
-        receipts.push(Receipt {
-            event_id: e.event_id,
-            tenant_id: e.tenant_id.clone(),
-            seq: *seq,
-            leaf_hash: p.leaf_hash,
-        });
-        *seq += 1;
-        new_idx.push(i);
     }
-    Ok((receipts, new_idx, next))
+    let size = p.mem.tenant(tenant).map(|(_, t)| t.size()).unwrap_or(0);
+    if cp.size > size {
+        return Err(StoreError::Invalid(format!(
+            "checkpoint size {} is beyond the log of {tenant}, which has {size} events",
+            cp.size
+        )));
+    }
+    let t = p.sym(block, tenant);
+    codec::put_checkpoint(block, t, cp.size, &cp.root, &cp.note);
+    cps.insert((tenant.to_string(), cp.size), cp.root);
+    Ok(())
 }

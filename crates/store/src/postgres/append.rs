@@ -189,7 +189,7 @@ fn decide(
     let events = &requests[r];
     let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
     let mut new_idx: Vec<usize> = Vec::with_capacity(events.len());
-    let mut ids = RequestIds::new(events);
+    let mut ids = RequestIds::new(events.iter().map(|p| &p.event));
     // Changes to tenant rows, applied only if the request is accepted.
     let mut work: HashMap<&str, TenantRow> = HashMap::new();
     for (i, p) in events.iter().enumerate() {

@@ -1,0 +1,456 @@
+//! Reads of the embedded store: point lookups, filtered listings, log reads, stats, trees.
+//!
+//! A listing picks the most selective index for its filters (session, then actor, then type,
+//! then time), opens one range per (tenant, index) — a `billing.*` filter opens one per
+//! matching type — and merges them by `(timestamp, event_id)`. Every candidate is then read
+//! from the log and checked against all filters, so an index only narrows, never decides.
+
+use super::codec::{self, F_PURGED, F_TS_ASSIGNED};
+use super::compress;
+use super::memory::{day_of, Index, Mem, SortKey, TenantMem};
+use crate::{EventPage, EventQuery, Order, Stats, StatsQuery, StoreError};
+use std::ops::Bound;
+use trailkeep_core::{StoredEvent, Timestamp, Uuid};
+use trailkeep_tlog::tree::{
+    prove_consistency, prove_inclusion, stored_hash_index, tree_hash, HashReader,
+};
+use trailkeep_tlog::{Hash, TlogError};
+
+/// Reads and decodes event `seq` of the tenant with symbol `tenant`.
+pub(crate) fn load(mem: &Mem, tenant: u32, seq: u64) -> Result<StoredEvent, StoreError> {
+    let t = mem
+        .tenants
+        .get(&tenant)
+        .ok_or_else(|| StoreError::Corrupt(format!("tenant symbol {tenant} has no log")))?;
+    let m = usize::try_from(seq)
+        .ok()
+        .and_then(|i| t.events.get(i))
+        .ok_or_else(|| StoreError::Corrupt(format!("no event {seq} in tenant symbol {tenant}")))?;
+    let bytes = mem.segments.read(m.segment(), m.offset(), m.len as usize)?;
+    let mut r = codec::Reader::new(&bytes);
+    let h = codec::read_event_header(&mut r)?;
+    if h.seq != seq || h.tenant != tenant {
+        return Err(StoreError::Corrupt(format!(
+            "the log entry for {tenant}/{seq} holds {}/{}",
+            h.tenant, h.seq
+        )));
+    }
+    let stored_body = r.rest();
+    let raw;
+    let body_bytes = if h.dict == 0 {
+        stored_body
+    } else {
+        raw = compress::decompress(mem.dict(h.dict)?, stored_body)?;
+        &raw[..]
+    };
+    let body = codec::decode_body(h.flags, body_bytes)?;
+    let purged = h.flags & F_PURGED != 0;
+    Ok(StoredEvent {
+        tenant_id: mem.sym(tenant)?.to_string(),
+        seq,
+        event_id: Uuid::from_bytes(h.event_id),
+        event_type: mem.sym(h.event_type)?.to_string(),
+        actor: mem.sym(h.actor)?.to_string(),
+        timestamp: codec::timestamp(&h),
+        timestamp_assigned: h.flags & F_TS_ASSIGNED != 0,
+        received_at: Timestamp::from_nanos(h.received, 6),
+        source_ip: body.source_ip,
+        impersonation_session: if h.session != 0 {
+            Some(mem.sym(h.session)?.to_string())
+        } else {
+            None
+        },
+        approval_id: body.approval_id,
+        payload: (!purged).then_some(body.payload),
+        payload_salt: (!purged).then_some(h.salt_or_commitment),
+        payload_commitment: purged.then_some(h.salt_or_commitment),
+        leaf_hash: h.leaf_hash,
+    })
+}
+
+pub(crate) fn get_event(mem: &Mem, id: &Uuid) -> Result<Option<StoredEvent>, StoreError> {
+    match mem.ids.get(id.as_bytes()) {
+        Some(&(t, seq)) => load(mem, t, seq).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn read_log(
+    mem: &Mem,
+    tenant: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let Some((id, t)) = mem.tenant(tenant) else {
+        return Ok(Vec::new());
+    };
+    let end = t.size().min(from.saturating_add(limit as u64));
+    (from..end).map(|seq| load(mem, id, seq)).collect()
+}
+
+/// The tenants a read covers: one by name, or all.
+fn in_scope<'m>(mem: &'m Mem, tenant: Option<&str>) -> Vec<(u32, &'m TenantMem)> {
+    match tenant {
+        Some(name) => mem.tenant(name).into_iter().collect(),
+        None => mem.tenants.iter().map(|(id, t)| (*id, t)).collect(),
+    }
+}
+
+type Entries<'m> = Box<dyn Iterator<Item = (&'m SortKey, &'m u64)> + 'm>;
+
+/// One ordered range of one index.
+struct Source<'m> {
+    tenant: u32,
+    iter: Entries<'m>,
+    head: Option<(SortKey, u64)>,
+}
+
+impl Source<'_> {
+    fn advance(&mut self) {
+        self.head = self.iter.next().map(|(k, s)| (*k, *s));
+    }
+}
+
+/// The tighter of two lower bounds.
+fn max_lo(a: Bound<SortKey>, b: Bound<SortKey>) -> Bound<SortKey> {
+    use Bound::*;
+    match (a, b) {
+        (Unbounded, x) | (x, Unbounded) => x,
+        (Included(x), Included(y)) => Included(x.max(y)),
+        (Excluded(x), Excluded(y)) => Excluded(x.max(y)),
+        (Included(i), Excluded(e)) | (Excluded(e), Included(i)) => {
+            if i > e {
+                Included(i)
+            } else {
+                Excluded(e)
+            }
+        }
+    }
+}
+
+/// The tighter of two upper bounds.
+fn min_hi(a: Bound<SortKey>, b: Bound<SortKey>) -> Bound<SortKey> {
+    use Bound::*;
+    match (a, b) {
+        (Unbounded, x) | (x, Unbounded) => x,
+        (Included(x), Included(y)) => Included(x.min(y)),
+        (Excluded(x), Excluded(y)) => Excluded(x.min(y)),
+        (Included(i), Excluded(e)) | (Excluded(e), Included(i)) => {
+            if i < e {
+                Included(i)
+            } else {
+                Excluded(e)
+            }
+        }
+    }
+}
+
+/// Whether a range is non-empty enough for `BTreeMap::range` (which panics on start > end,
+/// and on start == end with both bounds excluded).
+fn valid(lo: &Bound<SortKey>, hi: &Bound<SortKey>) -> bool {
+    use Bound::*;
+    match (lo, hi) {
+        (Unbounded, _) | (_, Unbounded) => true,
+        (Included(a), Included(b)) => a <= b,
+        (Included(a), Excluded(b)) | (Excluded(a), Included(b)) => a < b,
+        (Excluded(a), Excluded(b)) => a < b,
+    }
+}
+
+const MIN_ID: [u8; 16] = [0; 16];
+
+/// The key range a query covers: since (inclusive), until (exclusive), and the cursor.
+fn bounds(q: &EventQuery) -> (Bound<SortKey>, Bound<SortKey>) {
+    let mut lo = match q.since {
+        Some(s) => Bound::Included(SortKey {
+            ts: s.nanos,
+            id: MIN_ID,
+        }),
+        None => Bound::Unbounded,
+    };
+    let mut hi = match q.until {
+        Some(u) => Bound::Excluded(SortKey {
+            ts: u.nanos,
+            id: MIN_ID,
+        }),
+        None => Bound::Unbounded,
+    };
+    if let Some(c) = &q.cursor {
+        let k = SortKey {
+            ts: c.ts_nanos,
+            id: *c.event_id.as_bytes(),
+        };
+        match q.order {
+            Order::Desc => hi = min_hi(hi, Bound::Excluded(k)),
+            Order::Asc => lo = max_lo(lo, Bound::Excluded(k)),
+        }
+    }
+    (lo, hi)
+}
+
+fn open<'m>(
+    index: &'m Index,
+    tenant: u32,
+    lo: Bound<SortKey>,
+    hi: Bound<SortKey>,
+    order: Order,
+) -> Source<'m> {
+    let range = index.range(lo.as_ref(), hi.as_ref());
+    let iter: Entries<'m> = match order {
+        Order::Asc => Box::new(range),
+        Order::Desc => Box::new(range.rev()),
+    };
+    Source {
+        tenant,
+        iter,
+        head: None,
+    }
+}
+
+/// The index of one field value (an actor, a session), if the tenant has used it.
+fn pick<'m>(mem: &Mem, by: &'m foldhash::HashMap<u32, Index>, name: &str) -> Option<&'m Index> {
+    mem.sym_id(name).and_then(|s| by.get(&s))
+}
+
+/// The filters that memory alone can decide (type, actor, session), checked before an event is
+/// read from the log. `q` and the exact checks still run on the decoded event.
+struct PreFilter<'q> {
+    types: Option<&'q crate::TypeFilter>,
+    actor: Option<u32>,
+    session: Option<u32>,
+}
+
+impl<'q> PreFilter<'q> {
+    fn new(mem: &Mem, q: &'q EventQuery) -> Result<Self, StoreError> {
+        // An actor or session no event has used has no symbol; no index opened for it either.
+        Ok(PreFilter {
+            types: q.event_type.as_ref(),
+            actor: q.actor.as_deref().map(|a| mem.sym_id(a).unwrap_or(0)),
+            session: q.session.as_deref().map(|s| mem.sym_id(s).unwrap_or(0)),
+        })
+    }
+
+    fn passes(&self, mem: &Mem, tenant: u32, seq: u64) -> Result<bool, StoreError> {
+        let m = mem
+            .tenants
+            .get(&tenant)
+            .and_then(|t| usize::try_from(seq).ok().and_then(|i| t.events.get(i)))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("index points at missing {tenant}/{seq}"))
+            })?;
+        if self.actor.is_some_and(|a| a != m.actor) || self.session.is_some_and(|s| s != m.session)
+        {
+            return Ok(false);
+        }
+        match self.types {
+            Some(f) => Ok(f.matches(mem.sym(m.event_type)?)),
+            None => Ok(true),
+        }
+    }
+}
+
+pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> {
+    let limit = q.limit.max(1);
+    let (lo, hi) = bounds(q);
+    if !valid(&lo, &hi) {
+        return Ok(EventPage::new(Vec::new(), false, q.order));
+    }
+    let mut sources = Vec::new();
+    for (tid, t) in in_scope(mem, q.tenant_id.as_deref()) {
+        if let Some(session) = &q.session {
+            if let Some(i) = pick(mem, &t.by_session, session) {
+                sources.push(open(i, tid, lo, hi, q.order));
+            }
+        } else if let Some(actor) = &q.actor {
+            if let Some(i) = pick(mem, &t.by_actor, actor) {
+                sources.push(open(i, tid, lo, hi, q.order));
+            }
+        } else if let Some(tf) = &q.event_type {
+            for (ty, i) in &t.by_type {
+                if tf.matches(mem.sym(*ty)?) {
+                    sources.push(open(i, tid, lo, hi, q.order));
+                }
+            }
+        } else {
+            sources.push(open(&t.by_time, tid, lo, hi, q.order));
+        }
+    }
+    for s in &mut sources {
+        s.advance();
+    }
+    let pre = PreFilter::new(mem, q)?;
+    let mut events = Vec::with_capacity(limit.min(1024));
+    let mut more = false;
+    loop {
+        // Few sources: a linear scan for the next one beats a heap.
+        let mut best: Option<(usize, SortKey)> = None;
+        for (i, s) in sources.iter().enumerate() {
+            let Some((k, _)) = s.head else { continue };
+            let better = match (best, q.order) {
+                (None, _) => true,
+                (Some((_, b)), Order::Asc) => k < b,
+                (Some((_, b)), Order::Desc) => k > b,
+            };
+            if better {
+                best = Some((i, k));
+            }
+        }
+        let Some((b, _)) = best else { break };
+        let (_, seq) = sources[b]
+            .head
+            .ok_or_else(|| StoreError::Corrupt("merge".into()))?;
+        let tenant = sources[b].tenant;
+        sources[b].advance();
+        if !pre.passes(mem, tenant, seq)? {
+            continue;
+        }
+        let e = load(mem, tenant, seq)?;
+        if !q.matches(&e) {
+            continue;
+        }
+        if events.len() == limit {
+            more = true;
+            break;
+        }
+        events.push(e);
+    }
+    Ok(EventPage::new(events, more, q.order))
+}
+
+const DAY_NANOS: i64 = 86_400_000_000_000;
+
+pub(crate) fn stats(mem: &Mem, q: &StatsQuery) -> Result<Stats, StoreError> {
+    let since = q.since.map(|t| t.nanos).unwrap_or(i64::MIN);
+    let until = q.until.map(|t| t.nanos).unwrap_or(i64::MAX);
+    let mut out = Stats::default();
+    if since >= until {
+        return Ok(out);
+    }
+    // Whole days inside [since, until) come from the day counters; the partial days at either
+    // end are counted from the time index over the exact range.
+    let first_full = since.div_euclid(DAY_NANOS) + (since.rem_euclid(DAY_NANOS) != 0) as i64;
+    let end_full = until.div_euclid(DAY_NANOS); // exclusive
+    let add = |out: &mut Stats, ty: u32, day: i32, n: u64| -> Result<(), StoreError> {
+        *out.counts_by_type
+            .entry(mem.sym(ty)?.to_string())
+            .or_default() += n;
+        *out.counts_by_day
+            .entry(Timestamp::day_string(day))
+            .or_default() += n;
+        out.total += n;
+        Ok(())
+    };
+    let clamp = |d: i64| d.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    for (_, t) in in_scope(mem, q.tenant_id.as_deref()) {
+        if first_full < end_full {
+            let lo = (clamp(first_full), 0u32);
+            let hi = (clamp(end_full), 0u32);
+            if lo < hi {
+                for (&(day, ty), &n) in t.day_counts.range(lo..hi) {
+                    add(&mut out, ty, day, n)?;
+                }
+            }
+        }
+        let mut partial = Vec::new();
+        if first_full >= end_full {
+            partial.push((since, until));
+        } else {
+            if since.rem_euclid(DAY_NANOS) != 0 {
+                partial.push((since, first_full.saturating_mul(DAY_NANOS)));
+            }
+            if until.rem_euclid(DAY_NANOS) != 0 && until != i64::MAX {
+                partial.push((end_full.saturating_mul(DAY_NANOS), until));
+            }
+        }
+        for (a, b) in partial {
+            let lo = Bound::Included(SortKey { ts: a, id: MIN_ID });
+            let hi = if b == i64::MAX {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(SortKey { ts: b, id: MIN_ID })
+            };
+            if !valid(&lo, &hi) {
+                continue;
+            }
+            for (k, &seq) in t.by_time.range(lo.as_ref(), hi.as_ref()) {
+                let m = usize::try_from(seq)
+                    .ok()
+                    .and_then(|i| t.events.get(i))
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("time index points at missing seq {seq}"))
+                    })?;
+                add(&mut out, m.event_type, day_of(k.ts), 1)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn tlog_err(e: TlogError) -> StoreError {
+    match e {
+        TlogError::Storage(inner) => StoreError::Corrupt(inner.to_string()),
+        other => StoreError::Invalid(other.to_string()),
+    }
+}
+
+/// A tenant's tree checked against `size`; an unknown tenant has the empty tree.
+fn tree_at<'m>(mem: &'m Mem, tenant: &str, size: u64) -> Result<Option<&'m TenantMem>, StoreError> {
+    let t = mem.tenant(tenant).map(|(_, t)| t);
+    let n = t.map(|t| t.size()).unwrap_or(0);
+    if size > n {
+        return Err(StoreError::Invalid(format!(
+            "tree size {size} is beyond the log of {tenant}, which has {n} leaves"
+        )));
+    }
+    Ok(t)
+}
+
+pub(crate) fn tree_size(mem: &Mem, tenant: &str) -> u64 {
+    mem.tenant(tenant).map(|(_, t)| t.size()).unwrap_or(0)
+}
+
+pub(crate) fn root(mem: &Mem, tenant: &str, size: u64) -> Result<Hash, StoreError> {
+    match tree_at(mem, tenant, size)? {
+        Some(t) => tree_hash(size, &t.tree).map_err(tlog_err),
+        None => tree_hash(0, &trailkeep_tlog::tree::MemoryHashes::new()).map_err(tlog_err),
+    }
+}
+
+pub(crate) fn inclusion(
+    mem: &Mem,
+    tenant: &str,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let empty = trailkeep_tlog::tree::MemoryHashes::new();
+    let t = tree_at(mem, tenant, size)?;
+    prove_inclusion(size, index, t.map(|t| &t.tree).unwrap_or(&empty)).map_err(tlog_err)
+}
+
+pub(crate) fn consistency(
+    mem: &Mem,
+    tenant: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let empty = trailkeep_tlog::tree::MemoryHashes::new();
+    let t = tree_at(mem, tenant, to)?;
+    prove_consistency(from, to, t.map(|t| &t.tree).unwrap_or(&empty)).map_err(tlog_err)
+}
+
+pub(crate) fn leaves(
+    mem: &Mem,
+    tenant: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let t = tree_at(mem, tenant, end)?;
+    if start > end {
+        return Err(StoreError::Invalid(format!(
+            "start {start} is after end {end}"
+        )));
+    }
+    let Some(t) = t else { return Ok(Vec::new()) };
+    let idx: Vec<u64> = (start..end).map(|n| stored_hash_index(0, n)).collect();
+    t.tree.read_hashes(&idx).map_err(tlog_err)
+}
