@@ -124,7 +124,9 @@ pub struct EventHeader {
     pub dict: u32,
 }
 
-pub fn put_event(out: &mut Vec<u8>, h: &EventHeader, body: &[u8]) {
+/// Appends an event entry; returns the offset of the entry's contents in `out`.
+pub fn put_event(out: &mut Vec<u8>, h: &EventHeader, body: &[u8]) -> usize {
+    let at = out.len() + 6;
     put_entry(out, EVENT, |o| {
         put_varint(o, h.tenant as u64);
         put_varint(o, h.seq);
@@ -143,6 +145,7 @@ pub fn put_event(out: &mut Vec<u8>, h: &EventHeader, body: &[u8]) {
         put_varint(o, h.dict as u64);
         o.extend_from_slice(body);
     });
+    at
 }
 
 /// A cursor over bytes that fails with `Corrupt` (never panics) on short or bad input.

@@ -136,15 +136,42 @@ impl Mem {
 
     /// Applies one durable block (the body that starts at `body_off` in segment `seg`).
     pub fn apply_block(&mut self, seg: u32, body_off: u64, body: &[u8]) -> Result<(), StoreError> {
+        self.apply_block_with(seg, body_off, body, &[])
+    }
+
+    /// [`Self::apply_block`] for a block whose event headers the caller already has (the commit
+    /// thread built them): `headers` lists them in block order, each with the offset of its
+    /// entry's contents in the block. Only the framing is read again; a header that does not
+    /// sit where the framing says is a bug and refused.
+    pub fn apply_block_with(
+        &mut self,
+        seg: u32,
+        body_off: u64,
+        body: &[u8],
+        headers: &[(usize, codec::EventHeader)],
+    ) -> Result<(), StoreError> {
         self.segments.ensure(seg)?;
         let mut r = Reader::new(body);
+        let mut known = headers.iter();
         while !r.is_empty() {
             let (kind, bytes, _) = r.entry()?;
-            let at = body_off + (r.pos - bytes.len()) as u64;
+            let rel = r.pos - bytes.len();
+            let at = body_off + rel as u64;
             match kind {
                 SYMBOL => self.apply_symbol(bytes)?,
                 DICT => self.apply_dict(bytes)?,
-                EVENT => self.apply_event(seg, at, bytes)?,
+                EVENT if headers.is_empty() => {
+                    let h = codec::read_event_header(&mut Reader::new(bytes))?;
+                    self.apply_event(seg, at, bytes.len(), &h)?
+                }
+                EVENT => match known.next() {
+                    Some((off, h)) if *off == rel => self.apply_event(seg, at, bytes.len(), h)?,
+                    _ => {
+                        return Err(corrupt(
+                            "a block's event headers do not match its entries".into(),
+                        ))
+                    }
+                },
                 CHECKPOINT => self.apply_checkpoint(bytes)?,
                 k => return Err(corrupt(format!("unknown log entry kind {k}"))),
             }
@@ -179,9 +206,13 @@ impl Mem {
         Ok(())
     }
 
-    fn apply_event(&mut self, seg: u32, at: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let mut r = Reader::new(bytes);
-        let h = codec::read_event_header(&mut r)?;
+    fn apply_event(
+        &mut self,
+        seg: u32,
+        at: u64,
+        len: usize,
+        h: &codec::EventHeader,
+    ) -> Result<(), StoreError> {
         for s in [h.tenant, h.event_type, h.actor] {
             self.sym(s)?;
         }
@@ -195,7 +226,7 @@ impl Mem {
         if h.seq != t.size() {
             return Err(corrupt(format!(
                 "event {} of tenant symbol {} has seq {} where {} was next",
-                codec::uuid(&h),
+                codec::uuid(h),
                 h.tenant,
                 h.seq,
                 t.size()
@@ -207,7 +238,7 @@ impl Mem {
         };
         t.events.push(Meta {
             loc: ((seg as u64) << 40) | at,
-            len: bytes.len() as u32,
+            len: len as u32,
             event_type: h.event_type,
             actor: h.actor,
             session: h.session,

@@ -311,11 +311,15 @@ impl KeysOnly {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
-        let encoded = self.encode(events)?;
+        let encoded = Arc::new(self.encode(events)?);
         let (tx, rx) = oneshot::channel();
-        self.send(writer::Msg::Append(encoded, tx))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?
+        self.send(writer::Msg::Append(encoded.clone(), tx))?;
+        let out = rx
+            .await
+            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?;
+        // The commit thread has dropped its reference: the events are freed here, in parallel.
+        drop(encoded);
+        out
     }
 
     async fn get_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {

@@ -31,7 +31,9 @@ use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(crate) enum Msg {
-    Append(Vec<Encoded>, Reply<AppendOutcome>),
+    /// Shared with the submitting handler, which frees the events after the answer (so the
+    /// commit thread does not spend its time in the allocator).
+    Append(Arc<Vec<Encoded>>, Reply<AppendOutcome>),
     Checkpoint(String, SignedCheckpoint, Reply<()>),
     /// A freshly trained compression dictionary to write and then use.
     Dict(Vec<u8>),
@@ -83,7 +85,10 @@ pub(crate) fn spawn(
 }
 
 fn run(shared: &Shared, mut log: LogWriter, rx: mpsc::Receiver<Msg>, max_group: usize) {
-    let mut block = Vec::with_capacity(1 << 20);
+    let mut block = Buffers {
+        block: Vec::with_capacity(1 << 20),
+        headers: Vec::new(),
+    };
     loop {
         let mut group = Vec::new();
         let mut n = 0;
@@ -176,7 +181,7 @@ impl Pending<'_> {
 }
 
 enum Item {
-    Append(Vec<Encoded>),
+    Append(Arc<Vec<Encoded>>),
     Checkpoint(String, SignedCheckpoint),
     Dict(Vec<u8>),
 }
@@ -196,8 +201,16 @@ enum Outcome {
 /// Where an id accepted earlier in this group is: (item, event index, seq).
 type InGroup = HashMap<Uuid, (usize, usize, u64)>;
 
-fn commit_group(shared: &Shared, log: &mut LogWriter, block: &mut Vec<u8>, group: Vec<Msg>) {
-    block.clear();
+/// The block being built and the headers of its events (so applying it needs no re-parse).
+struct Buffers {
+    block: Vec<u8>,
+    headers: Vec<(usize, EventHeader)>,
+}
+
+fn commit_group(shared: &Shared, log: &mut LogWriter, bufs: &mut Buffers, group: Vec<Msg>) {
+    bufs.block.clear();
+    bufs.headers.clear();
+    let Buffers { block, headers } = bufs;
     let mut items = Vec::with_capacity(group.len());
     let mut replies = Vec::with_capacity(group.len());
     for m in group {
@@ -245,7 +258,8 @@ fn commit_group(shared: &Shared, log: &mut LogWriter, block: &mut Vec<u8>, group
         for k in 0..items.len() {
             match &items[k] {
                 Item::Append(events) => {
-                    let out = append_request(&mut p, block, &items, &mut in_group, k, events);
+                    let out =
+                        append_request(&mut p, block, headers, &items, &mut in_group, k, events);
                     if let Ok(o) = &out {
                         stored += o.accepted as u64;
                     }
@@ -264,6 +278,8 @@ fn commit_group(shared: &Shared, log: &mut LogWriter, block: &mut Vec<u8>, group
             }
         }
     }
+    // Our references go before the answers, so each handler's is the last and frees there.
+    drop(items);
 
     let result = if block.is_empty() {
         Ok(())
@@ -273,7 +289,7 @@ fn commit_group(shared: &Shared, log: &mut LogWriter, block: &mut Vec<u8>, group
                 .mem
                 .write()
                 .map_err(|_| StoreError::Unavailable("memory lock poisoned".into()))?;
-            mem.apply_block(seg, off, block)?;
+            mem.apply_block_with(seg, off, block, headers)?;
             if new_dict {
                 if let Ok(mut cur) = shared.dict.write() {
                     *cur = mem.dicts.last().cloned();
@@ -339,6 +355,7 @@ fn send_all(replies: Vec<AnyReply>, outcomes: Vec<Outcome>, failed: Option<&str>
 fn append_request(
     p: &mut Pending<'_>,
     block: &mut Vec<u8>,
+    headers: &mut Vec<(usize, EventHeader)>,
     items: &[Item],
     in_group: &mut InGroup,
     item: usize,
@@ -426,7 +443,8 @@ fn append_request(
             session,
             dict: enc.dict,
         };
-        codec::put_event(block, &h, &enc.body);
+        let at = codec::put_event(block, &h, &enc.body);
+        headers.push((at, h));
         if !e.event_id_assigned {
             in_group.insert(e.event_id, (item, i, receipts[i].seq));
         }
