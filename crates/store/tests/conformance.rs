@@ -1084,3 +1084,6 @@ store_conformance_suite!(postgres_store, crate::postgres());
 
 #[path = "conformance/durability.rs"]
 mod durability;
+
+#[path = "conformance/engine.rs"]
+mod engine;

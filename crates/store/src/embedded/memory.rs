@@ -11,6 +11,7 @@
 //! leaf). Indexes are B-trees keyed by `(timestamp, event_id)`, the API's order, so a page is a
 //! range walk plus a merge across the few ranges a filter opens.
 
+use super::chunked::{ChunkedVec, TreeHashes};
 use super::codec::{self, Reader, CHECKPOINT, DICT, EVENT, F_SESSION, SYMBOL};
 use super::compress::Dict;
 use super::segment::Segments;
@@ -18,7 +19,6 @@ use crate::{SignedCheckpoint, StoreError};
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use trailkeep_tlog::tree::MemoryHashes;
 
 /// The API's list order: timestamp, then event id bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,7 +53,7 @@ impl Meta {
 /// One tenant's log.
 #[derive(Default)]
 pub struct TenantMem {
-    pub events: Vec<Meta>,
+    pub events: ChunkedVec<Meta>,
     pub by_time: Index,
     pub by_type: HashMap<u32, Index>,
     pub by_actor: HashMap<u32, Index>,
@@ -62,7 +62,7 @@ pub struct TenantMem {
     pub day_counts: BTreeMap<(i32, u32), u64>,
     pub first_ts: Option<(i64, u8)>,
     pub last_ts: Option<(i64, u8)>,
-    pub tree: MemoryHashes,
+    pub tree: TreeHashes,
     pub checkpoints: BTreeMap<u64, SignedCheckpoint>,
 }
 
@@ -77,8 +77,9 @@ pub struct Mem {
     syms: Vec<String>,
     sym_ids: HashMap<String, u32>,
     pub tenants: HashMap<u32, TenantMem>,
-    /// event id → (tenant symbol, seq)
-    pub ids: HashMap<[u8; 16], (u32, u64)>,
+    /// event id → (tenant symbol, seq), in 256 shards by the id's last byte, so that growing
+    /// one never rehashes millions of entries at once (a stall of the commit thread).
+    ids: Vec<HashMap<[u8; 16], (u32, u64)>>,
     pub dicts: Vec<Arc<Dict>>,
     pub segments: Segments,
 }
@@ -100,10 +101,15 @@ impl Mem {
             syms: Vec::new(),
             sym_ids: HashMap::default(),
             tenants: HashMap::default(),
-            ids: HashMap::default(),
+            ids: (0..256).map(|_| HashMap::default()).collect(),
             dicts: Vec::new(),
             segments,
         }
+    }
+
+    /// Where the event with this id is: (tenant symbol, seq).
+    pub fn locate(&self, id: &[u8; 16]) -> Option<(u32, u64)> {
+        self.ids.get(id[15] as usize)?.get(id).copied()
     }
 
     pub fn sym(&self, id: u32) -> Result<&str, StoreError> {
@@ -265,8 +271,17 @@ impl Mem {
         if t.last_ts.is_none_or(|l| ts.0 > l.0) {
             t.last_ts = Some(ts);
         }
-        t.tree.append_leaf(h.leaf_hash);
-        self.ids.insert(h.event_id, (h.tenant, h.seq));
+        t.tree
+            .append_leaf(h.leaf_hash)
+            .map_err(|e| corrupt(format!("tree of tenant symbol {}: {e}", h.tenant)))?;
+        debug_assert_eq!(
+            t.tree.size(),
+            t.size(),
+            "a sequenced event is always in its tree"
+        );
+        if let Some(shard) = self.ids.get_mut(h.event_id[15] as usize) {
+            shard.insert(h.event_id, (h.tenant, h.seq));
+        }
         Ok(())
     }
 

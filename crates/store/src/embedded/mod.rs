@@ -17,6 +17,7 @@
 //! `pread` and one small decompression per event). See ARCHITECTURE.md for the measurements
 //! behind this design.
 
+mod chunked;
 mod codec;
 mod compress;
 mod index;

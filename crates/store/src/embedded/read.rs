@@ -5,6 +5,7 @@
 //! matching type — and merges them by `(timestamp, event_id)`. Every candidate is then read
 //! from the log and checked against all filters, so an index only narrows, never decides.
 
+use super::chunked::TreeHashes;
 use super::codec::{self, F_PURGED, F_TS_ASSIGNED};
 use super::compress;
 use super::memory::{day_of, Index, Mem, SortKey, TenantMem};
@@ -69,8 +70,8 @@ pub(crate) fn load(mem: &Mem, tenant: u32, seq: u64) -> Result<StoredEvent, Stor
 }
 
 pub(crate) fn get_event(mem: &Mem, id: &Uuid) -> Result<Option<StoredEvent>, StoreError> {
-    match mem.ids.get(id.as_bytes()) {
-        Some(&(t, seq)) => load(mem, t, seq).map(Some),
+    match mem.locate(id.as_bytes()) {
+        Some((t, seq)) => load(mem, t, seq).map(Some),
         None => Ok(None),
     }
 }
@@ -412,7 +413,7 @@ pub(crate) fn tree_size(mem: &Mem, tenant: &str) -> u64 {
 pub(crate) fn root(mem: &Mem, tenant: &str, size: u64) -> Result<Hash, StoreError> {
     match tree_at(mem, tenant, size)? {
         Some(t) => tree_hash(size, &t.tree).map_err(tlog_err),
-        None => tree_hash(0, &trailkeep_tlog::tree::MemoryHashes::new()).map_err(tlog_err),
+        None => tree_hash(0, &TreeHashes::default()).map_err(tlog_err),
     }
 }
 
@@ -422,7 +423,7 @@ pub(crate) fn inclusion(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    let empty = trailkeep_tlog::tree::MemoryHashes::new();
+    let empty = TreeHashes::default();
     let t = tree_at(mem, tenant, size)?;
     prove_inclusion(size, index, t.map(|t| &t.tree).unwrap_or(&empty)).map_err(tlog_err)
 }
@@ -433,7 +434,7 @@ pub(crate) fn consistency(
     from: u64,
     to: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    let empty = trailkeep_tlog::tree::MemoryHashes::new();
+    let empty = TreeHashes::default();
     let t = tree_at(mem, tenant, to)?;
     prove_consistency(from, to, t.map(|t| &t.tree).unwrap_or(&empty)).map_err(tlog_err)
 }

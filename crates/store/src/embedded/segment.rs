@@ -1,15 +1,22 @@
 //! Segment files: the durable, append-only log of blocks under `DATA_DIR/log/`.
 //!
-//! A segment is `NNNNNNNN.seg` (numbers dense from 1): a 16-byte header (`MAGIC`, segment number
-//! u64 LE), then blocks `body length u32 LE ‖ CRC-32 of body u32 LE ‖ body`. The commit thread
+//! A segment is `NNNNNNNN.seg` (numbers dense from 1): a 32-byte header (`MAGIC`, segment number
+//! u64 LE, the log's total length before this segment u64 LE, which pins the exact length of
+//! every earlier segment, and the log id u64 LE), then blocks `body length u32 LE ‖ CRC-32 of
+//! body u32 LE ‖ log id u64 LE ‖ body` (bodies are never empty). The log id is drawn at random
+//! when the log is created and never leaves the data directory: clients cannot make bytes in
+//! their events look like a block of this log, which recovery relies on below. The commit thread
 //! writes one block per commit group with a single `write` and then `fdatasync`s before any
 //! request of the group is answered. A new segment is started once the current one passes
 //! [`SEGMENT_TARGET`]; its creation is made durable (file and directory fsync) before use.
 //!
-//! Recovery reads every block in order. A block that is short or fails its CRC in the **last**
-//! segment is the tail of a write that never completed (no request of it was answered): the
-//! segment is cut back to the last whole block. Anywhere else it is corruption and the store
-//! refuses to open.
+//! Recovery reads every block in order. Only the write in progress at a crash can be damaged,
+//! and it is the last thing in the last segment: a block there that is short, runs past the end
+//! of the file, or (with a zeroed header) is followed only by what that write could have left,
+//! was never answered, and the segment is cut back to the last whole block. A damaged block with
+//! more log after it, a damaged earlier segment, or segments whose lengths disagree with the
+//! next segment's header are corruption of acknowledged data: the store refuses to open and
+//! names the file, rather than silently dropping answered writes.
 
 use crate::StoreError;
 use std::fs::{File, OpenOptions};
@@ -18,8 +25,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"TKLOG01\n";
-pub const HEADER_LEN: u64 = 16;
-pub const BLOCK_HEADER_LEN: u64 = 8;
+pub const HEADER_LEN: u64 = 32;
+pub const BLOCK_HEADER_LEN: u64 = 16;
+/// Segment numbers fit in 24 bits of an in-memory location (16 PB of 1 GiB segments).
+const MAX_SEGMENT: u32 = (1 << 24) - 1;
 /// Segments are rolled once they pass this size (a block never spans two segments).
 pub const SEGMENT_TARGET: u64 = 1 << 30;
 
@@ -61,7 +70,8 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
     Ok(ns)
 }
 
-fn create_segment(dir: &Path, n: u32) -> Result<File, StoreError> {
+/// Creates segment `n` of log `id`, whose first byte is at `start` in the whole log.
+fn create_segment(dir: &Path, n: u32, start: u64, id: u64) -> Result<File, StoreError> {
     let path = segment_path(dir, n);
     let mut f = OpenOptions::new()
         .create(true)
@@ -71,7 +81,9 @@ fn create_segment(dir: &Path, n: u32) -> Result<File, StoreError> {
         .open(&path)?;
     let mut h = [0u8; HEADER_LEN as usize];
     h[..8].copy_from_slice(MAGIC);
-    h[8..].copy_from_slice(&(n as u64).to_le_bytes());
+    h[8..16].copy_from_slice(&(n as u64).to_le_bytes());
+    h[16..24].copy_from_slice(&start.to_le_bytes());
+    h[24..32].copy_from_slice(&id.to_le_bytes());
     f.write_all(&h)?;
     f.sync_all()?;
     sync_dir(dir)?;
@@ -82,6 +94,9 @@ fn create_segment(dir: &Path, n: u32) -> Result<File, StoreError> {
 pub struct LogWriter {
     dir: PathBuf,
     seg: u32,
+    /// Log length before the current segment.
+    base: u64,
+    id: u64,
     file: File,
     len: u64,
     target: u64,
@@ -95,14 +110,21 @@ impl LogWriter {
             StoreError::Unavailable("a commit group is over 4 GiB; send smaller requests".into())
         })?;
         if self.len > HEADER_LEN && self.len + BLOCK_HEADER_LEN + body.len() as u64 > self.target {
+            if self.seg >= MAX_SEGMENT {
+                return Err(StoreError::Unavailable(format!(
+                    "the log has reached {MAX_SEGMENT} segments; raise the segment size"
+                )));
+            }
             self.seg += 1;
-            self.file = create_segment(&self.dir, self.seg)?;
+            self.base += self.len;
+            self.file = create_segment(&self.dir, self.seg, self.base, self.id)?;
             self.len = HEADER_LEN;
         }
         self.buf.clear();
         self.buf.extend_from_slice(&n.to_le_bytes());
         self.buf
             .extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        self.buf.extend_from_slice(&self.id.to_le_bytes());
         // One write for header and body: fewer syscalls, and a torn write is caught by the CRC.
         self.buf.extend_from_slice(body);
         self.file.write_all_at(&self.buf, self.len)?;
@@ -125,71 +147,142 @@ pub fn recover(
     std::fs::create_dir_all(dir)?;
     let mut segs = list_segments(dir)?;
     if segs.is_empty() {
-        create_segment(dir, 1)?;
+        create_segment(dir, 1, 0, new_log_id())?;
         segs.push(1);
     }
+    // The log id, from the first segment that has a whole header.
+    let mut id: Option<u64> = None;
     let last = *segs.last().unwrap_or(&1);
     let mut body = Vec::new();
+    // Length of the log before the segment being read.
+    let mut base = 0u64;
     for &n in &segs {
         let path = segment_path(dir, n);
+        let corrupt = |what: String| {
+            StoreError::Corrupt(format!(
+                "{} {what}; the log holds acknowledged events there, so trailkeep will not guess: restore the data directory from a backup",
+                path.display()
+            ))
+        };
         let f = File::open(&path)?;
         let size = f.metadata()?.len();
         let mut r = BufReader::with_capacity(1 << 20, f);
         let mut h = [0u8; HEADER_LEN as usize];
-        let header_ok = r.read_exact(&mut h).is_ok()
-            && &h[..8] == MAGIC
-            && u64::from_le_bytes(h[8..].try_into().unwrap_or_default()) == n as u64;
-        if !header_ok {
+        let read_ok = r.read_exact(&mut h).is_ok();
+        let word = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or_default());
+        if !(read_ok && &h[..8] == MAGIC && word(8) == n as u64) {
             if n == last && size < HEADER_LEN + BLOCK_HEADER_LEN {
                 // Crashed while creating this segment: nothing in it was ever acknowledged.
                 tracing::warn!(segment = %path.display(), "recreating a segment whose creation did not complete");
                 drop(r);
-                create_segment(dir, n)?;
+                let rid = *id.get_or_insert_with(new_log_id);
+                create_segment(dir, n, base, rid)?;
+                base += HEADER_LEN;
                 continue;
             }
+            return Err(corrupt(
+                "is not a trailkeep log segment (bad header)".into(),
+            ));
+        }
+        let log_id = *id.get_or_insert(word(24));
+        if word(24) != log_id {
+            return Err(corrupt(
+                "belongs to another log (its log id differs from segment 1's)".into(),
+            ));
+        }
+        if word(16) != base && n == 1 {
+            return Err(corrupt(
+                "has a damaged header (it must start the log at byte 0)".into(),
+            ));
+        }
+        if word(16) != base {
+            let prev = segment_path(dir, n.saturating_sub(1));
             return Err(StoreError::Corrupt(format!(
-                "{} is not a trailkeep log segment (bad header)",
-                path.display()
+                "{} says the log before it is {} bytes long, but the earlier segments hold {base}: {} was cut short or extended; restore the data directory from a backup",
+                path.display(),
+                word(16),
+                prev.display()
             )));
         }
         let mut pos = HEADER_LEN;
+        // Where the log stops being whole, and why.
+        let mut damage: Option<(u64, &str)> = None;
         loop {
+            if pos == size {
+                break;
+            }
             let mut bh = [0u8; BLOCK_HEADER_LEN as usize];
-            match r.read_exact(&mut bh) {
-                Ok(()) => {}
-                // Clean end, or a block header cut short.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(e.into()),
+            if let Err(e) = r.read_exact(&mut bh) {
+                if e.kind() == ErrorKind::UnexpectedEof {
+                    damage = Some((pos, "a block header is cut short"));
+                    break;
+                }
+                return Err(e.into());
             }
             let len = u32::from_le_bytes([bh[0], bh[1], bh[2], bh[3]]) as u64;
             let crc = u32::from_le_bytes([bh[4], bh[5], bh[6], bh[7]]);
+            if len == 0 || u64::from_le_bytes(bh[8..16].try_into().unwrap_or_default()) != log_id {
+                damage = Some((pos, "a block header is damaged"));
+                break;
+            }
             if pos + BLOCK_HEADER_LEN + len > size {
+                damage = Some((pos, "a block runs past the end of the file"));
                 break;
             }
             body.resize(len as usize, 0);
             r.read_exact(&mut body)?;
             if crc32fast::hash(&body) != crc {
+                // A torn final write is the last thing in the file; anything after this block
+                // means an acknowledged block was damaged.
+                if pos + BLOCK_HEADER_LEN + len < size {
+                    return Err(corrupt(format!(
+                        "is damaged at byte {pos} (a block fails its checksum) and {} bytes of later blocks follow",
+                        size - (pos + BLOCK_HEADER_LEN + len)
+                    )));
+                }
+                damage = Some((pos, "the last block fails its checksum"));
                 break;
             }
-            on_block(n, pos + BLOCK_HEADER_LEN, &body)?;
+            on_block(n, pos + BLOCK_HEADER_LEN, &body).map_err(|e| match e {
+                StoreError::Corrupt(m) => corrupt(format!(
+                    "has a block at byte {pos} that does not apply: {m}"
+                )),
+                other => other,
+            })?;
             pos += BLOCK_HEADER_LEN + len;
         }
-        if pos < size {
+        if let Some((at, why)) = damage {
             if n != last {
-                return Err(StoreError::Corrupt(format!(
-                    "{} is damaged at byte {pos} (a block is short or fails its checksum) and later segments exist; restore it from a backup",
-                    path.display()
+                return Err(corrupt(format!(
+                    "is damaged at byte {at} ({why}) and later segments exist"
+                )));
+            }
+            // A crash tears only the write in progress, the last thing in the file: if a whole
+            // block follows the damage anywhere, acknowledged data was damaged instead.
+            let rest = size - at;
+            let mut tail = Vec::with_capacity(rest as usize);
+            let mut f = File::open(&path)?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at))?;
+            f.take(rest).read_to_end(&mut tail)?;
+            if let Some(later) = (1..tail.len()).find(|&i| looks_like_block(&tail[i..], log_id)) {
+                return Err(corrupt(format!(
+                    "is damaged at byte {at} ({why}) and a whole block follows at byte {}",
+                    at + later as u64
                 )));
             }
             tracing::warn!(
                 segment = %path.display(),
-                kept = pos,
-                dropped = size - pos,
+                kept = at,
+                dropped = size - at,
+                reason = why,
                 "cutting off the unfinished tail of the log (a commit that was never acknowledged)"
             );
             let f = OpenOptions::new().write(true).open(&path)?;
-            f.set_len(pos)?;
+            f.set_len(at)?;
             f.sync_all()?;
+            base += at;
+        } else {
+            base += size;
         }
     }
     let path = segment_path(dir, last);
@@ -198,11 +291,37 @@ pub fn recover(
     Ok(LogWriter {
         dir: dir.to_path_buf(),
         seg: last,
+        base: base - len,
+        id: id.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "no segment of the log in {} has a whole header",
+                dir.display()
+            ))
+        })?,
         file,
         len,
         target,
         buf: Vec::new(),
     })
+}
+
+/// Whether `b` starts with a whole block of log `id` whose checksum holds. The id check comes
+/// first, so scanning a tail costs a compare per byte, not a checksum.
+fn looks_like_block(b: &[u8], id: u64) -> bool {
+    let h = BLOCK_HEADER_LEN as usize;
+    if b.len() < h || b[8..16] != id.to_le_bytes() {
+        return false;
+    }
+    let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let crc = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    len > 0
+        && b.get(h..h + len)
+            .is_some_and(|body| crc32fast::hash(body) == crc)
+}
+
+/// A fresh random log id (never 0, so a zeroed header never matches).
+fn new_log_id() -> u64 {
+    rand::random::<u64>() | 1
 }
 
 /// Read handles on the segments, for point reads.

@@ -462,8 +462,8 @@ fn stored_event(mem: &Mem, e: &NewEvent) -> Result<Option<StoredEvent>, StoreErr
     if e.event_id_assigned {
         return Ok(None);
     }
-    match mem.ids.get(e.event_id.as_bytes()) {
-        Some(&(tenant, seq)) => super::read::load(mem, tenant, seq).map(Some),
+    match mem.locate(e.event_id.as_bytes()) {
+        Some((tenant, seq)) => super::read::load(mem, tenant, seq).map(Some),
         None => Ok(None),
     }
 }
