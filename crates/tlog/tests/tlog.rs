@@ -41,15 +41,23 @@ use trailkeep_tlog::TlogError;
 // Test vectors from transparency-dev/merkle
 // =====================================================================================
 
+/// The shared test vectors: `$TRAILKEEP_SHARED/testdata/rfc6962`, else `shared/` beside the
+/// checkout, else `/work/shared`. Missing vectors fail the tests; they are never skipped.
 fn vectors_root() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/rfc6962");
-    assert!(
-        dir.is_dir(),
-        "RFC 6962 test vectors not found at {}: /work/shared must be a sibling of the \
-         repository checkout; these tests must not be skipped",
-        dir.display()
-    );
-    dir
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let candidates: Vec<PathBuf> = std::env::var_os("TRAILKEEP_SHARED")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([beside, PathBuf::from("/work/shared")])
+        .map(|d| d.join("testdata/rfc6962"))
+        .collect();
+    match candidates.iter().find(|d| d.is_dir()) {
+        Some(d) => d.clone(),
+        None => panic!(
+            "RFC 6962 test vectors not found in any of {candidates:?}: set TRAILKEEP_SHARED to \
+             the shared/ folder; these tests must not be skipped"
+        ),
+    }
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {
