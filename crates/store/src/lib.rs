@@ -87,7 +87,9 @@ pub trait Store: Send + Sync + 'static {
     /// Leaf hashes `start..end`.
     async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError>;
     /// Records a signed checkpoint. Fails with `Invalid` if a different checkpoint of the same
-    /// size is already stored (never two signed checkpoints for one tree size).
+    /// size is already stored (never two signed checkpoints for one tree size). The embedded
+    /// store is stricter: a checkpoint must carry its own tree's root at that size, and one no
+    /// newer than the latest is accepted without being written again.
     async fn put_checkpoint(&self, tenant_id: &str, cp: SignedCheckpoint)
         -> Result<(), StoreError>;
     /// The newest stored checkpoint of a tenant.

@@ -63,7 +63,8 @@ pub struct TenantMem {
     pub first_ts: Option<(i64, u8)>,
     pub last_ts: Option<(i64, u8)>,
     pub tree: TreeHashes,
-    pub checkpoints: BTreeMap<u64, SignedCheckpoint>,
+    /// The newest checkpoint (older ones stay in the log; their roots follow from the tree).
+    pub latest_checkpoint: Option<SignedCheckpoint>,
 }
 
 impl TenantMem {
@@ -300,8 +301,9 @@ impl Mem {
                 "checkpoint of size {size} precedes the events it covers"
             )));
         }
-        t.checkpoints
-            .insert(size, SignedCheckpoint { size, root, note });
+        if t.latest_checkpoint.as_ref().is_none_or(|c| size >= c.size) {
+            t.latest_checkpoint = Some(SignedCheckpoint { size, root, note });
+        }
         Ok(())
     }
 }

@@ -437,7 +437,7 @@ impl Store for EmbeddedStore {
         Ok(self
             .mem()?
             .tenant(tenant_id)
-            .and_then(|(_, t)| t.checkpoints.last_key_value().map(|(_, c)| c.clone())))
+            .and_then(|(_, t)| t.latest_checkpoint.clone()))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

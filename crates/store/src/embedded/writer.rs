@@ -468,6 +468,10 @@ fn stored_event(mem: &Mem, e: &NewEvent) -> Result<Option<StoredEvent>, StoreErr
     }
 }
 
+/// Records a checkpoint if it is new. A checkpoint must carry this log's own root at its size
+/// (so two different checkpoints of one size can never both be stored); one of the latest size
+/// or older is already implied by the stored one and the tree, and is not written again. Only
+/// the latest is kept in memory: a busy tenant gets one a second, forever.
 fn checkpoint(
     p: &mut Pending<'_>,
     block: &mut Vec<u8>,
@@ -475,34 +479,37 @@ fn checkpoint(
     tenant: &str,
     cp: &SignedCheckpoint,
 ) -> Result<(), StoreError> {
-    let conflict = || {
-        StoreError::Invalid(format!(
-            "a different checkpoint of size {} is already stored for {tenant}",
-            cp.size
-        ))
-    };
-    let existing = p
-        .mem
-        .tenant(tenant)
-        .and_then(|(_, t)| t.checkpoints.get(&cp.size))
-        .map(|c| c.root)
-        .or_else(|| cps.get(&(tenant.to_string(), cp.size)).copied());
-    if let Some(root) = existing {
-        return if root == cp.root {
-            Ok(())
-        } else {
-            Err(conflict())
-        };
-    }
-    let size = p.mem.tenant(tenant).map(|(_, t)| t.size()).unwrap_or(0);
+    let t = p.mem.tenant(tenant).map(|(_, t)| t);
+    let size = t.map(|t| t.size()).unwrap_or(0);
     if cp.size > size {
         return Err(StoreError::Invalid(format!(
             "checkpoint size {} is beyond the log of {tenant}, which has {size} events",
             cp.size
         )));
     }
-    let t = p.sym(block, tenant);
-    codec::put_checkpoint(block, t, cp.size, &cp.root, &cp.note);
+    let empty = super::chunked::TreeHashes::default();
+    let root = trailkeep_tlog::tree::tree_hash(cp.size, t.map(|t| &t.tree).unwrap_or(&empty))
+        .map_err(|e| StoreError::Corrupt(format!("tree of {tenant}: {e}")))?;
+    if root != cp.root {
+        return Err(StoreError::Invalid(format!(
+            "a checkpoint of size {} for {tenant} must carry the log's root at that size; a different one is never stored",
+            cp.size
+        )));
+    }
+    let latest = t
+        .and_then(|t| t.latest_checkpoint.as_ref().map(|c| c.size))
+        .into_iter()
+        .chain(
+            cps.iter()
+                .filter(|((n, _), _)| n == tenant)
+                .map(|((_, s), _)| *s),
+        )
+        .max();
+    if latest.is_some_and(|l| cp.size <= l) {
+        return Ok(());
+    }
+    let sym = p.sym(block, tenant);
+    codec::put_checkpoint(block, sym, cp.size, &cp.root, &cp.note);
     cps.insert((tenant.to_string(), cp.size), cp.root);
     Ok(())
 }
