@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use trailkeep_server::checkpoint::checkpoint_round;
-use trailkeep_store::SignedCheckpoint;
+use trailkeep_store::{SignedCheckpoint, Store, StoreError};
 use trailkeep_tlog::{
     open_checkpoint_for_origin, verify_consistency, verify_inclusion, Hash, TlogProof, Verifier,
 };
@@ -257,26 +257,121 @@ async fn proofs_are_tenant_scoped_and_need_a_read_key() {
     assert_error(&r, 401, "unauthorized");
 }
 
+/// A store whose latest checkpoint of `t_x` is one its tree does not have, as if the log had
+/// been rewritten after that checkpoint was signed (the embedded store itself refuses to record
+/// such a checkpoint, so the rewrite is simulated here). Everything else is the real store.
+struct RewrittenLog {
+    inner: std::sync::Arc<dyn Store>,
+    forged: SignedCheckpoint,
+}
+
+#[async_trait::async_trait]
+impl Store for RewrittenLog {
+    async fn append(
+        &self,
+        e: Vec<trailkeep_store::PreparedEvent>,
+    ) -> Result<trailkeep_store::AppendOutcome, StoreError> {
+        self.inner.append(e).await
+    }
+    async fn get_event(
+        &self,
+        id: trailkeep_core::Uuid,
+    ) -> Result<Option<trailkeep_core::StoredEvent>, StoreError> {
+        self.inner.get_event(id).await
+    }
+    async fn query(
+        &self,
+        q: trailkeep_store::EventQuery,
+    ) -> Result<trailkeep_store::EventPage, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn read_log(
+        &self,
+        t: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<trailkeep_core::StoredEvent>, StoreError> {
+        self.inner.read_log(t, from, limit).await
+    }
+    async fn tenants(&self) -> Result<Vec<trailkeep_store::TenantSummary>, StoreError> {
+        self.inner.tenants().await
+    }
+    async fn stats(
+        &self,
+        q: trailkeep_store::StatsQuery,
+    ) -> Result<trailkeep_store::Stats, StoreError> {
+        self.inner.stats(q).await
+    }
+    async fn create_key(
+        &self,
+        k: trailkeep_store::NewKey,
+    ) -> Result<trailkeep_store::KeyRecord, StoreError> {
+        self.inner.create_key(k).await
+    }
+    async fn list_keys(&self) -> Result<Vec<trailkeep_store::KeyRecord>, StoreError> {
+        self.inner.list_keys().await
+    }
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_key(id).await
+    }
+    async fn find_key(&self, h: &str) -> Result<Option<trailkeep_store::KeyRecord>, StoreError> {
+        self.inner.find_key(h).await
+    }
+    async fn tree_size(&self, t: &str) -> Result<u64, StoreError> {
+        self.inner.tree_size(t).await
+    }
+    async fn tree_root(&self, t: &str, size: u64) -> Result<Hash, StoreError> {
+        self.inner.tree_root(t, size).await
+    }
+    async fn inclusion_proof(&self, t: &str, i: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        self.inner.inclusion_proof(t, i, n).await
+    }
+    async fn consistency_proof(&self, t: &str, a: u64, b: u64) -> Result<Vec<Hash>, StoreError> {
+        self.inner.consistency_proof(t, a, b).await
+    }
+    async fn leaves(&self, t: &str, a: u64, b: u64) -> Result<Vec<Hash>, StoreError> {
+        self.inner.leaves(t, a, b).await
+    }
+    async fn put_checkpoint(&self, t: &str, cp: SignedCheckpoint) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(t, cp).await
+    }
+    async fn latest_checkpoint(&self, t: &str) -> Result<Option<SignedCheckpoint>, StoreError> {
+        if t == "t_x" {
+            return Ok(Some(self.forged.clone()));
+        }
+        self.inner.latest_checkpoint(t).await
+    }
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.inner.ready().await
+    }
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
+}
+
 #[tokio::test]
 async fn a_log_inconsistent_with_its_last_checkpoint_is_never_signed() {
     let api = Api::new().await;
     load(&api, "t_x", 4).await;
-    // A stored checkpoint whose root the tree does not have (as if the log had been rewritten
-    // after it was signed).
-    api.store
-        .put_checkpoint(
-            "t_x",
-            SignedCheckpoint {
-                size: 2,
-                root: [9; 32],
-                note: "forged\n".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let r = checkpoint_round(&api.state, &mut HashMap::new())
-        .await
-        .unwrap();
+    let forged = SignedCheckpoint {
+        size: 2,
+        root: [9; 32],
+        note: "forged\n".into(),
+    };
+    // The real store refuses a checkpoint its tree does not have…
+    assert!(matches!(
+        api.store.put_checkpoint("t_x", forged.clone()).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // …so the rewritten log is simulated: the checkpointer must refuse to sign on top of it.
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(RewrittenLog {
+        inner: api.store.clone(),
+        forged,
+    });
+    let state = trailkeep_server::AppState::new(store, Default::default(), Some(ADMIN))
+        .with_signer("test", [42u8; 32])
+        .expect("signer");
+    let r = checkpoint_round(&state, &mut HashMap::new()).await.unwrap();
     assert_eq!(
         r,
         trailkeep_server::checkpoint::RoundReport {
@@ -284,15 +379,21 @@ async fn a_log_inconsistent_with_its_last_checkpoint_is_never_signed() {
             refused: 1
         }
     );
-    assert_eq!(
-        api.store
-            .latest_checkpoint("t_x")
-            .await
-            .unwrap()
-            .unwrap()
-            .size,
-        2
-    );
-    let m = api.get(ADMIN, "/metrics").await.text();
-    assert!(m.contains("trailkeep_checkpoints_refused_total"));
+    // Nothing was signed or stored for t_x.
+    assert_eq!(api.store.latest_checkpoint("t_x").await.unwrap(), None);
+    let m = trailkeep_server::app(state);
+    let resp = tower::ServiceExt::oneshot(
+        m,
+        axum::http::Request::builder()
+            .uri("/metrics")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("trailkeep_checkpoints_refused_total"));
 }

@@ -278,3 +278,65 @@ async fn embedded_compressed_events_read_back_exactly_across_restarts() {
     assert_eq!(page.events.len(), want);
     dyn_store.shutdown().await;
 }
+
+/// An entry altered on disk while the server runs is refused on every read path (its fields no
+/// longer give the leaf the tree holds), never served; after a restart the damaged block (with
+/// a later block after it) keeps the store from opening instead of being dropped.
+#[tokio::test]
+async fn embedded_entry_altered_on_disk_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EmbeddedOptions {
+        dict_train_events: 0,
+        ..Default::default()
+    };
+    let t = "alter-t";
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), opts.clone()).unwrap());
+    let mut victim = ev_at(t, "alt.x", &uuid(), "2026-06-01T10:00:00Z");
+    victim["payload"] = json!({"note": "original-text"});
+    let kept = ev_at(t, "alt.x", &uuid(), "2026-06-01T11:00:00Z");
+    let out = store.append(vec![prep(victim.clone())]).await.unwrap();
+    let victim_id = out.receipts[0].event_id;
+    let out = store.append(vec![prep(kept)]).await.unwrap();
+    let kept_id = out.receipts[0].event_id;
+    assert!(store.get_event(victim_id).await.unwrap().is_some());
+
+    let seg = dir.path().join("log").join("00000001.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes
+        .windows(13)
+        .position(|w| w == b"original-text")
+        .expect("the payload is stored as is without a dictionary");
+    bytes[at..at + 13].copy_from_slice(b"ORIGINAL-TEXT");
+    std::fs::write(&seg, &bytes).unwrap();
+
+    assert!(matches!(
+        store.get_event(victim_id).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.read_log(t, 0, 10).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store
+            .query(EventQuery {
+                tenant_id: Some(t.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+        Err(StoreError::Corrupt(_))
+    ));
+    // The untouched event is still served.
+    assert_eq!(
+        store.get_event(kept_id).await.unwrap().unwrap().event_id,
+        kept_id
+    );
+    store.shutdown().await;
+    drop(store);
+    match EmbeddedStore::open(dir.path(), opts) {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("00000001.seg"), "{m}"),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(_) => panic!("a damaged acknowledged block must keep the store from opening"),
+    }
+}

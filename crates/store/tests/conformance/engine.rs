@@ -1814,6 +1814,37 @@ struct Ev {
     body: Vec<u8>,
 }
 
+/// The real leaf hash of a hand-written event over the symbols `crafted_log` defines (so the
+/// engine's read-time leaf check passes for well-formed ones); anything else gets a dummy.
+fn crafted_leaf(e: &Ev) -> Hash {
+    let names = |s: u64| match s {
+        1 => Some("crafted"),
+        2 => Some("x.y"),
+        3 => Some("user:c"),
+        _ => None,
+    };
+    let (Some(tenant), Some(ty), Some(actor)) = (names(e.tenant), names(e.ty), names(e.actor))
+    else {
+        return [6; 32];
+    };
+    if e.flags != 0 || e.dict != 0 {
+        return [6; 32];
+    }
+    let id = Uuid::from_bytes(e.id).hyphenated().to_string();
+    let ts = Timestamp::from_nanos(e.ts, 3).to_rfc3339();
+    let f = trailkeep_core::leaf::LeafFields {
+        event_id: &id,
+        event_type: ty,
+        actor,
+        tenant_id: tenant,
+        timestamp: &ts,
+        source_ip: None,
+        impersonation_session: None,
+        approval_id: None,
+    };
+    trailkeep_core::leaf::event_leaf_hash(&f, &[5; 32], &e.body)
+}
+
 fn event(out: &mut Vec<u8>, e: &Ev) {
     let mut c = Vec::new();
     varint(&mut c, e.tenant);
@@ -1824,7 +1855,7 @@ fn event(out: &mut Vec<u8>, e: &Ev) {
     c.extend_from_slice(&e.ts.to_le_bytes());
     c.extend_from_slice(&e.id);
     c.extend_from_slice(&[5; 32]);
-    c.extend_from_slice(&[6; 32]);
+    c.extend_from_slice(&crafted_leaf(e));
     varint(&mut c, e.ty);
     varint(&mut c, e.actor);
     if e.flags & 4 != 0 {
@@ -1893,7 +1924,7 @@ async fn whole_blocks_that_do_not_decode_are_corrupt_not_cut_and_not_a_panic() {
         assert_eq!((e.tenant_id.as_str(), e.seq), ("crafted", 0));
         assert_eq!((e.event_type.as_str(), e.actor.as_str()), ("x.y", "user:c"));
         assert_eq!(e.payload.as_deref(), Some(&b"{}"[..]));
-        assert_eq!(e.leaf_hash, [6; 32]);
+        assert_eq!(e.leaf_hash, crafted_leaf(&good_event(0, id0)));
         let out = store
             .append(vec![prep(ev("crafted", "x.y", |_| {}))])
             .await
