@@ -87,6 +87,29 @@ pub fn event_leaf_hash(f: &LeafFields<'_>, salt: &[u8; 32], canonical_payload: &
     sink.finish()
 }
 
+/// The leaf hash of a stored event, recomputed from its fields: from its salt and payload, or
+/// from its payload commitment once those were purged. `None` when it has neither (no leaf
+/// can be recomputed).
+pub fn stored_event_leaf_hash(e: &crate::StoredEvent) -> Option<[u8; 32]> {
+    let id = e.event_id.hyphenated().to_string();
+    let ts = e.timestamp.to_rfc3339();
+    let f = LeafFields {
+        event_id: &id,
+        event_type: &e.event_type,
+        actor: &e.actor,
+        tenant_id: &e.tenant_id,
+        timestamp: &ts,
+        source_ip: e.source_ip.as_deref(),
+        impersonation_session: e.impersonation_session.as_deref(),
+        approval_id: e.approval_id.as_deref(),
+    };
+    match (&e.payload, &e.payload_salt, &e.payload_commitment) {
+        (Some(p), Some(salt), _) => Some(event_leaf_hash(&f, salt, p)),
+        (_, _, Some(c)) => Some(leaf_hash(&leaf_data(&f, c))),
+        _ => None,
+    }
+}
+
 /// Lower-case hex of 32 bytes.
 pub fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -240,6 +263,51 @@ fn write_escaped<S: Sink>(out: &mut S, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_event_leaf_is_the_same_before_and_after_a_purge() {
+        let salt = [7u8; 32];
+        let payload = br#"{"a":"\u00e9","n":1}"#.to_vec();
+        let mut e = crate::StoredEvent {
+            tenant_id: "t_1".into(),
+            seq: 4,
+            event_id: uuid::Uuid::from_bytes([3; 16]),
+            event_type: "x.y".into(),
+            actor: "user:é".into(),
+            timestamp: crate::Timestamp::from_nanos(1_700_000_000_123_000_000, 3),
+            timestamp_assigned: false,
+            received_at: crate::Timestamp::from_nanos(1_700_000_000_124_000_000, 6),
+            source_ip: Some("10.0.0.1".into()),
+            impersonation_session: None,
+            approval_id: Some("ap_1".into()),
+            payload: Some(payload.clone()),
+            payload_salt: Some(salt),
+            payload_commitment: None,
+            leaf_hash: [0; 32],
+        };
+        let id = e.event_id.hyphenated().to_string();
+        let ts = e.timestamp.to_rfc3339();
+        let f = LeafFields {
+            event_id: &id,
+            event_type: "x.y",
+            actor: "user:é",
+            tenant_id: "t_1",
+            timestamp: &ts,
+            source_ip: Some("10.0.0.1"),
+            impersonation_session: None,
+            approval_id: Some("ap_1"),
+        };
+        let want = event_leaf_hash(&f, &salt, &payload);
+        assert_eq!(stored_event_leaf_hash(&e), Some(want));
+        e.payload = None;
+        e.payload_salt = None;
+        e.payload_commitment = Some(payload_commitment(&salt, &payload));
+        assert_eq!(stored_event_leaf_hash(&e), Some(want));
+        e.actor = "user:other".into();
+        assert_ne!(stored_event_leaf_hash(&e), Some(want));
+        e.payload_commitment = None;
+        assert_eq!(stored_event_leaf_hash(&e), None);
+    }
 
     #[test]
     fn leaf_data_is_canonical_and_omits_absent_fields() {

@@ -69,42 +69,19 @@ pub(crate) fn load(mem: &Mem, tenant: u32, seq: u64) -> Result<StoredEvent, Stor
     };
     // End to end: what is served must still be the leaf the tree was built from (checked
     // against the block CRC at open). An entry altered on disk since is refused, not served.
-    let leaf = recompute_leaf(&e);
+    let leaf = trailkeep_core::leaf::stored_event_leaf_hash(&e);
     let in_tree = t
         .tree
         .read_hashes(&[stored_hash_index(0, seq)])
         .ok()
         .and_then(|v| v.first().copied());
-    if in_tree != Some(leaf) {
+    if leaf.is_none() || in_tree != leaf {
         return Err(StoreError::Corrupt(format!(
             "event {} ({}/{seq}) no longer matches its Merkle leaf: the log was altered on disk; restore the data directory from a backup",
             e.event_id, e.tenant_id
         )));
     }
     Ok(e)
-}
-
-/// The leaf hash of a stored event, from its fields (SPEC §7).
-fn recompute_leaf(e: &StoredEvent) -> Hash {
-    use trailkeep_core::leaf::{event_leaf_hash, leaf_data, leaf_hash, LeafFields};
-    let id = e.event_id.hyphenated().to_string();
-    let ts = e.timestamp.to_rfc3339();
-    let f = LeafFields {
-        event_id: &id,
-        event_type: &e.event_type,
-        actor: &e.actor,
-        tenant_id: &e.tenant_id,
-        timestamp: &ts,
-        source_ip: e.source_ip.as_deref(),
-        impersonation_session: e.impersonation_session.as_deref(),
-        approval_id: e.approval_id.as_deref(),
-    };
-    match (&e.payload, &e.payload_salt, &e.payload_commitment) {
-        (Some(p), Some(salt), _) => event_leaf_hash(&f, salt, p),
-        (_, _, Some(c)) => leaf_hash(&leaf_data(&f, c)),
-        // Neither payload nor commitment: cannot match any leaf.
-        _ => [0; 32],
-    }
 }
 
 pub(crate) fn get_event(mem: &Mem, id: &Uuid) -> Result<Option<StoredEvent>, StoreError> {
