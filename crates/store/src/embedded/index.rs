@@ -12,8 +12,10 @@
 
 use std::ops::Bound;
 
-/// Entries per chunk before a split (16 B keys + 8 B seq: 96 KiB per full chunk).
-pub const CHUNK: usize = 4096;
+/// Entries per chunk before a split (24-byte sort key + 8-byte seq: 16 KiB per full chunk).
+/// Small enough that a late insert shifts little (clients' batches commit slightly out of
+/// timestamp order all the time): 512 measured 16% faster at replay and ~4% at ingest than 4096.
+pub const CHUNK: usize = 512;
 
 /// An ordered multiset of unique keys, each with a value.
 #[derive(Debug)]

@@ -1561,7 +1561,7 @@ async fn check_listings(store: &Arc<dyn Store>, rows: &[Row], big: &str, ctx: &s
     }
 }
 
-/// 300 small tenants plus one of ~6,500 events whose time index fills chunks of 4096 and then
+/// 300 small tenants plus one of ~6,500 events whose time index fills many index chunks (512 entries each) and then
 /// takes a backfill into the full chunk (splitting it), an identical-timestamp cluster across
 /// chunk boundaries, pre-1970 timestamps down to 1677, and server-assigned ones. Every listing
 /// (cross-tenant and per tenant, every filter, both orders, walked by cursor) equals the model,
