@@ -23,14 +23,18 @@ pub struct ChunkedVec<T> {
 
 impl<T> Default for ChunkedVec<T> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ChunkedVec<T> {
+    pub const fn new() -> Self {
         ChunkedVec {
             chunks: Vec::new(),
             len: 0,
         }
     }
-}
 
-impl<T> ChunkedVec<T> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -61,7 +65,18 @@ pub struct TreeHashes {
     size: u64,
 }
 
+/// The tree of a tenant with no events.
+pub static EMPTY_TREE: TreeHashes = TreeHashes {
+    hashes: ChunkedVec::new(),
+    size: 0,
+};
+
 impl TreeHashes {
+    /// The hash of leaf `n`, if the tree has it.
+    pub fn leaf(&self, n: u64) -> Option<Hash> {
+        self.at(trailkeep_tlog::tree::stored_hash_index(0, n)).ok()
+    }
+
     /// Leaves in the tree.
     pub fn size(&self) -> u64 {
         self.size

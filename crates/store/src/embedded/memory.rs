@@ -85,7 +85,7 @@ pub struct Mem {
     pub segments: Segments,
 }
 
-const DAY_NANOS: i64 = 86_400_000_000_000;
+pub const DAY_NANOS: i64 = 86_400_000_000_000;
 
 pub fn day_of(ts: i64) -> i32 {
     ts.div_euclid(DAY_NANOS)
@@ -132,6 +132,13 @@ impl Mem {
     pub fn tenant(&self, name: &str) -> Option<(u32, &TenantMem)> {
         let id = self.sym_id(name)?;
         self.tenants.get(&id).map(|t| (id, t))
+    }
+
+    /// A tenant's tree; a tenant with no events has the empty tree.
+    pub fn tree(&self, tenant: &str) -> &TreeHashes {
+        self.tenant(tenant)
+            .map(|(_, t)| &t.tree)
+            .unwrap_or(&super::chunked::EMPTY_TREE)
     }
 
     pub fn dict(&self, number: u32) -> Result<&Arc<Dict>, StoreError> {

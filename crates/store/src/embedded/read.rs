@@ -8,7 +8,7 @@
 use super::chunked::TreeHashes;
 use super::codec::{self, F_PURGED, F_TS_ASSIGNED};
 use super::compress;
-use super::memory::{day_of, Index, Mem, SortKey, TenantMem};
+use super::memory::{day_of, Index, Mem, Meta, SortKey, TenantMem, DAY_NANOS};
 use crate::{EventPage, EventQuery, Order, Stats, StatsQuery, StoreError};
 use std::ops::Bound;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
@@ -23,10 +23,20 @@ pub(crate) fn load(mem: &Mem, tenant: u32, seq: u64) -> Result<StoredEvent, Stor
         .tenants
         .get(&tenant)
         .ok_or_else(|| StoreError::Corrupt(format!("tenant symbol {tenant} has no log")))?;
-    let m = usize::try_from(seq)
+    load_from(mem, tenant, t, seq)
+}
+
+/// The metadata of event `seq` of tenant `t` (symbol `tenant`).
+fn meta(t: &TenantMem, tenant: u32, seq: u64) -> Result<&Meta, StoreError> {
+    usize::try_from(seq)
         .ok()
         .and_then(|i| t.events.get(i))
-        .ok_or_else(|| StoreError::Corrupt(format!("no event {seq} in tenant symbol {tenant}")))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("no event {seq} in tenant symbol {tenant}")))
+}
+
+/// [`load`] for a tenant already looked up.
+fn load_from(mem: &Mem, tenant: u32, t: &TenantMem, seq: u64) -> Result<StoredEvent, StoreError> {
+    let m = meta(t, tenant, seq)?;
     let bytes = mem.segments.read(m.segment(), m.offset(), m.len as usize)?;
     let mut r = codec::Reader::new(&bytes);
     let h = codec::read_event_header(&mut r)?;
@@ -70,11 +80,7 @@ pub(crate) fn load(mem: &Mem, tenant: u32, seq: u64) -> Result<StoredEvent, Stor
     // End to end: what is served must still be the leaf the tree was built from (checked
     // against the block CRC at open). An entry altered on disk since is refused, not served.
     let leaf = trailkeep_core::leaf::stored_event_leaf_hash(&e);
-    let in_tree = t
-        .tree
-        .read_hashes(&[stored_hash_index(0, seq)])
-        .ok()
-        .and_then(|v| v.first().copied());
+    let in_tree = t.tree.leaf(seq);
     if leaf.is_none() || in_tree != leaf {
         return Err(StoreError::Corrupt(format!(
             "event {} ({}/{seq}) no longer matches its Merkle leaf: the log was altered on disk; restore the data directory from a backup",
@@ -117,6 +123,7 @@ type Entries<'m> = Box<dyn Iterator<Item = (&'m SortKey, &'m u64)> + 'm>;
 /// One ordered range of one index.
 struct Source<'m> {
     tenant: u32,
+    t: &'m TenantMem,
     iter: Entries<'m>,
     head: Option<(SortKey, u64)>,
 }
@@ -207,6 +214,7 @@ fn bounds(q: &EventQuery) -> (Bound<SortKey>, Bound<SortKey>) {
 fn open<'m>(
     index: &'m Index,
     tenant: u32,
+    t: &'m TenantMem,
     lo: Bound<SortKey>,
     hi: Bound<SortKey>,
     order: Order,
@@ -218,6 +226,7 @@ fn open<'m>(
     };
     Source {
         tenant,
+        t,
         iter,
         head: None,
     }
@@ -246,14 +255,7 @@ impl<'q> PreFilter<'q> {
         })
     }
 
-    fn passes(&self, mem: &Mem, tenant: u32, seq: u64) -> Result<bool, StoreError> {
-        let m = mem
-            .tenants
-            .get(&tenant)
-            .and_then(|t| usize::try_from(seq).ok().and_then(|i| t.events.get(i)))
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("index points at missing {tenant}/{seq}"))
-            })?;
+    fn passes(&self, mem: &Mem, m: &Meta) -> Result<bool, StoreError> {
         if self.actor.is_some_and(|a| a != m.actor) || self.session.is_some_and(|s| s != m.session)
         {
             return Ok(false);
@@ -275,20 +277,20 @@ pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> 
     for (tid, t) in in_scope(mem, q.tenant_id.as_deref()) {
         if let Some(session) = &q.session {
             if let Some(i) = pick(mem, &t.by_session, session) {
-                sources.push(open(i, tid, lo, hi, q.order));
+                sources.push(open(i, tid, t, lo, hi, q.order));
             }
         } else if let Some(actor) = &q.actor {
             if let Some(i) = pick(mem, &t.by_actor, actor) {
-                sources.push(open(i, tid, lo, hi, q.order));
+                sources.push(open(i, tid, t, lo, hi, q.order));
             }
         } else if let Some(tf) = &q.event_type {
             for (ty, i) in &t.by_type {
                 if tf.matches(mem.sym(*ty)?) {
-                    sources.push(open(i, tid, lo, hi, q.order));
+                    sources.push(open(i, tid, t, lo, hi, q.order));
                 }
             }
         } else {
-            sources.push(open(&t.by_time, tid, lo, hi, q.order));
+            sources.push(open(&t.by_time, tid, t, lo, hi, q.order));
         }
     }
     for s in &mut sources {
@@ -315,12 +317,12 @@ pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> 
         let (_, seq) = sources[b]
             .head
             .ok_or_else(|| StoreError::Corrupt("merge".into()))?;
-        let tenant = sources[b].tenant;
+        let (tenant, t) = (sources[b].tenant, sources[b].t);
         sources[b].advance();
-        if !pre.passes(mem, tenant, seq)? {
+        if !pre.passes(mem, meta(t, tenant, seq)?)? {
             continue;
         }
-        let e = load(mem, tenant, seq)?;
+        let e = load_from(mem, tenant, t, seq)?;
         if !q.matches(&e) {
             continue;
         }
@@ -332,8 +334,6 @@ pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> 
     }
     Ok(EventPage::new(events, more, q.order))
 }
-
-const DAY_NANOS: i64 = 86_400_000_000_000;
 
 pub(crate) fn stats(mem: &Mem, q: &StatsQuery) -> Result<Stats, StoreError> {
     let since = q.since.map(|t| t.nanos).unwrap_or(i64::MIN);
@@ -357,7 +357,7 @@ pub(crate) fn stats(mem: &Mem, q: &StatsQuery) -> Result<Stats, StoreError> {
         Ok(())
     };
     let clamp = |d: i64| d.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-    for (_, t) in in_scope(mem, q.tenant_id.as_deref()) {
+    for (tid, t) in in_scope(mem, q.tenant_id.as_deref()) {
         if first_full < end_full {
             let lo = (clamp(first_full), 0u32);
             let hi = (clamp(end_full), 0u32);
@@ -389,12 +389,7 @@ pub(crate) fn stats(mem: &Mem, q: &StatsQuery) -> Result<Stats, StoreError> {
                 continue;
             }
             for (k, &seq) in t.by_time.range(lo.as_ref(), hi.as_ref()) {
-                let m = usize::try_from(seq)
-                    .ok()
-                    .and_then(|i| t.events.get(i))
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("time index points at missing seq {seq}"))
-                    })?;
+                let m = meta(t, tid, seq)?;
                 add(&mut out, m.event_type, day_of(k.ts), 1)?;
             }
         }
@@ -409,27 +404,24 @@ fn tlog_err(e: TlogError) -> StoreError {
     }
 }
 
-/// A tenant's tree checked against `size`; an unknown tenant has the empty tree.
-fn tree_at<'m>(mem: &'m Mem, tenant: &str, size: u64) -> Result<Option<&'m TenantMem>, StoreError> {
-    let t = mem.tenant(tenant).map(|(_, t)| t);
-    let n = t.map(|t| t.size()).unwrap_or(0);
-    if size > n {
+/// A tenant's tree checked against `size` (an unknown tenant has the empty tree).
+fn tree_at<'m>(mem: &'m Mem, tenant: &str, size: u64) -> Result<&'m TreeHashes, StoreError> {
+    let tree = mem.tree(tenant);
+    if size > tree.size() {
         return Err(StoreError::Invalid(format!(
-            "tree size {size} is beyond the log of {tenant}, which has {n} leaves"
+            "tree size {size} is beyond the log of {tenant}, which has {} leaves",
+            tree.size()
         )));
     }
-    Ok(t)
+    Ok(tree)
 }
 
 pub(crate) fn tree_size(mem: &Mem, tenant: &str) -> u64 {
-    mem.tenant(tenant).map(|(_, t)| t.size()).unwrap_or(0)
+    mem.tree(tenant).size()
 }
 
 pub(crate) fn root(mem: &Mem, tenant: &str, size: u64) -> Result<Hash, StoreError> {
-    match tree_at(mem, tenant, size)? {
-        Some(t) => tree_hash(size, &t.tree).map_err(tlog_err),
-        None => tree_hash(0, &TreeHashes::default()).map_err(tlog_err),
-    }
+    tree_hash(size, tree_at(mem, tenant, size)?).map_err(tlog_err)
 }
 
 pub(crate) fn inclusion(
@@ -438,9 +430,7 @@ pub(crate) fn inclusion(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    let empty = TreeHashes::default();
-    let t = tree_at(mem, tenant, size)?;
-    prove_inclusion(size, index, t.map(|t| &t.tree).unwrap_or(&empty)).map_err(tlog_err)
+    prove_inclusion(size, index, tree_at(mem, tenant, size)?).map_err(tlog_err)
 }
 
 pub(crate) fn consistency(
@@ -449,9 +439,7 @@ pub(crate) fn consistency(
     from: u64,
     to: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    let empty = TreeHashes::default();
-    let t = tree_at(mem, tenant, to)?;
-    prove_consistency(from, to, t.map(|t| &t.tree).unwrap_or(&empty)).map_err(tlog_err)
+    prove_consistency(from, to, tree_at(mem, tenant, to)?).map_err(tlog_err)
 }
 
 pub(crate) fn leaves(
@@ -460,13 +448,12 @@ pub(crate) fn leaves(
     start: u64,
     end: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    let t = tree_at(mem, tenant, end)?;
+    let tree = tree_at(mem, tenant, end)?;
     if start > end {
         return Err(StoreError::Invalid(format!(
             "start {start} is after end {end}"
         )));
     }
-    let Some(t) = t else { return Ok(Vec::new()) };
     let idx: Vec<u64> = (start..end).map(|n| stored_hash_index(0, n)).collect();
-    t.tree.read_hashes(&idx).map_err(tlog_err)
+    tree.read_hashes(&idx).map_err(tlog_err)
 }

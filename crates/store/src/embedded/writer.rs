@@ -135,17 +135,8 @@ fn weight(m: &Msg) -> usize {
 }
 
 fn refuse(group: Vec<Msg>, why: &str) {
-    for m in group {
-        match m {
-            Msg::Append(_, r) => {
-                let _ = r.send(Err(StoreError::Unavailable(why.into())));
-            }
-            Msg::Checkpoint(_, _, r) => {
-                let _ = r.send(Err(StoreError::Unavailable(why.into())));
-            }
-            Msg::Dict(_) | Msg::Stop => {}
-        }
-    }
+    let (_, replies) = split(group);
+    send_all(replies, Vec::new(), Some(why));
 }
 
 /// Symbols, seqs and dictionaries handed out in this group, beyond what memory holds.
@@ -198,19 +189,8 @@ enum Outcome {
     None,
 }
 
-/// Where an id accepted earlier in this group is: (item, event index, seq).
-type InGroup = HashMap<Uuid, (usize, usize, u64)>;
-
-/// The block being built and the headers of its events (so applying it needs no re-parse).
-struct Buffers {
-    block: Vec<u8>,
-    headers: Vec<(usize, EventHeader)>,
-}
-
-fn commit_group(shared: &Shared, log: &mut LogWriter, bufs: &mut Buffers, group: Vec<Msg>) {
-    bufs.block.clear();
-    bufs.headers.clear();
-    let Buffers { block, headers } = bufs;
+/// Separates a group's work from its reply channels (same order, one reply slot per item).
+fn split(group: Vec<Msg>) -> (Vec<Item>, Vec<AnyReply>) {
     let mut items = Vec::with_capacity(group.len());
     let mut replies = Vec::with_capacity(group.len());
     for m in group {
@@ -227,10 +207,27 @@ fn commit_group(shared: &Shared, log: &mut LogWriter, bufs: &mut Buffers, group:
                 items.push(Item::Dict(d));
                 replies.push(AnyReply::None);
             }
-            // `Handle::stop` sends Stop last; run() returns before passing it here.
+            // `Handle::stop` sends Stop last; run() returns before passing it on.
             Msg::Stop => {}
         }
     }
+    (items, replies)
+}
+
+/// Where an id accepted earlier in this group is: (item, event index, seq).
+type InGroup = HashMap<Uuid, (usize, usize, u64)>;
+
+/// The block being built and the headers of its events (so applying it needs no re-parse).
+struct Buffers {
+    block: Vec<u8>,
+    headers: Vec<(usize, EventHeader)>,
+}
+
+fn commit_group(shared: &Shared, log: &mut LogWriter, bufs: &mut Buffers, group: Vec<Msg>) {
+    bufs.block.clear();
+    bufs.headers.clear();
+    let Buffers { block, headers } = bufs;
+    let (items, replies) = split(group);
     let mut outcomes = Vec::with_capacity(items.len());
     let mut stored = 0u64;
     let mut new_dict = false;
@@ -479,16 +476,15 @@ fn checkpoint(
     tenant: &str,
     cp: &SignedCheckpoint,
 ) -> Result<(), StoreError> {
-    let t = p.mem.tenant(tenant).map(|(_, t)| t);
-    let size = t.map(|t| t.size()).unwrap_or(0);
+    let tree = p.mem.tree(tenant);
+    let size = tree.size();
     if cp.size > size {
         return Err(StoreError::Invalid(format!(
             "checkpoint size {} is beyond the log of {tenant}, which has {size} events",
             cp.size
         )));
     }
-    let empty = super::chunked::TreeHashes::default();
-    let root = trailkeep_tlog::tree::tree_hash(cp.size, t.map(|t| &t.tree).unwrap_or(&empty))
+    let root = trailkeep_tlog::tree::tree_hash(cp.size, tree)
         .map_err(|e| StoreError::Corrupt(format!("tree of {tenant}: {e}")))?;
     if root != cp.root {
         return Err(StoreError::Invalid(format!(
@@ -496,8 +492,10 @@ fn checkpoint(
             cp.size
         )));
     }
-    let latest = t
-        .and_then(|t| t.latest_checkpoint.as_ref().map(|c| c.size))
+    let latest = p
+        .mem
+        .tenant(tenant)
+        .and_then(|(_, t)| t.latest_checkpoint.as_ref().map(|c| c.size))
         .into_iter()
         .chain(
             cps.iter()
