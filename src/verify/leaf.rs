@@ -259,17 +259,17 @@ mod tests {
         let p = PreparedEvent::with_salt(ev, now, salt);
         let e = p.event;
         let stored = StoredEvent {
-            tenant_id: e.tenant_id,
+            tenant_id: e.tenant_id.to_string(),
             seq: 7,
             event_id: e.event_id,
-            event_type: e.event_type,
-            actor: e.actor,
+            event_type: e.event_type.to_string(),
+            actor: e.actor.to_string(),
             timestamp: e.timestamp,
             timestamp_assigned: e.timestamp_assigned,
             received_at: now,
-            source_ip: e.source_ip,
-            impersonation_session: e.impersonation_session,
-            approval_id: e.approval_id,
+            source_ip: e.source_ip.map(String::from),
+            impersonation_session: e.impersonation_session.map(String::from),
+            approval_id: e.approval_id.map(String::from),
             payload: Some(e.payload),
             payload_salt: Some(p.salt),
             payload_commitment: None,

@@ -123,17 +123,17 @@ pub fn verify_dir(events: u64, out: &std::path::Path) -> Result<()> {
         let p = PreparedEvent::new(e, now);
         let ev = p.event;
         let stored = StoredEvent {
-            tenant_id: ev.tenant_id,
+            tenant_id: ev.tenant_id.to_string(),
             seq,
             event_id: ev.event_id,
-            event_type: ev.event_type,
-            actor: ev.actor,
+            event_type: ev.event_type.to_string(),
+            actor: ev.actor.to_string(),
             timestamp: ev.timestamp,
             timestamp_assigned: ev.timestamp_assigned,
             received_at: p.received_at,
-            source_ip: ev.source_ip,
-            impersonation_session: ev.impersonation_session,
-            approval_id: ev.approval_id,
+            source_ip: ev.source_ip.map(String::from),
+            impersonation_session: ev.impersonation_session.map(String::from),
+            approval_id: ev.approval_id.map(String::from),
             payload: Some(ev.payload),
             payload_salt: Some(p.salt),
             payload_commitment: None,

@@ -1,6 +1,7 @@
 //! The two shapes of an event: as accepted ([`NewEvent`]) and as stored ([`StoredEvent`]).
 
 use crate::Timestamp;
+pub use compact_str::CompactString;
 use uuid::Uuid;
 
 /// A validated, normalised event, ready to be sequenced.
@@ -13,16 +14,16 @@ pub struct NewEvent {
     pub event_id: Uuid,
     /// True when the client sent no `event_id` and the server assigned a UUIDv7.
     pub event_id_assigned: bool,
-    pub event_type: String,
-    pub actor: String,
-    pub tenant_id: String,
+    pub event_type: CompactString,
+    pub actor: CompactString,
+    pub tenant_id: CompactString,
     pub payload: Vec<u8>,
     pub timestamp: Timestamp,
     /// True when the client sent no `timestamp` and the time of receipt was used.
     pub timestamp_assigned: bool,
-    pub source_ip: Option<String>,
-    pub impersonation_session: Option<String>,
-    pub approval_id: Option<String>,
+    pub source_ip: Option<CompactString>,
+    pub impersonation_session: Option<CompactString>,
+    pub approval_id: Option<CompactString>,
 }
 
 impl NewEvent {
@@ -41,9 +42,9 @@ impl NewEvent {
             && self.actor == stored.actor
             && self.tenant_id == stored.tenant_id
             && stored.payload.as_deref() == Some(self.payload.as_slice())
-            && self.source_ip == stored.source_ip
-            && self.impersonation_session == stored.impersonation_session
-            && self.approval_id == stored.approval_id
+            && self.source_ip.as_deref() == stored.source_ip.as_deref()
+            && self.impersonation_session.as_deref() == stored.impersonation_session.as_deref()
+            && self.approval_id.as_deref() == stored.approval_id.as_deref()
     }
 
     /// Whether two events of one request with the same `event_id` carry the same content.

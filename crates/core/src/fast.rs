@@ -19,6 +19,7 @@ use crate::validate::{
     parse_uuid, BodyFormat,
 };
 use crate::{NewEvent, Timestamp, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_PAYLOAD_DEPTH};
+use compact_str::CompactString;
 use std::borrow::Cow;
 use uuid::Uuid;
 
@@ -201,14 +202,14 @@ fn event<'a>(
     Some(NewEvent {
         event_id_assigned: event_id.is_none(),
         event_id: event_id.unwrap_or_else(Uuid::now_v7),
-        event_type: event_type.into_owned(),
-        actor: actor.into_owned(),
-        tenant_id: tenant_id.into_owned(),
+        event_type: CompactString::from(&*event_type),
+        actor: CompactString::from(&*actor),
+        tenant_id: CompactString::from(&*tenant_id),
         payload: canonical,
         timestamp_assigned: timestamp.is_none(),
         timestamp: timestamp.unwrap_or_else(|| assigned_timestamp(now)),
         source_ip,
-        impersonation_session: session.map(Cow::into_owned),
-        approval_id: approval_id.map(Cow::into_owned),
+        impersonation_session: session.map(|s| CompactString::from(&*s)),
+        approval_id: approval_id.map(|s| CompactString::from(&*s)),
     })
 }

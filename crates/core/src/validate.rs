@@ -8,6 +8,7 @@
 use crate::catalogue::{check_payload, is_reserved};
 use crate::numbers;
 use crate::{Issue, NewEvent, Timestamp, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_PAYLOAD_DEPTH};
+use compact_str::CompactString;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
@@ -342,15 +343,15 @@ pub fn validate_object(
     Ok(NewEvent {
         event_id_assigned: event_id.is_none(),
         event_id: event_id.unwrap_or_else(Uuid::now_v7),
-        event_type,
-        actor,
-        tenant_id,
+        event_type: event_type.into(),
+        actor: actor.into(),
+        tenant_id: tenant_id.into(),
         payload: canonical,
         timestamp_assigned: timestamp.is_none(),
         timestamp: timestamp.unwrap_or_else(|| assigned_timestamp(now)),
         source_ip,
-        impersonation_session: session,
-        approval_id,
+        impersonation_session: session.map(CompactString::from),
+        approval_id: approval_id.map(CompactString::from),
     })
 }
 
@@ -375,11 +376,11 @@ pub(crate) fn client_timestamp(s: &str, now: Timestamp) -> Result<Timestamp, Str
 /// A `source_ip` in its normalised text form (`IpAddr`'s `Display`), if it is an IPv4 or IPv6
 /// address. IPv4 is written by hand (dotted decimal, as `Display` writes it), IPv6 by `Display`
 /// into a buffer sized up front.
-pub(crate) fn normalise_ip(s: &str) -> Option<String> {
+pub(crate) fn normalise_ip(s: &str) -> Option<CompactString> {
     use std::fmt::Write as _;
     match s.parse::<IpAddr>().ok()? {
         IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
+            let mut out = CompactString::default();
             for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push('.');
@@ -395,7 +396,7 @@ pub(crate) fn normalise_ip(s: &str) -> Option<String> {
             Some(out)
         }
         IpAddr::V6(v6) => {
-            let mut out = String::with_capacity(s.len().max(8));
+            let mut out = CompactString::default();
             write!(out, "{v6}").ok()?;
             Some(out)
         }

@@ -56,6 +56,7 @@ pub async fn checkpoint_round(
         return Ok(RoundReport::default());
     };
     let mut report = RoundReport::default();
+    let mut signed = Vec::new();
     for t in state.store.tenants().await? {
         let tenant = t.tenant_id;
         let size = state.store.tree_size(&tenant).await?;
@@ -82,13 +83,39 @@ pub async fn checkpoint_round(
         let cp = Checkpoint::new(id.origin(&tenant), size, root);
         let note =
             sign_checkpoint(&cp, &id.signer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        state
-            .store
-            .put_checkpoint(&tenant, SignedCheckpoint { size, root, note })
-            .await?;
-        metrics::counter!("trailkeep_checkpoints_signed_total").increment(1);
-        last.insert(tenant, (size, root));
-        report.signed += 1;
+        signed.push((tenant, SignedCheckpoint { size, root, note }));
+    }
+    // Stored all at once: the embedded store commits them in one group (one fsync a round
+    // instead of one per tenant), PostgreSQL on as many connections as its pool allows.
+    let mut puts = tokio::task::JoinSet::new();
+    for (tenant, cp) in signed {
+        let store = state.store.clone();
+        puts.spawn(async move {
+            let (size, root) = (cp.size, cp.root);
+            let out = store.put_checkpoint(&tenant, cp).await;
+            (tenant, size, root, out)
+        });
+    }
+    let mut first_err = None;
+    while let Some(done) = puts.join_next().await {
+        match done {
+            Ok((tenant, size, root, Ok(()))) => {
+                metrics::counter!("trailkeep_checkpoints_signed_total").increment(1);
+                last.insert(tenant, (size, root));
+                report.signed += 1;
+            }
+            Ok((_, _, _, Err(e))) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(StoreError::Unavailable(format!(
+                    "storing a checkpoint failed: {e}"
+                )));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
     }
     Ok(report)
 }

@@ -216,7 +216,7 @@ mod tests {
                         event_id: uuid::Uuid::from_u128(
                             u128::from(next()) << 64 | u128::from(next()),
                         ),
-                        tenant_id: tenants[i % tenants.len()].clone(),
+                        tenant_id: tenants[i % tenants.len()].clone().into(),
                         seq: match i % 4 {
                             0 => 0,
                             1 => u64::MAX,

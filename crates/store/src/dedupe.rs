@@ -3,68 +3,126 @@
 //! An event whose `event_id` was seen before is a duplicate (answered with the original
 //! receipt) when its content is the same, and a conflict (the whole request fails, nothing
 //! stored) when it differs. "Before" means, in this order: earlier in the same request, in an
-//! earlier request of the same commit group, or already stored. Backends differ only in how
-//! they find a stored event, so they pass that lookup in; it runs only when the first two
-//! places have no copy.
+//! earlier request still being committed (the same commit group, or for the embedded store a
+//! group not yet durable), or already stored. Backends differ only in how they find the last
+//! two, so they pass them in; the stored lookup runs only when the first places have no copy.
+//!
+//! Repeats within one request depend on nothing but the request, so [`RequestIds::new`]
+//! finds them up front (the embedded store does it on the request's own thread, off the
+//! serial commit path).
 
 use crate::{Receipt, StoreError};
 use std::collections::HashMap;
 use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 
-/// Walks one request's events in order, remembering the first copy of each id.
-pub(crate) struct RequestIds<'a> {
-    events: Vec<&'a NewEvent>,
-    first_of: HashMap<Uuid, usize>,
+/// How each event of one request relates to the events before it in that request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// The first event of the request with this id.
+    First,
+    /// Same id and same content as event `.0` of the request.
+    SameAs(u32),
+    /// Same id as an earlier event of the request, different content.
+    Conflict,
 }
 
-impl<'a> RequestIds<'a> {
-    pub fn new(events: impl ExactSizeIterator<Item = &'a NewEvent>) -> Self {
-        let n = events.len();
-        RequestIds {
-            events: events.collect(),
-            first_of: HashMap::with_capacity(n),
+/// The repeats of one request's ids, found once.
+#[derive(Debug)]
+pub(crate) struct RequestIds {
+    repeats: Vec<Repeat>,
+}
+
+/// What an event is, given everything before it.
+#[derive(Debug)]
+pub(crate) enum Prior {
+    /// Not seen before: store it.
+    New,
+    /// A duplicate of event `.0` of the same request: its receipt.
+    SameAs(usize),
+    /// A duplicate of an event of an earlier request or of the store: that event's receipt.
+    Earlier(Receipt),
+}
+
+impl RequestIds {
+    pub fn new<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent>) -> Self {
+        let events: Vec<&NewEvent> = events.collect();
+        let mut repeats = vec![Repeat::First; events.len()];
+        if events.len() > 1 {
+            let mut first_of: HashMap<Uuid, u32> = HashMap::with_capacity(events.len());
+            for (i, e) in events.iter().enumerate() {
+                match first_of.get(&e.event_id) {
+                    Some(&j) => {
+                        repeats[i] = if events[j as usize].same_content_as_new(e) {
+                            Repeat::SameAs(j)
+                        } else {
+                            Repeat::Conflict
+                        };
+                    }
+                    None => {
+                        first_of.insert(e.event_id, i as u32);
+                    }
+                }
+            }
         }
+        RequestIds { repeats }
     }
 
-    /// The receipt an earlier copy of event `i` already has, `None` if the event is new, or
-    /// the conflict that fails the request. `receipts` holds the receipts of events `0..i`;
-    /// `in_group` is the copy accepted earlier in this commit group, if any.
-    pub fn prior(
-        &mut self,
+    /// Decides event `i` (`e`) of the request. `in_group` is the copy accepted by an earlier
+    /// request still being committed, with its receipt, if any; `stored` looks the id up in the
+    /// store. A conflict is the error that fails the request.
+    pub fn decide(
+        &self,
         i: usize,
-        receipts: &[Receipt],
-        in_group: Option<(&NewEvent, &Receipt)>,
+        e: &NewEvent,
+        in_group: Option<(&NewEvent, Receipt)>,
         stored: impl FnOnce() -> Result<Option<StoredEvent>, StoreError>,
-    ) -> Result<Option<Receipt>, StoreError> {
-        let e = self.events[i];
+    ) -> Result<Prior, StoreError> {
         let conflict = || StoreError::Conflict {
             index: i,
             event_id: e.event_id,
         };
-        if let Some(&j) = self.first_of.get(&e.event_id) {
-            return if self.events[j].same_content_as_new(e) {
-                Ok(Some(receipts[j].clone()))
-            } else {
-                Err(conflict())
-            };
+        match self.repeats.get(i) {
+            Some(Repeat::SameAs(j)) => return Ok(Prior::SameAs(*j as usize)),
+            Some(Repeat::Conflict) => return Err(conflict()),
+            Some(Repeat::First) | None => {}
         }
-        self.first_of.insert(e.event_id, i);
         if let Some((prev, rc)) = in_group {
             return if prev.same_content_as_new(e) {
-                Ok(Some(rc.clone()))
+                Ok(Prior::Earlier(rc))
             } else {
                 Err(conflict())
             };
         }
         match stored()? {
-            Some(s) if e.same_content_as(&s) => Ok(Some(Receipt {
+            Some(s) if e.same_content_as(&s) => Ok(Prior::Earlier(Receipt {
                 event_id: e.event_id,
-                tenant_id: s.tenant_id,
+                tenant_id: s.tenant_id.into(),
                 seq: s.seq,
                 leaf_hash: s.leaf_hash,
             })),
             Some(_) => Err(conflict()),
-            None => Ok(None),
+            None => Ok(Prior::New),
         }
+    }
+
+    /// [`RequestIds::decide`] for a backend that builds receipts as it goes: `receipts` holds
+    /// those of events `0..i`. `None` means the event is new.
+    pub fn prior(
+        &self,
+        i: usize,
+        e: &NewEvent,
+        receipts: &[Receipt],
+        in_group: Option<(&NewEvent, &Receipt)>,
+        stored: impl FnOnce() -> Result<Option<StoredEvent>, StoreError>,
+    ) -> Result<Option<Receipt>, StoreError> {
+        Ok(
+            match self.decide(i, e, in_group.map(|(p, rc)| (p, rc.clone())), stored)? {
+                Prior::New => None,
+                Prior::SameAs(j) => Some(receipts.get(j).cloned().ok_or_else(|| {
+                    StoreError::Unavailable(format!("no receipt yet for event {j} of the request"))
+                })?),
+                Prior::Earlier(rc) => Some(rc),
+            },
+        )
     }
 }

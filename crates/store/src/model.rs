@@ -9,7 +9,8 @@ use trailkeep_core::{StoredEvent, Timestamp, Uuid};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
     pub event_id: Uuid,
-    pub tenant_id: String,
+    /// Inline for names up to 24 bytes: a receipt per event costs no allocation.
+    pub tenant_id: trailkeep_core::CompactString,
     pub seq: u64,
     #[serde(serialize_with = "ser_b64")]
     pub leaf_hash: [u8; 32],

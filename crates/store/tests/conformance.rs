@@ -169,7 +169,7 @@ macro_rules! store_conformance_suite {
                     let out = store.append(batch.clone()).await.unwrap();
                     assert_eq!(out.accepted, batch.len());
                     for (p, rc) in batch.iter().zip(&out.receipts) {
-                        let list = expected.entry(p.event.tenant_id.clone()).or_default();
+                        let list = expected.entry(p.event.tenant_id.to_string()).or_default();
                         assert_eq!(rc.tenant_id, p.event.tenant_id);
                         assert_eq!(rc.event_id, p.event.event_id);
                         assert_eq!(rc.seq, list.len() as u64, "next seq of {}", rc.tenant_id);
@@ -212,7 +212,7 @@ macro_rules! store_conformance_suite {
                 let mut by_tenant: HashMap<String, BTreeMap<u64, Uuid>> = HashMap::new();
                 for t in tasks {
                     for (tenant, seq, id) in t.await.unwrap() {
-                        let prev = by_tenant.entry(tenant.clone()).or_default().insert(seq, id);
+                        let prev = by_tenant.entry(tenant.to_string()).or_default().insert(seq, id);
                         assert!(prev.is_none(), "{tenant}: seq {seq} given twice");
                     }
                 }

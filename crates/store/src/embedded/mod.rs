@@ -312,14 +312,20 @@ impl KeysOnly {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
-        let encoded = Arc::new(self.encode(events)?);
+        let ids = crate::dedupe::RequestIds::new(events.iter().map(|p| &p.event));
+        let req = Arc::new(writer::Request {
+            events: self.encode(events)?,
+            ids,
+        });
         let (tx, rx) = oneshot::channel();
-        self.send(writer::Msg::Append(encoded.clone(), tx))?;
-        let out = rx
+        self.send(writer::Msg::Append(req.clone(), tx))?;
+        let slots = rx
             .await
-            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?;
-        // The commit thread has dropped its reference: the events are freed here, in parallel.
-        drop(encoded);
+            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))??;
+        let out = writer::receipts(&req.events, slots);
+        // The commit threads have normally dropped their references: the events are freed
+        // here, in parallel.
+        drop(req);
         out
     }
 

@@ -1,39 +1,64 @@
-//! The group-commit thread: the only writer of the embedded store.
+//! Group commit in two stages: the only writers of the embedded store.
 //!
-//! It takes every message waiting in its queue (up to a cap), decides each request's fate (new
-//! events get the next `seq` of their tenant; re-sent ids are duplicates or conflicts), encodes
-//! the accepted events, new symbols, dictionaries and checkpoints into **one block**, writes it
-//! with one `write` and one `fdatasync`, applies the block to memory, and only then answers.
-//! A request that conflicts is answered with an error and contributes nothing to the block; the
-//! others in its group are unaffected.
+//! The **commit thread** takes every message waiting in its queue (up to a cap) and decides
+//! each request's fate: new events get the next `seq` of their tenant, re-sent ids are
+//! duplicates or conflicts. It encodes the accepted events, new symbols, dictionaries and
+//! checkpoints into **one block** and hands the block to the **sync thread**, which writes it
+//! with one `write` and one `fdatasync`, applies it to memory, and only then answers the
+//! group. While the sync thread waits for the disk, the commit thread is already deciding the
+//! next group, so the disk wait and the serial CPU work overlap instead of adding up.
 //!
-//! Decisions read memory under a read lock; nothing else writes memory, so the state they saw
-//! is still the state when the block is applied under the write lock after the fsync.
+//! Blocks are written and applied in the order they were decided. The commit thread decides
+//! against memory (everything applied) plus a [`Carry`] of what it handed over but the sync
+//! thread has not applied yet: the next `seq` of each tenant, symbols defined in those blocks,
+//! and the ids of their events (so a re-send is recognised while its original is still on
+//! its way to the disk). A request that conflicts is answered with an error and contributes
+//! nothing to the block; the others in its group are unaffected. A duplicate is answered only
+//! after its original's block is durable, because answers go out in block order.
 //!
-//! If a write or fsync fails, the state of the file is unknown: the thread answers the group
-//! with 503 and refuses every later write (`ready` fails) until a restart, whose recovery cuts
-//! any unfinished block off the log.
+//! If a write or fsync fails, the state of the file is unknown: the sync thread answers that
+//! group and every later one with 503 and every later write is refused (`ready` fails) until a
+//! restart, whose recovery cuts any unfinished block off the log.
 
 use super::codec::{self, EventHeader, F_APPROVAL, F_IP, F_SESSION, F_TS_ASSIGNED};
 use super::memory::Mem;
 use super::segment::LogWriter;
 use super::{Encoded, Shared};
-use crate::dedupe::RequestIds;
-use crate::{AppendOutcome, Receipt, SignedCheckpoint, StoreError};
+use crate::dedupe::{Prior, RequestIds};
+use crate::{Receipt, SignedCheckpoint, StoreError};
 use foldhash::HashMap;
 use foldhash::HashMapExt;
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// One `POST /v1/events` for the commit thread: its encoded events and their repeats within
+/// the request (found by the handler, off the serial path).
+pub(crate) struct Request {
+    pub events: Vec<Encoded>,
+    pub ids: RequestIds,
+}
+
+/// The commit's answer for one event of a request.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    /// Stored now with this `seq`.
+    New(u64),
+    /// A duplicate of event `.0` of the same request.
+    SameAs(u32),
+    /// A duplicate of an event stored earlier (or of an earlier request): its receipt.
+    Prior(Receipt),
+}
+
 pub(crate) enum Msg {
     /// Shared with the submitting handler, which frees the events after the answer (so the
-    /// commit thread does not spend its time in the allocator).
-    Append(Arc<Vec<Encoded>>, Reply<AppendOutcome>),
+    /// commit threads do not spend their time in the allocator).
+    Append(Arc<Request>, Reply<Vec<Slot>>),
     Checkpoint(String, SignedCheckpoint, Reply<()>),
     /// A freshly trained compression dictionary to write and then use.
     Dict(Vec<u8>),
@@ -60,7 +85,7 @@ impl Handle {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Commits what is queued, then stops the thread.
+    /// Commits what is queued, then stops both threads.
     pub fn stop(mut self) {
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
@@ -75,20 +100,47 @@ pub(crate) fn spawn(
     max_group: usize,
 ) -> Result<Handle, StoreError> {
     let (tx, rx) = mpsc::channel();
+    // One block may wait while the sync thread writes the one before: the commit thread runs
+    // at most one group ahead, and requests arriving meanwhile make the next group bigger.
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(1);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    let applied = Arc::new(AtomicU64::new(0));
+    let sync = {
+        let shared = shared.clone();
+        let applied = applied.clone();
+        std::thread::Builder::new()
+            .name("trailkeep-sync".into())
+            .spawn(move || run_sync(&shared, log, batch_rx, free_tx, &applied))?
+    };
     let thread = std::thread::Builder::new()
         .name("trailkeep-commit".into())
-        .spawn(move || run(&shared, log, rx, max_group))?;
+        .spawn(move || {
+            run(&shared, rx, batch_tx, free_rx, &applied, max_group);
+            let _ = sync.join();
+        })?;
     Ok(Handle {
         tx,
         thread: Some(thread),
     })
 }
 
-fn run(shared: &Shared, mut log: LogWriter, rx: mpsc::Receiver<Msg>, max_group: usize) {
-    let mut block = Buffers {
-        block: Vec::with_capacity(1 << 20),
-        headers: Vec::new(),
+/// The commit thread: gathers groups, decides and encodes them, hands blocks on in order.
+fn run(
+    shared: &Shared,
+    rx: mpsc::Receiver<Msg>,
+    batch_tx: mpsc::SyncSender<Batch>,
+    free_rx: mpsc::Receiver<Vec<u8>>,
+    applied: &AtomicU64,
+    max_group: usize,
+) {
+    let mut carry = match shared.mem.read() {
+        Ok(mem) => Carry::new(&mem),
+        Err(_) => {
+            shared.failed.store(true, Ordering::Release);
+            Carry::empty()
+        }
     };
+    let mut block_no = 0u64;
     loop {
         let mut group = Vec::new();
         let mut n = 0;
@@ -119,7 +171,16 @@ fn run(shared: &Shared, mut log: LogWriter, rx: mpsc::Receiver<Msg>, max_group: 
                 "an earlier write failed; restart trailkeep to recover the log",
             );
         } else {
-            commit_group(shared, &mut log, &mut block, group);
+            carry.prune(applied.load(Ordering::Acquire));
+            let block = free_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
+            block_no += 1;
+            let batch = decide_group(shared, &mut carry, block_no, block, group);
+            if let Err(mpsc::SendError(b)) = batch_tx.send(batch) {
+                shared.failed.store(true, Ordering::Release);
+                send_all(b.replies, b.outcomes, Some("the log writer stopped"));
+            }
         }
         if stop {
             return;
@@ -129,7 +190,7 @@ fn run(shared: &Shared, mut log: LogWriter, rx: mpsc::Receiver<Msg>, max_group: 
 
 fn weight(m: &Msg) -> usize {
     match m {
-        Msg::Append(e, _) => e.len().max(1),
+        Msg::Append(r, _) => r.events.len().max(1),
         _ => 1,
     }
 }
@@ -139,52 +200,236 @@ fn refuse(group: Vec<Msg>, why: &str) {
     send_all(replies, Vec::new(), Some(why));
 }
 
-/// Symbols, seqs and dictionaries handed out in this group, beyond what memory holds.
-struct Pending<'m> {
-    mem: &'m Mem,
-    syms: HashMap<String, u32>,
-    next_sym: u32,
-    next_seq: HashMap<String, u64>,
+/// A decided group on its way to the disk.
+struct Batch {
+    number: u64,
+    block: Vec<u8>,
+    /// The block's event entries, parsed already (so applying it needs no re-parse).
+    headers: Vec<(usize, EventHeader)>,
+    replies: Vec<AnyReply>,
+    outcomes: Vec<Outcome>,
+    stored: u64,
+    new_dict: bool,
+    /// The block's requests, held until they are answered: a request the commit thread still
+    /// remembers (see [`InFlight`]) is then either alive or applied.
+    keep: Vec<Arc<Request>>,
 }
 
-impl Pending<'_> {
+/// The sync thread: writes and fsyncs each block, applies it to memory, then answers.
+fn run_sync(
+    shared: &Shared,
+    mut log: LogWriter,
+    rx: mpsc::Receiver<Batch>,
+    free_tx: mpsc::Sender<Vec<u8>>,
+    applied: &AtomicU64,
+) {
+    while let Ok(b) = rx.recv() {
+        let Batch {
+            number,
+            mut block,
+            headers,
+            replies,
+            outcomes,
+            stored,
+            new_dict,
+            keep,
+        } = b;
+        if shared.failed.load(Ordering::Acquire) {
+            send_all(
+                replies,
+                outcomes,
+                Some("an earlier write failed; restart trailkeep to recover the log"),
+            );
+            drop(keep);
+            continue;
+        }
+        let result = if block.is_empty() {
+            Ok(())
+        } else {
+            log.append(&block).and_then(|(seg, off)| {
+                let mut mem = shared
+                    .mem
+                    .write()
+                    .map_err(|_| StoreError::Unavailable("memory lock poisoned".into()))?;
+                mem.apply_block_with(seg, off, &block, &headers)?;
+                if new_dict {
+                    if let Ok(mut cur) = shared.dict.write() {
+                        *cur = mem.dicts.last().cloned();
+                    }
+                }
+                Ok(())
+            })
+        };
+        match result {
+            Ok(()) => {
+                applied.store(number, Ordering::Release);
+                if stored > 0 {
+                    metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
+                    metrics::counter!("trailkeep_events_stored_total").increment(stored);
+                }
+                send_all(replies, outcomes, None);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
+                shared.failed.store(true, Ordering::Release);
+                send_all(
+                    replies,
+                    outcomes,
+                    Some("the write could not be made durable"),
+                );
+            }
+        }
+        // Right after the answers: the handlers normally drop theirs later, and free there.
+        drop(keep);
+        block.clear();
+        let _ = free_tx.send(block);
+    }
+}
+
+/// What the commit thread has handed to the sync thread and the sync thread has not applied
+/// yet, beyond what memory holds.
+struct Carry {
+    /// The next symbol number (memory's, plus those defined in blocks on their way).
+    next_sym: u32,
+    /// Symbols defined in blocks not applied yet, with the block defining each.
+    syms: HashMap<String, (u32, u64)>,
+    /// The next `seq` of every tenant that has written since start, by tenant symbol.
+    next_seq: HashMap<u32, u64>,
+    /// The next dictionary number.
+    next_dict: u32,
+    /// Blocks handed on and not applied yet, oldest first.
+    blocks: VecDeque<InFlight>,
+}
+
+/// One block's events and checkpoints, for decisions made before it is applied.
+struct InFlight {
+    number: u64,
+    /// The requests in the block. Weak, so that the handler frees its events after the
+    /// answer; a request that is gone was answered (the sync thread holds every request until
+    /// then), so its block is applied and memory has its events.
+    requests: Vec<Weak<Request>>,
+    /// Accepted client ids → (request, event, seq).
+    ids: HashMap<Uuid, (u32, u32, u64)>,
+    /// Checkpoints written: (tenant, size).
+    checkpoints: Vec<(String, u64)>,
+}
+
+impl InFlight {
+    fn new(number: u64) -> InFlight {
+        InFlight {
+            number,
+            requests: Vec::new(),
+            ids: HashMap::new(),
+            checkpoints: Vec::new(),
+        }
+    }
+}
+
+impl Carry {
+    fn new(mem: &Mem) -> Carry {
+        Carry {
+            next_sym: mem.next_sym(),
+            next_dict: mem.dicts.len() as u32 + 1,
+            ..Carry::empty()
+        }
+    }
+
+    fn empty() -> Carry {
+        Carry {
+            next_sym: 1,
+            syms: HashMap::new(),
+            next_seq: HashMap::new(),
+            next_dict: 1,
+            blocks: VecDeque::new(),
+        }
+    }
+
+    /// Forgets what blocks up to `applied` brought: memory has it now.
+    fn prune(&mut self, applied: u64) {
+        while self.blocks.front().is_some_and(|b| b.number <= applied) {
+            self.blocks.pop_front();
+        }
+        if !self.syms.is_empty() {
+            self.syms.retain(|_, (_, b)| *b > applied);
+        }
+    }
+
     /// The symbol for `text`, writing its definition into the block when it is new.
-    fn sym(&mut self, block: &mut Vec<u8>, text: &str) -> u32 {
-        if let Some(id) = self.mem.sym_id(text) {
+    fn sym(&mut self, mem: &Mem, block_no: u64, block: &mut Vec<u8>, text: &str) -> u32 {
+        if let Some(id) = mem.sym_id(text) {
             return id;
         }
-        if let Some(id) = self.syms.get(text) {
+        if let Some((id, _)) = self.syms.get(text) {
             return *id;
         }
         let id = self.next_sym;
         self.next_sym += 1;
         codec::put_symbol(block, id, text);
-        self.syms.insert(text.to_string(), id);
+        self.syms.insert(text.to_string(), (id, block_no));
         id
     }
 
-    fn next_seq(&self, tenant: &str) -> u64 {
-        match self.next_seq.get(tenant) {
+    /// The symbol of `text` if it has one yet.
+    fn sym_id(&self, mem: &Mem, text: &str) -> Option<u32> {
+        mem.sym_id(text)
+            .or_else(|| self.syms.get(text).map(|(id, _)| *id))
+    }
+
+    fn next_seq(&self, mem: &Mem, tenant: &str) -> u64 {
+        let Some(sym) = self.sym_id(mem, tenant) else {
+            return 0;
+        };
+        match self.next_seq.get(&sym) {
             Some(s) => *s,
-            None => self.mem.tenant(tenant).map(|(_, t)| t.size()).unwrap_or(0),
+            None => mem.tenants.get(&sym).map(|t| t.size()).unwrap_or(0),
         }
+    }
+
+    /// An accepted copy of `id` in a block not applied yet (or in `cur`, the block being
+    /// built), with its seq.
+    fn earlier(&self, cur: &InFlight, id: &Uuid) -> Option<(Arc<Request>, usize, u64)> {
+        for b in std::iter::once(cur).chain(self.blocks.iter().rev()) {
+            if let Some(&(r, j, seq)) = b.ids.get(id) {
+                // A request that is gone was answered, so its block is applied and memory
+                // has the event.
+                return b.requests[r as usize]
+                    .upgrade()
+                    .map(|req| (req, j as usize, seq));
+            }
+        }
+        None
+    }
+
+    /// The newest checkpoint size of `tenant` written or on its way.
+    fn latest_checkpoint(&self, mem: &Mem, cur: &InFlight, tenant: &str) -> Option<u64> {
+        mem.tenant(tenant)
+            .and_then(|(_, t)| t.latest_checkpoint.as_ref().map(|c| c.size))
+            .into_iter()
+            .chain(
+                std::iter::once(cur)
+                    .chain(self.blocks.iter())
+                    .flat_map(|b| b.checkpoints.iter())
+                    .filter(|(n, _)| n == tenant)
+                    .map(|(_, s)| *s),
+            )
+            .max()
     }
 }
 
 enum Item {
-    Append(Arc<Vec<Encoded>>),
+    Append(Arc<Request>),
     Checkpoint(String, SignedCheckpoint),
     Dict(Vec<u8>),
 }
 
 enum AnyReply {
-    Append(Reply<AppendOutcome>),
+    Append(Reply<Vec<Slot>>),
     Checkpoint(Reply<()>),
     None,
 }
 
 enum Outcome {
-    Append(Result<AppendOutcome, StoreError>),
+    Append(Result<Vec<Slot>, StoreError>),
     Checkpoint(Result<(), StoreError>),
     None,
 }
@@ -214,104 +459,69 @@ fn split(group: Vec<Msg>) -> (Vec<Item>, Vec<AnyReply>) {
     (items, replies)
 }
 
-/// Where an id accepted earlier in this group is: (item, event index, seq).
-type InGroup = HashMap<Uuid, (usize, usize, u64)>;
-
-/// The block being built and the headers of its events (so applying it needs no re-parse).
-struct Buffers {
-    block: Vec<u8>,
-    headers: Vec<(usize, EventHeader)>,
-}
-
-fn commit_group(shared: &Shared, log: &mut LogWriter, bufs: &mut Buffers, group: Vec<Msg>) {
-    bufs.block.clear();
-    bufs.headers.clear();
-    let Buffers { block, headers } = bufs;
+/// Decides a group and encodes its block. Memory is read one request at a time, so the sync
+/// thread can apply the previous block in between.
+fn decide_group(
+    shared: &Shared,
+    carry: &mut Carry,
+    number: u64,
+    mut block: Vec<u8>,
+    group: Vec<Msg>,
+) -> Batch {
+    block.clear();
+    let mut headers = Vec::new();
     let (items, replies) = split(group);
     let mut outcomes = Vec::with_capacity(items.len());
     let mut stored = 0u64;
     let mut new_dict = false;
-    {
-        let mem = match shared.mem.read() {
-            Ok(m) => m,
-            Err(_) => {
-                send_all(
-                    replies,
-                    outcomes,
-                    Some("the store's memory lock is poisoned; restart trailkeep"),
-                );
-                return;
+    let mut cur = InFlight::new(number);
+    for item in &items {
+        let Ok(mem) = shared.mem.read() else {
+            let poisoned = || StoreError::Unavailable("the store's memory lock is poisoned".into());
+            outcomes.push(match item {
+                Item::Append(_) => Outcome::Append(Err(poisoned())),
+                Item::Checkpoint(..) => Outcome::Checkpoint(Err(poisoned())),
+                Item::Dict(_) => Outcome::None,
+            });
+            continue;
+        };
+        match item {
+            Item::Append(req) => {
+                let out = append_request(&mem, carry, &mut cur, &mut block, &mut headers, req);
+                if let Ok(slots) = &out {
+                    stored += slots.iter().filter(|s| matches!(s, Slot::New(_))).count() as u64;
+                }
+                outcomes.push(Outcome::Append(out));
             }
-        };
-        let mut p = Pending {
-            mem: &mem,
-            syms: HashMap::new(),
-            next_sym: mem.next_sym(),
-            next_seq: HashMap::new(),
-        };
-        let mut in_group: InGroup = HashMap::new();
-        let mut cps: HashMap<(String, u64), [u8; 32]> = HashMap::new();
-        let mut next_dict = mem.dicts.len() as u32 + 1;
-        for k in 0..items.len() {
-            match &items[k] {
-                Item::Append(events) => {
-                    let out =
-                        append_request(&mut p, block, headers, &items, &mut in_group, k, events);
-                    if let Ok(o) = &out {
-                        stored += o.accepted as u64;
-                    }
-                    outcomes.push(Outcome::Append(out));
-                }
-                Item::Checkpoint(tenant, cp) => {
-                    let out = checkpoint(&mut p, block, &mut cps, tenant, cp);
-                    outcomes.push(Outcome::Checkpoint(out));
-                }
-                Item::Dict(bytes) => {
-                    codec::put_dict(block, next_dict, bytes);
-                    next_dict += 1;
-                    new_dict = true;
-                    outcomes.push(Outcome::None);
-                }
+            Item::Checkpoint(tenant, cp) => {
+                let out = checkpoint(&mem, carry, &mut cur, &mut block, tenant, cp);
+                outcomes.push(Outcome::Checkpoint(out));
+            }
+            Item::Dict(bytes) => {
+                codec::put_dict(&mut block, carry.next_dict, bytes);
+                carry.next_dict += 1;
+                new_dict = true;
+                outcomes.push(Outcome::None);
             }
         }
     }
-    // Our references go before the answers, so each handler's is the last and frees there.
-    drop(items);
-
-    let result = if block.is_empty() {
-        Ok(())
-    } else {
-        log.append(block).and_then(|(seg, off)| {
-            let mut mem = shared
-                .mem
-                .write()
-                .map_err(|_| StoreError::Unavailable("memory lock poisoned".into()))?;
-            mem.apply_block_with(seg, off, block, headers)?;
-            if new_dict {
-                if let Ok(mut cur) = shared.dict.write() {
-                    *cur = mem.dicts.last().cloned();
-                }
-            }
-            Ok(())
+    carry.blocks.push_back(cur);
+    let keep = items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Append(r) => Some(r),
+            _ => None,
         })
-    };
-    match result {
-        Ok(()) => {
-            if stored > 0 {
-                metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
-                metrics::counter!("trailkeep_events_stored_total").increment(stored);
-            }
-            send_all(replies, outcomes, None);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
-            shared.failed.store(true, Ordering::Release);
-            send_all(
-                replies,
-                outcomes,
-                Some("the write could not be made durable"),
-            );
-        }
+        .collect();
+    Batch {
+        number,
+        block,
+        headers,
+        replies,
+        outcomes,
+        stored,
+        new_dict,
+        keep,
     }
 }
 
@@ -350,64 +560,67 @@ fn send_all(replies: Vec<AnyReply>, outcomes: Vec<Outcome>, failed: Option<&str>
 
 /// Decides one request and, unless it conflicts, encodes its new events into the block.
 fn append_request(
-    p: &mut Pending<'_>,
+    mem: &Mem,
+    carry: &mut Carry,
+    cur: &mut InFlight,
     block: &mut Vec<u8>,
     headers: &mut Vec<(usize, EventHeader)>,
-    items: &[Item],
-    in_group: &mut InGroup,
-    item: usize,
-    events: &[Encoded],
-) -> Result<AppendOutcome, StoreError> {
-    let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
+    req: &Arc<Request>,
+) -> Result<Vec<Slot>, StoreError> {
+    let events = &req.events;
+    let mut slots: Vec<Slot> = Vec::with_capacity(events.len());
     let mut new_idx = Vec::with_capacity(events.len());
+    // Next seq per tenant as this request would leave it; kept only if the request is accepted.
     let mut next: HashMap<&str, u64> = HashMap::new();
-    {
-        let mut ids = RequestIds::new(events.iter().map(|e| &e.prepared.event));
-        for (i, enc) in events.iter().enumerate() {
-            let e = &enc.prepared.event;
-            let earlier_ev = in_group
-                .get(&e.event_id)
-                .and_then(|&(k, j, seq)| match &items[k] {
-                    Item::Append(ev) => ev.get(j).map(|x| (x, seq)),
-                    _ => None,
-                });
-            let earlier_rc = earlier_ev.map(|(x, seq)| Receipt {
-                event_id: x.prepared.event.event_id,
-                tenant_id: x.prepared.event.tenant_id.clone(),
-                seq,
-                leaf_hash: x.prepared.leaf_hash,
-            });
-            let earlier = earlier_ev
-                .zip(earlier_rc.as_ref())
-                .map(|((x, _), rc)| (&x.prepared.event, rc));
-            let stored = || stored_event(p.mem, e);
-            if let Some(rc) = ids.prior(i, &receipts, earlier, stored)? {
-                receipts.push(rc);
-                continue;
+    for (i, enc) in events.iter().enumerate() {
+        let e = &enc.prepared.event;
+        let earlier = if e.event_id_assigned {
+            None
+        } else {
+            carry.earlier(cur, &e.event_id)
+        };
+        let in_group = earlier.as_ref().and_then(|(r, j, seq)| {
+            let x = r.events.get(*j)?;
+            Some((
+                &x.prepared.event,
+                Receipt {
+                    event_id: x.prepared.event.event_id,
+                    tenant_id: x.prepared.event.tenant_id.clone(),
+                    seq: *seq,
+                    leaf_hash: x.prepared.leaf_hash,
+                },
+            ))
+        });
+        match req.ids.decide(i, e, in_group, || stored_event(mem, e))? {
+            Prior::SameAs(j) => slots.push(Slot::SameAs(j as u32)),
+            Prior::Earlier(rc) => slots.push(Slot::Prior(rc)),
+            Prior::New => {
+                let seq = match next.get_mut(e.tenant_id.as_str()) {
+                    Some(s) => s,
+                    None => next
+                        .entry(e.tenant_id.as_str())
+                        .or_insert(carry.next_seq(mem, &e.tenant_id)),
+                };
+                slots.push(Slot::New(*seq));
+                *seq += 1;
+                new_idx.push(i);
             }
-            let seq = match next.get_mut(e.tenant_id.as_str()) {
-                Some(s) => s,
-                None => next
-                    .entry(e.tenant_id.as_str())
-                    .or_insert(p.next_seq(&e.tenant_id)),
-            };
-            receipts.push(Receipt {
-                event_id: e.event_id,
-                tenant_id: e.tenant_id.clone(),
-                seq: *seq,
-                leaf_hash: enc.prepared.leaf_hash,
-            });
-            *seq += 1;
-            new_idx.push(i);
         }
     }
+    let r = cur.requests.len() as u32;
+    cur.requests.push(Arc::downgrade(req));
     for (t, s) in next {
-        p.next_seq.insert(t.to_string(), s);
+        let sym = carry.sym(mem, cur.number, block, t);
+        carry.next_seq.insert(sym, s);
     }
     for &i in &new_idx {
         let enc = &events[i];
         let pe = &enc.prepared;
         let e = &pe.event;
+        let Some(Slot::New(seq)) = slots.get(i) else {
+            continue;
+        };
+        let seq = *seq;
         let mut flags = 0;
         if e.timestamp_assigned {
             flags |= F_TS_ASSIGNED;
@@ -421,13 +634,13 @@ fn append_request(
         let session = match &e.impersonation_session {
             Some(s) => {
                 flags |= F_SESSION;
-                p.sym(block, s)
+                carry.sym(mem, cur.number, block, s)
             }
             None => 0,
         };
         let h = EventHeader {
-            tenant: p.sym(block, &e.tenant_id),
-            seq: receipts[i].seq,
+            tenant: carry.sym(mem, cur.number, block, &e.tenant_id),
+            seq,
             flags,
             digits: e.timestamp.digits,
             ts: e.timestamp.nanos,
@@ -435,19 +648,52 @@ fn append_request(
             event_id: *e.event_id.as_bytes(),
             salt_or_commitment: pe.salt,
             leaf_hash: pe.leaf_hash,
-            event_type: p.sym(block, &e.event_type),
-            actor: p.sym(block, &e.actor),
+            event_type: carry.sym(mem, cur.number, block, &e.event_type),
+            actor: carry.sym(mem, cur.number, block, &e.actor),
             session,
             dict: enc.dict,
         };
         let at = codec::put_event(block, &h, &enc.body);
         headers.push((at, h));
         if !e.event_id_assigned {
-            in_group.insert(e.event_id, (item, i, receipts[i].seq));
+            cur.ids.insert(e.event_id, (r, i as u32, seq));
         }
     }
-    let accepted = new_idx.len();
-    Ok(AppendOutcome {
+    Ok(slots)
+}
+
+/// The receipts of a request from the commit's answer (built on the handler's thread).
+pub(crate) fn receipts(
+    events: &[Encoded],
+    slots: Vec<Slot>,
+) -> Result<crate::AppendOutcome, StoreError> {
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(slots.len());
+    let mut accepted = 0;
+    for (enc, slot) in events.iter().zip(slots) {
+        let rc = match slot {
+            Slot::New(seq) => {
+                accepted += 1;
+                let e = &enc.prepared.event;
+                Receipt {
+                    event_id: e.event_id,
+                    tenant_id: e.tenant_id.clone(),
+                    seq,
+                    leaf_hash: enc.prepared.leaf_hash,
+                }
+            }
+            Slot::SameAs(j) => receipts.get(j as usize).cloned().ok_or_else(|| {
+                StoreError::Unavailable(format!("no receipt for event {j} of the request"))
+            })?,
+            Slot::Prior(rc) => rc,
+        };
+        receipts.push(rc);
+    }
+    if receipts.len() != events.len() {
+        return Err(StoreError::Unavailable(
+            "the commit answered for a different number of events".into(),
+        ));
+    }
+    Ok(crate::AppendOutcome {
         accepted,
         duplicates: receipts.len() - accepted,
         receipts,
@@ -470,13 +716,14 @@ fn stored_event(mem: &Mem, e: &NewEvent) -> Result<Option<StoredEvent>, StoreErr
 /// or older is already implied by the stored one and the tree, and is not written again. Only
 /// the latest is kept in memory: a busy tenant gets one a second, forever.
 fn checkpoint(
-    p: &mut Pending<'_>,
+    mem: &Mem,
+    carry: &mut Carry,
+    cur: &mut InFlight,
     block: &mut Vec<u8>,
-    cps: &mut HashMap<(String, u64), [u8; 32]>,
     tenant: &str,
     cp: &SignedCheckpoint,
 ) -> Result<(), StoreError> {
-    let tree = p.mem.tree(tenant);
+    let tree = mem.tree(tenant);
     let size = tree.size();
     if cp.size > size {
         return Err(StoreError::Invalid(format!(
@@ -492,22 +739,14 @@ fn checkpoint(
             cp.size
         )));
     }
-    let latest = p
-        .mem
-        .tenant(tenant)
-        .and_then(|(_, t)| t.latest_checkpoint.as_ref().map(|c| c.size))
-        .into_iter()
-        .chain(
-            cps.iter()
-                .filter(|((n, _), _)| n == tenant)
-                .map(|((_, s), _)| *s),
-        )
-        .max();
-    if latest.is_some_and(|l| cp.size <= l) {
+    if carry
+        .latest_checkpoint(mem, cur, tenant)
+        .is_some_and(|l| cp.size <= l)
+    {
         return Ok(());
     }
-    let sym = p.sym(block, tenant);
+    let sym = carry.sym(mem, cur.number, block, tenant);
     codec::put_checkpoint(block, sym, cp.size, &cp.root, &cp.note);
-    cps.insert((tenant.to_string(), cp.size), cp.root);
+    cur.checkpoints.push((tenant.to_string(), cp.size));
     Ok(())
 }

@@ -189,7 +189,7 @@ fn decide(
     let events = &requests[r];
     let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
     let mut new_idx: Vec<usize> = Vec::with_capacity(events.len());
-    let mut ids = RequestIds::new(events.iter().map(|p| &p.event));
+    let ids = RequestIds::new(events.iter().map(|p| &p.event));
     // Changes to tenant rows, applied only if the request is accepted.
     let mut work: HashMap<&str, TenantRow> = HashMap::new();
     for (i, p) in events.iter().enumerate() {
@@ -197,7 +197,7 @@ fn decide(
         let earlier = in_group
             .get(&e.event_id)
             .map(|(pr, pi, rc)| (&requests[*pr][*pi].event, rc));
-        let prior = ids.prior(i, &receipts, earlier, || {
+        let prior = ids.prior(i, e, &receipts, earlier, || {
             Ok(stored.get(&e.event_id).cloned())
         })?;
         if let Some(rc) = prior {
@@ -207,7 +207,7 @@ fn decide(
         let st = match work.get_mut(e.tenant_id.as_str()) {
             Some(st) => st,
             None => {
-                let row = tenants.get(&e.tenant_id).cloned().ok_or_else(|| {
+                let row = tenants.get(e.tenant_id.as_str()).cloned().ok_or_else(|| {
                     StoreError::Unavailable(format!("tenant row of {} was not locked", e.tenant_id))
                 })?;
                 work.entry(e.tenant_id.as_str()).or_insert(row)
@@ -256,7 +256,7 @@ async fn attempt_once(
     let names: Vec<String> = requests
         .iter()
         .flatten()
-        .map(|p| p.event.tenant_id.clone())
+        .map(|p| p.event.tenant_id.to_string())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
