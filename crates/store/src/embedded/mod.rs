@@ -209,39 +209,54 @@ impl EmbeddedStore {
 
     /// Encodes (and, with a dictionary, compresses) each event's body.
     fn encode(&self, events: Vec<PreparedEvent>) -> Result<Vec<Encoded>, StoreError> {
-        let dict = self.shared.dict.read().ok().and_then(|d| d.clone());
-        let mut out = Vec::with_capacity(events.len());
-        let mut raw = Vec::new();
-        let mut samples = Vec::new();
+        // A dictionary that cannot compress (damaged in the log, or from a later version):
+        // store bodies as they are and train a new one.
+        let dict = self
+            .shared
+            .dict
+            .read()
+            .ok()
+            .and_then(|d| d.clone())
+            .filter(|d| d.can_compress());
         let sampling = dict.is_none() && self.opts.dict_train_events > 0;
-        for p in events {
+        // All bodies back to back first: they are compressed together (compress_many).
+        let mut raw = Vec::new();
+        let mut ends = Vec::with_capacity(events.len());
+        for p in &events {
             let e = &p.event;
-            raw.clear();
             codec::encode_body(
                 &mut raw,
                 e.source_ip.as_deref(),
                 e.approval_id.as_deref(),
                 &e.payload,
             );
-            let (n, body) = match &dict {
-                Some(d) => (d.number, compress::compress(d, &raw)?),
-                None => {
-                    if sampling {
-                        samples.push(raw.clone());
-                    }
-                    (0, std::mem::take(&mut raw))
-                }
-            };
-            out.push(Encoded {
-                prepared: p,
+            ends.push(raw.len());
+        }
+        let mut start = 0;
+        let raws: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let b = &raw[start..end];
+                start = end;
+                b
+            })
+            .collect();
+        let (n, bodies) = match &dict {
+            Some(d) => (d.number, compress::compress_many(d, &raws)?),
+            None => (0, raws.iter().map(|b| b.to_vec()).collect()),
+        };
+        if sampling {
+            self.sample(bodies.clone());
+        }
+        Ok(events
+            .into_iter()
+            .zip(bodies)
+            .map(|(prepared, body)| Encoded {
+                prepared,
                 dict: n,
                 body,
-            });
-        }
-        if sampling {
-            self.sample(samples);
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Collects bodies until there are enough to train a dictionary, then trains it on a
