@@ -3,10 +3,12 @@
 //! The **commit thread** takes every message waiting in its queue (up to a cap) and decides
 //! each request's fate: new events get the next `seq` of their tenant, re-sent ids are
 //! duplicates or conflicts. It encodes the accepted events, new symbols, dictionaries and
-//! checkpoints into **one block** and hands the block to the **sync thread**, which writes it
-//! with one `write` and one `fdatasync`, applies it to memory, and only then answers the
-//! group. While the sync thread waits for the disk, the commit thread is already deciding the
-//! next group, so the disk wait and the serial CPU work overlap instead of adding up.
+//! checkpoints into **one block** and hands the block to the **sync thread**, which writes
+//! every block waiting for it (one `write` each), makes them all durable with one
+//! `fdatasync`, applies them to memory in order, and only then answers their groups. While the
+//! sync thread waits for the disk, the commit thread is already deciding the next groups, so
+//! the disk wait and the serial CPU work overlap instead of adding up, and a slow fsync makes
+//! the next one cover more blocks.
 //!
 //! Blocks are written and applied in the order they were decided. The commit thread decides
 //! against memory (everything applied) plus a [`Carry`] of what it handed over but the sync
@@ -36,6 +38,9 @@ use tokio::sync::oneshot;
 use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Most blocks made durable by one `fdatasync`.
+const MAX_BLOCKS_PER_SYNC: usize = 16;
 
 /// One `POST /v1/events` for the commit thread: its encoded events and their repeats within
 /// the request (found by the handler, off the serial path).
@@ -100,9 +105,9 @@ pub(crate) fn spawn(
     max_group: usize,
 ) -> Result<Handle, StoreError> {
     let (tx, rx) = mpsc::channel();
-    // One block may wait while the sync thread writes the one before: the commit thread runs
-    // at most one group ahead, and requests arriving meanwhile make the next group bigger.
-    let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(1);
+    // Blocks decided while the sync thread waits for the disk queue up and share its next
+    // fsync; beyond this many, the commit thread waits, and its next group grows instead.
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(MAX_BLOCKS_PER_SYNC);
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     let applied = Arc::new(AtomicU64::new(0));
     let sync = {
@@ -215,7 +220,8 @@ struct Batch {
     keep: Vec<Arc<Request>>,
 }
 
-/// The sync thread: writes and fsyncs each block, applies it to memory, then answers.
+/// The sync thread: writes every block waiting, makes them durable with one `fdatasync`,
+/// applies them to memory in order, then answers their groups.
 fn run_sync(
     shared: &Shared,
     mut log: LogWriter,
@@ -223,67 +229,100 @@ fn run_sync(
     free_tx: mpsc::Sender<Vec<u8>>,
     applied: &AtomicU64,
 ) {
-    while let Ok(b) = rx.recv() {
-        let Batch {
-            number,
-            mut block,
-            headers,
-            replies,
-            outcomes,
-            stored,
-            new_dict,
-            keep,
-        } = b;
-        if shared.failed.load(Ordering::Acquire) {
-            send_all(
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while batches.len() < MAX_BLOCKS_PER_SYNC {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let failed = shared.failed.load(Ordering::Acquire);
+        // Write them all, then one fsync for all.
+        let mut written: Result<Vec<Option<(u32, u64)>>, StoreError> = Ok(Vec::new());
+        if !failed {
+            written = batches
+                .iter()
+                .map(|b| {
+                    (!b.block.is_empty())
+                        .then(|| log.write(&b.block))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|locs| log.sync().map(|()| locs));
+        }
+        if let Err(e) = &written {
+            tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
+            shared.failed.store(true, Ordering::Release);
+        }
+        let locs = written.unwrap_or_default();
+        for (i, b) in batches.into_iter().enumerate() {
+            let Batch {
+                number,
+                mut block,
+                headers,
                 replies,
                 outcomes,
-                Some("an earlier write failed; restart trailkeep to recover the log"),
-            );
-            drop(keep);
-            continue;
-        }
-        let result = if block.is_empty() {
-            Ok(())
-        } else {
-            log.append(&block).and_then(|(seg, off)| {
-                let mut mem = shared
-                    .mem
-                    .write()
-                    .map_err(|_| StoreError::Unavailable("memory lock poisoned".into()))?;
-                mem.apply_block_with(seg, off, &block, &headers)?;
-                if new_dict {
-                    if let Ok(mut cur) = shared.dict.write() {
-                        *cur = mem.dicts.last().cloned();
+                stored,
+                new_dict,
+                keep,
+            } = b;
+            let result = if shared.failed.load(Ordering::Acquire) {
+                Err(if failed {
+                    "an earlier write failed; restart trailkeep to recover the log"
+                } else {
+                    "the write could not be made durable"
+                })
+            } else {
+                match locs.get(i).copied().flatten() {
+                    None => Ok(()),
+                    Some((seg, off)) => apply(shared, seg, off, &block, &headers, new_dict)
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "a durable block could not be applied to memory; refusing writes until restart");
+                            shared.failed.store(true, Ordering::Release);
+                            "the store's memory could not take the write"
+                        }),
+                }
+            };
+            match result {
+                Ok(()) => {
+                    applied.store(number, Ordering::Release);
+                    if stored > 0 {
+                        metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
+                        metrics::counter!("trailkeep_events_stored_total").increment(stored);
                     }
+                    send_all(replies, outcomes, None);
                 }
-                Ok(())
-            })
-        };
-        match result {
-            Ok(()) => {
-                applied.store(number, Ordering::Release);
-                if stored > 0 {
-                    metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
-                    metrics::counter!("trailkeep_events_stored_total").increment(stored);
-                }
-                send_all(replies, outcomes, None);
+                Err(why) => send_all(replies, outcomes, Some(why)),
             }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
-                shared.failed.store(true, Ordering::Release);
-                send_all(
-                    replies,
-                    outcomes,
-                    Some("the write could not be made durable"),
-                );
-            }
+            // Right after the answers: the handlers normally drop theirs later, and free there.
+            drop(keep);
+            block.clear();
+            let _ = free_tx.send(block);
         }
-        // Right after the answers: the handlers normally drop theirs later, and free there.
-        drop(keep);
-        block.clear();
-        let _ = free_tx.send(block);
     }
+}
+
+/// Applies a durable block to memory (and publishes a new dictionary it carries).
+fn apply(
+    shared: &Shared,
+    seg: u32,
+    off: u64,
+    block: &[u8],
+    headers: &[(usize, EventHeader)],
+    new_dict: bool,
+) -> Result<(), StoreError> {
+    let mut mem = shared
+        .mem
+        .write()
+        .map_err(|_| StoreError::Unavailable("memory lock poisoned".into()))?;
+    mem.apply_block_with(seg, off, block, headers)?;
+    if new_dict {
+        if let Ok(mut cur) = shared.dict.write() {
+            *cur = mem.dicts.last().cloned();
+        }
+    }
+    Ok(())
 }
 
 /// What the commit thread has handed to the sync thread and the sync thread has not applied

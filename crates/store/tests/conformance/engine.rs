@@ -2044,31 +2044,45 @@ async fn whole_blocks_that_do_not_decode_are_corrupt_not_cut_and_not_a_panic() {
 #[tokio::test]
 async fn undecodable_bodies_are_corrupt_on_read_not_a_panic() {
     let id0 = [0x11u8; 16];
-    let bodies: Vec<(&str, u8, u64, Vec<u8>)> = vec![
-        ("source ip longer than the body", 2, 0, vec![200, b'1']),
-        ("source ip not UTF-8", 2, 0, vec![2, 0xff, 0xfe, b'{', b'}']),
-        ("approval id cut short", 8, 0, vec![9]),
+    // (what, flags, dictionary bytes as stored (codec id first), body)
+    let fsst_empty = vec![1u8, 0];
+    let bodies: Vec<(&str, u8, Option<Vec<u8>>, Vec<u8>)> = vec![
+        ("source ip longer than the body", 2, None, vec![200, b'1']),
         (
-            "compressed body that is not zstd",
+            "source ip not UTF-8",
+            2,
+            None,
+            vec![2, 0xff, 0xfe, b'{', b'}'],
+        ),
+        ("approval id cut short", 8, None, vec![9]),
+        (
+            "a code the FSST table does not have",
             0,
-            1,
-            b"not zstd at all".to_vec(),
+            Some(fsst_empty.clone()),
+            vec![0x05],
         ),
         (
-            "zstd frame claiming 1 GiB",
+            "an FSST escape cut short",
             0,
-            1,
-            vec![0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0, 0, 0, 0x40, 0, 0],
+            Some(fsst_empty.clone()),
+            vec![0xff],
+        ),
+        (
+            "a dictionary of a codec this version does not know",
+            0,
+            Some([b'd'; 2000].to_vec()),
+            b"whatever".to_vec(),
         ),
     ];
-    for (what, flags, dict, body) in bodies {
+    for (what, flags, dict_bytes, body) in bodies {
         let dir = tempfile::tempdir().unwrap();
         let id1 = [0x33u8; 16];
         let mut b = Vec::new();
-        if dict != 0 {
+        let dict = u64::from(dict_bytes.is_some());
+        if let Some(bytes) = &dict_bytes {
             let mut c = Vec::new();
             varint(&mut c, 1);
-            c.extend_from_slice(&[b'd'; 2000]);
+            c.extend_from_slice(bytes);
             entry(&mut b, 2, &c);
         }
         event(
