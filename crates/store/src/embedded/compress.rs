@@ -25,7 +25,6 @@
 //! `Corrupt`, never a panic.
 
 use crate::StoreError;
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 /// Codec id of an FSST symbol table, the first byte of a dictionary.
@@ -36,10 +35,8 @@ const ESCAPE: u8 = 255;
 const NOT_A_SYMBOL: u8 = u8::MAX;
 /// Decoded bodies are at most this long: events are at most 256 KiB, so more is damage.
 const MAX_BODY: usize = 1 << 20;
-/// Bodies compressed at once by one cursor each ([`compress_many`]): 4 measured as fast as 8.
+/// Bodies compressed at once by one cursor each ([`compress_into`]): 4 measured as fast as 8.
 const LANES: usize = 4;
-/// Scratch buffers larger than this after a call are given back rather than kept per thread.
-const KEEP_SCRATCH: usize = 4 << 20;
 
 /// A dictionary as the log holds it, parsed and ready to use.
 pub struct Dict {
@@ -181,35 +178,35 @@ fn serialize(c: &fsst::Compressor) -> Vec<u8> {
     out
 }
 
-thread_local! {
-    /// Output buffer and end offsets of [`compress_many`], kept between calls.
-    static SCRATCH: RefCell<(Vec<u8>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+/// Compresses each of `raws` with `dict`, independently of the others (one body each).
+#[cfg(test)]
+pub fn compress_many(dict: &Dict, raws: &[&[u8]]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let (mut buf, mut ends) = (Vec::new(), Vec::new());
+    compress_into(dict, raws, &mut buf, &mut ends)?;
+    let mut start = 0;
+    Ok(ends
+        .iter()
+        .map(|&end| {
+            let b = buf[start..end as usize].to_vec();
+            start = end as usize;
+            b
+        })
+        .collect())
 }
 
-/// Compresses each of `raws` with `dict`, independently of the others (one body each).
-pub fn compress_many(dict: &Dict, raws: &[&[u8]]) -> Result<Vec<Vec<u8>>, StoreError> {
+/// Compresses each of `raws` with `dict`, independently of the others (one body each), into
+/// `out` back to back; `ends` gets each body's end offset in `out`.
+pub fn compress_into(
+    dict: &Dict,
+    raws: &[&[u8]],
+    out: &mut Vec<u8>,
+    ends: &mut Vec<u64>,
+) -> Result<(), StoreError> {
     let c = dict.compressor()?;
-    SCRATCH.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let (buf, ends) = &mut *guard;
-        buf.clear();
-        ends.clear();
-        c.compress_bulk_into::<LANES>(raws, buf, ends);
-        let mut start = 0;
-        let out = ends
-            .iter()
-            .map(|&end| {
-                let b = buf[start..end as usize].to_vec();
-                start = end as usize;
-                b
-            })
-            .collect();
-        if buf.capacity() > KEEP_SCRATCH {
-            *buf = Vec::new();
-            *ends = Vec::new();
-        }
-        Ok(out)
-    })
+    out.clear();
+    ends.clear();
+    c.compress_bulk_into::<LANES>(raws, out, ends);
+    Ok(())
 }
 
 /// Decompresses one event body written with `dict`.

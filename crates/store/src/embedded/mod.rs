@@ -60,14 +60,6 @@ impl Default for EmbeddedOptions {
     }
 }
 
-/// An event ready for the commit thread: prepared, with its body encoded and compressed.
-pub(crate) struct Encoded {
-    pub prepared: PreparedEvent,
-    /// Dictionary the body is compressed with; 0 = stored as is.
-    pub dict: u32,
-    pub body: Vec<u8>,
-}
-
 /// Bodies collected to train the first dictionary.
 #[derive(Default)]
 struct Sampler {
@@ -207,8 +199,13 @@ impl EmbeddedStore {
         }
     }
 
-    /// Encodes (and, with a dictionary, compresses) each event's body.
-    fn encode(&self, events: Vec<PreparedEvent>) -> Result<Vec<Encoded>, StoreError> {
+    /// Encodes (and, with a dictionary, compresses) each event's body: all of a request's
+    /// bodies into one buffer, compressed together.
+    fn encode(
+        &self,
+        events: Vec<PreparedEvent>,
+        ids: crate::dedupe::RequestIds,
+    ) -> Result<writer::Request, StoreError> {
         // A dictionary that cannot compress (damaged in the log, or from a later version):
         // store bodies as they are and train a new one.
         let dict = self
@@ -219,9 +216,8 @@ impl EmbeddedStore {
             .and_then(|d| d.clone())
             .filter(|d| d.can_compress());
         let sampling = dict.is_none() && self.opts.dict_train_events > 0;
-        // All bodies back to back first: they are compressed together (compress_many).
         let mut raw = Vec::new();
-        let mut ends = Vec::with_capacity(events.len());
+        let mut raw_ends = Vec::with_capacity(events.len());
         for p in &events {
             let e = &p.event;
             codec::encode_body(
@@ -230,33 +226,39 @@ impl EmbeddedStore {
                 e.approval_id.as_deref(),
                 &e.payload,
             );
-            ends.push(raw.len());
+            raw_ends.push(raw.len() as u64);
         }
-        let mut start = 0;
-        let raws: Vec<&[u8]> = ends
-            .iter()
-            .map(|&end| {
-                let b = &raw[start..end];
-                start = end;
-                b
-            })
-            .collect();
-        let (n, bodies) = match &dict {
-            Some(d) => (d.number, compress::compress_many(d, &raws)?),
-            None => (0, raws.iter().map(|b| b.to_vec()).collect()),
+        let (dict, bodies, ends) = match &dict {
+            Some(d) => {
+                let raws = writer::slices(&raw, &raw_ends);
+                let (mut bodies, mut ends) = (Vec::with_capacity(raw.len() / 2), Vec::new());
+                compress::compress_into(d, &raws, &mut bodies, &mut ends)?;
+                (d.number, bodies, ends)
+            }
+            None => (0, raw, raw_ends),
         };
-        if sampling {
-            self.sample(bodies.clone());
+        if ends.len() != events.len() {
+            return Err(StoreError::Unavailable(format!(
+                "compressing {} bodies gave {}",
+                events.len(),
+                ends.len()
+            )));
         }
-        Ok(events
-            .into_iter()
-            .zip(bodies)
-            .map(|(prepared, body)| Encoded {
-                prepared,
-                dict: n,
-                body,
-            })
-            .collect())
+        if sampling {
+            self.sample(
+                writer::slices(&bodies, &ends)
+                    .into_iter()
+                    .map(|b| b.to_vec())
+                    .collect(),
+            );
+        }
+        Ok(writer::Request {
+            events,
+            dict,
+            bodies,
+            ends,
+            ids,
+        })
     }
 
     /// Collects bodies until there are enough to train a dictionary, then trains it on a
@@ -328,10 +330,7 @@ impl KeysOnly {
 impl Store for EmbeddedStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
         let ids = crate::dedupe::RequestIds::new(events.iter().map(|p| &p.event));
-        let req = Arc::new(writer::Request {
-            events: self.encode(events)?,
-            ids,
-        });
+        let req = Arc::new(self.encode(events, ids)?);
         let (tx, rx) = oneshot::channel();
         self.send(writer::Msg::Append(req.clone(), tx))?;
         let slots = rx

@@ -25,9 +25,9 @@
 use super::codec::{self, EventHeader, F_APPROVAL, F_IP, F_SESSION, F_TS_ASSIGNED};
 use super::memory::Mem;
 use super::segment::LogWriter;
-use super::{Encoded, Shared};
+use super::Shared;
 use crate::dedupe::{Prior, RequestIds};
-use crate::{Receipt, SignedCheckpoint, StoreError};
+use crate::{PreparedEvent, Receipt, SignedCheckpoint, StoreError};
 use foldhash::HashMap;
 use foldhash::HashMapExt;
 use std::collections::VecDeque;
@@ -42,11 +42,35 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// Most blocks made durable by one `fdatasync`.
 const MAX_BLOCKS_PER_SYNC: usize = 16;
 
-/// One `POST /v1/events` for the commit thread: its encoded events and their repeats within
-/// the request (found by the handler, off the serial path).
+/// One `POST /v1/events` for the commit thread: its prepared events, their encoded bodies,
+/// and their repeats within the request (all found by the handler, off the serial path).
 pub(crate) struct Request {
-    pub events: Vec<Encoded>,
+    pub events: Vec<PreparedEvent>,
+    /// Dictionary the bodies are compressed with; 0 = stored as they are.
+    pub dict: u32,
+    /// Every event's body, back to back; `ends[i]` is where body `i` ends.
+    pub bodies: Vec<u8>,
+    pub ends: Vec<u64>,
     pub ids: RequestIds,
+}
+
+impl Request {
+    fn body(&self, i: usize) -> &[u8] {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]) as usize;
+        &self.bodies[start..self.ends[i] as usize]
+    }
+}
+
+/// The pieces of `buf` that end at `ends`.
+pub(crate) fn slices<'a>(buf: &'a [u8], ends: &[u64]) -> Vec<&'a [u8]> {
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let b = &buf[start..end as usize];
+            start = end as usize;
+            b
+        })
+        .collect()
 }
 
 /// The commit's answer for one event of a request.
@@ -354,11 +378,11 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn new(number: u64) -> InFlight {
+    fn new(number: u64, events: usize) -> InFlight {
         InFlight {
             number,
             requests: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::with_capacity(events),
             checkpoints: Vec::new(),
         }
     }
@@ -513,7 +537,14 @@ fn decide_group(
     let mut outcomes = Vec::with_capacity(items.len());
     let mut stored = 0u64;
     let mut new_dict = false;
-    let mut cur = InFlight::new(number);
+    let events = items
+        .iter()
+        .map(|i| match i {
+            Item::Append(r) => r.events.len(),
+            _ => 0,
+        })
+        .sum();
+    let mut cur = InFlight::new(number, events);
     for item in &items {
         let Ok(mem) = shared.mem.read() else {
             let poisoned = || StoreError::Unavailable("the store's memory lock is poisoned".into());
@@ -611,8 +642,8 @@ fn append_request(
     let mut new_idx = Vec::with_capacity(events.len());
     // Next seq per tenant as this request would leave it; kept only if the request is accepted.
     let mut next: HashMap<&str, u64> = HashMap::new();
-    for (i, enc) in events.iter().enumerate() {
-        let e = &enc.prepared.event;
+    for (i, pe) in events.iter().enumerate() {
+        let e = &pe.event;
         let earlier = if e.event_id_assigned {
             None
         } else {
@@ -621,12 +652,12 @@ fn append_request(
         let in_group = earlier.as_ref().and_then(|(r, j, seq)| {
             let x = r.events.get(*j)?;
             Some((
-                &x.prepared.event,
+                &x.event,
                 Receipt {
-                    event_id: x.prepared.event.event_id,
-                    tenant_id: x.prepared.event.tenant_id.clone(),
+                    event_id: x.event.event_id,
+                    tenant_id: x.event.tenant_id.clone(),
                     seq: *seq,
-                    leaf_hash: x.prepared.leaf_hash,
+                    leaf_hash: x.leaf_hash,
                 },
             ))
         });
@@ -653,8 +684,7 @@ fn append_request(
         carry.next_seq.insert(sym, s);
     }
     for &i in &new_idx {
-        let enc = &events[i];
-        let pe = &enc.prepared;
+        let pe = &events[i];
         let e = &pe.event;
         let Some(Slot::New(seq)) = slots.get(i) else {
             continue;
@@ -690,9 +720,9 @@ fn append_request(
             event_type: carry.sym(mem, cur.number, block, &e.event_type),
             actor: carry.sym(mem, cur.number, block, &e.actor),
             session,
-            dict: enc.dict,
+            dict: req.dict,
         };
-        let at = codec::put_event(block, &h, &enc.body);
+        let at = codec::put_event(block, &h, req.body(i));
         headers.push((at, h));
         if !e.event_id_assigned {
             cur.ids.insert(e.event_id, (r, i as u32, seq));
@@ -703,21 +733,21 @@ fn append_request(
 
 /// The receipts of a request from the commit's answer (built on the handler's thread).
 pub(crate) fn receipts(
-    events: &[Encoded],
+    events: &[PreparedEvent],
     slots: Vec<Slot>,
 ) -> Result<crate::AppendOutcome, StoreError> {
     let mut receipts: Vec<Receipt> = Vec::with_capacity(slots.len());
     let mut accepted = 0;
-    for (enc, slot) in events.iter().zip(slots) {
+    for (pe, slot) in events.iter().zip(slots) {
         let rc = match slot {
             Slot::New(seq) => {
                 accepted += 1;
-                let e = &enc.prepared.event;
+                let e = &pe.event;
                 Receipt {
                     event_id: e.event_id,
                     tenant_id: e.tenant_id.clone(),
                     seq,
-                    leaf_hash: enc.prepared.leaf_hash,
+                    leaf_hash: pe.leaf_hash,
                 }
             }
             Slot::SameAs(j) => receipts.get(j as usize).cloned().ok_or_else(|| {
