@@ -9,14 +9,15 @@
 //! - `SYMBOL` (1): `id varint ‖ UTF-8 text`. Tenant ids, event types, actors and session ids
 //!   are written once and referred to by number afterwards; ids are dense, starting at 1, in
 //!   log order.
-//! - `DICT` (2): `number varint ‖ zstd dictionary`. Dictionaries are trained from the store's
-//!   own events; numbers are dense, starting at 1.
+//! - `DICT` (2): `number varint ‖ codec id u8 ‖ table` (codec 1: an FSST symbol table, see
+//!   `compress`). Dictionaries are trained from the store's own events; numbers are dense,
+//!   starting at 1.
 //! - `EVENT` (3): `tenant sym ‖ seq ‖ flags u8 ‖ timestamp digits u8 ‖ timestamp i64 LE ‖
 //!   received_at i64 LE ‖ event_id [16] ‖ salt-or-commitment [32] ‖ leaf hash [32] ‖ type sym ‖
 //!   actor sym ‖ [session sym] ‖ dict varint ‖ body`. Every field an index needs is in this
 //!   fixed header, so recovery never decompresses. The body is `[u8 len ‖ source_ip]
 //!   [u16 LE len ‖ approval_id] ‖ canonical payload` (parts present as flagged), compressed
-//!   with zstd dictionary `dict` when `dict` ≠ 0, stored as is when 0.
+//!   with dictionary `dict` when `dict` ≠ 0, stored as is when 0.
 //! - `CHECKPOINT` (4): `tenant sym ‖ size varint ‖ root [32] ‖ signed note text`.
 //!
 //! Unsigned integers marked varint are LEB128. A reader refuses unknown kinds and versions

@@ -9,7 +9,7 @@
 //! shrank them more (generated events: ~49 instead of ~60 bytes) but spent ~10,000
 //! instructions per body on frame setup and entropy tables, FSST ~2,900. FSST is bound by the
 //! latency of its table look-ups, so a request's bodies are compressed together
-//! ([`compress_many`] runs four cursors interleaved), which about halves its time again.
+//! ([`compress_into`] runs four cursors interleaved), which about halves its time again.
 //! Decoding is one table look-up per code.
 //!
 //! A dictionary as the log holds it (`DICT` entry, see `codec`) is `codec id ‖ table`, so a
