@@ -106,7 +106,7 @@ impl TreeHashes {
             .ok()
             .and_then(|i| self.hashes.get(i))
             .copied()
-            .ok_or(TlogError::MissingHash { index })
+            .ok_or_else(|| TlogError::MissingHash { index })
     }
 }
 

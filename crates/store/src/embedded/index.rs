@@ -3,10 +3,13 @@
 //! Audit events arrive in roughly timestamp order, so nearly every insert lands at the end.
 //! A `BTreeMap` pays a root-to-leaf search per insert and leaves its nodes half full on
 //! ascending inserts (~2× the memory of the entries). Here entries live in sorted chunks of up
-//! to [`CHUNK`] entries: an insert binary-searches the chunk list, then the chunk, and shifts
-//! at most one chunk's tail (usually nothing); an insert after the last entry just pushes, and
-//! a full last chunk starts a new one instead of splitting, so an ascending index is packed
-//! full. Late events (a backfill, a slow client) split a full chunk in two.
+//! to [`CHUNK`] entries: an insert after the last entry just pushes (reading only the index
+//! itself, which keeps its last chunk and greatest key inline), and a full last chunk starts a
+//! new one instead of splitting, so an ascending index is packed full. A late insert (a
+//! backfill, a slow client's batch committed after a newer one) binary-searches the chunk list,
+//! then the chunk, and shifts at most [`MAX_SHIFT`] entries: further from both ends of its
+//! chunk, it splits the chunk there, and the rest of a late batch, which follows in key order,
+//! is pushed onto the lower part. A full chunk splits in two.
 //!
 //! Ranges are double-ended iterators, so descending pages cost the same as ascending ones.
 
@@ -17,10 +20,21 @@ use std::ops::Bound;
 /// timestamp order all the time): 512 measured 16% faster at replay and ~4% at ingest than 4096.
 pub const CHUNK: usize = 512;
 
+/// Most entries a late insert shifts: one further from both ends of its chunk splits it there.
+const MAX_SHIFT: usize = 64;
+
 /// An ordered multiset of unique keys, each with a value.
+///
+/// The chunks are `chunks` followed by `tail`, the last one. The tail and the greatest key are
+/// kept inline, so an append (nearly every insert) reads nothing but this struct: with an index
+/// per actor, the chunk list and the end of the last chunk are cold in cache on every insert.
+/// Every chunk holds at least one entry; only the tail of an empty index is empty.
 #[derive(Debug)]
 pub struct ChunkIndex<K> {
     chunks: Vec<Vec<(K, u64)>>,
+    tail: Vec<(K, u64)>,
+    /// The greatest key (`None` when empty).
+    last: Option<K>,
     len: usize,
 }
 
@@ -28,6 +42,8 @@ impl<K> Default for ChunkIndex<K> {
     fn default() -> Self {
         ChunkIndex {
             chunks: Vec::new(),
+            tail: Vec::new(),
+            last: None,
             len: 0,
         }
     }
@@ -39,8 +55,25 @@ impl<K: Ord + Copy> ChunkIndex<K> {
         self.len
     }
 
+    /// Chunks, counting the tail.
+    fn chunk_count(&self) -> usize {
+        self.chunks.len() + 1
+    }
+
+    /// Chunk `i` (`chunk_count() - 1` is the tail).
+    fn chunk(&self, i: usize) -> Option<&[(K, u64)]> {
+        match self.chunks.get(i) {
+            Some(c) => Some(c),
+            None if i == self.chunks.len() => Some(&self.tail),
+            None => None,
+        }
+    }
+
     /// The chunk a key belongs in: the last whose first key is ≤ `k` (0 if none).
     fn chunk_for(&self, k: &K) -> usize {
+        if self.tail.first().is_some_and(|(f, _)| f <= k) {
+            return self.chunks.len();
+        }
         self.chunks
             .partition_point(|c| c.first().is_some_and(|(f, _)| f <= k))
             .saturating_sub(1)
@@ -48,33 +81,80 @@ impl<K: Ord + Copy> ChunkIndex<K> {
 
     /// Inserts `k → v`; a key already present keeps its old value (keys are unique ids).
     pub fn insert(&mut self, k: K, v: u64) {
-        let last_key = self.chunks.last().and_then(|c| c.last()).map(|(lk, _)| *lk);
-        match last_key {
-            None => {
-                self.chunks.push(Vec::with_capacity(4));
+        if self.last.is_none_or(|lk| k > lk) {
+            let n = self.tail.len();
+            if n >= CHUNK {
+                let full = std::mem::replace(&mut self.tail, Vec::with_capacity(CHUNK));
+                self.chunks.push(full);
+            } else {
+                room_for_one(&mut self.tail);
             }
-            Some(lk) if k > lk => {
-                if self.chunks.last().is_some_and(|c| c.len() >= CHUNK) {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                }
-                if let Some(c) = self.chunks.last_mut() {
-                    c.push((k, v));
-                    self.len += 1;
-                }
-                return;
-            }
-            Some(_) => {}
+            self.tail.push((k, v));
+            self.last = Some(k);
+            self.len += 1;
+            return;
         }
+        // Before the greatest key: into its chunk, which splits in two when full.
         let ci = self.chunk_for(&k);
-        let c = &mut self.chunks[ci];
-        match c.binary_search_by(|(x, _)| x.cmp(&k)) {
-            Ok(_) => return,
-            Err(pos) => c.insert(pos, (k, v)),
-        }
+        let in_tail = ci == self.chunks.len();
+        let c = if in_tail {
+            &mut self.tail
+        } else {
+            &mut self.chunks[ci]
+        };
+        let pos = if c.last().is_some_and(|(x, _)| *x < k) {
+            c.len()
+        } else {
+            match c.binary_search_by(|(x, _)| x.cmp(&k)) {
+                Ok(_) => return,
+                Err(pos) => pos,
+            }
+        };
         self.len += 1;
-        if c.len() > CHUNK {
-            let tail = c.split_off(c.len() / 2);
-            self.chunks.insert(ci + 1, tail);
+        if c.len() - pos > MAX_SHIFT && pos > MAX_SHIFT {
+            // Far from both ends of the chunk: split it here instead of shifting many entries.
+            // A late batch arrives in key order, so the keys after this one land at the end of
+            // this chunk, where they are pushed, not shifted in. (Both parts keep more than
+            // MAX_SHIFT entries, so a backfill between old keys cannot make tiny chunks.)
+            let upper = c.split_off(pos);
+            if c.capacity() > 4 * pos {
+                c.shrink_to(2 * pos);
+            }
+            room_for_one(c);
+            c.push((k, v));
+            if in_tail {
+                let lower = std::mem::replace(&mut self.tail, upper);
+                self.chunks.push(lower);
+            } else {
+                self.chunks.insert(ci + 1, upper);
+            }
+            return;
+        }
+        if c.len() < CHUNK {
+            room_for_one(c);
+            c.insert(pos, (k, v));
+            return;
+        }
+        // Full: split in two first (a full chunk never regrows), then insert into the half
+        // the key belongs in. The lower half of the tail moves out, so the tail keeps its
+        // room for appends.
+        let half = c.len() / 2;
+        if in_tail {
+            let mut lower: Vec<(K, u64)> = self.tail.drain(..half).collect();
+            if pos <= half {
+                lower.insert(pos, (k, v));
+            } else {
+                self.tail.insert(pos - half, (k, v));
+            }
+            self.chunks.push(lower);
+        } else {
+            let mut upper = c.split_off(half);
+            if pos <= half {
+                c.insert(pos, (k, v));
+            } else {
+                upper.insert(pos - half, (k, v));
+            }
+            self.chunks.insert(ci + 1, upper);
         }
     }
 
@@ -86,8 +166,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
                 let ci = self.chunk_for(k);
                 (
                     ci,
-                    self.chunks
-                        .get(ci)
+                    self.chunk(ci)
                         .map_or(0, |c| c.partition_point(|(x, _)| x < k)),
                 )
             }
@@ -95,8 +174,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
                 let ci = self.chunk_for(k);
                 (
                     ci,
-                    self.chunks
-                        .get(ci)
+                    self.chunk(ci)
                         .map_or(0, |c| c.partition_point(|(x, _)| x <= k)),
                 )
             }
@@ -107,19 +185,12 @@ impl<K: Ord + Copy> ChunkIndex<K> {
     /// Position just past the last entry before `hi`, normalised backward.
     fn upper(&self, hi: Bound<&K>) -> Pos {
         let (ci, off) = match hi {
-            Bound::Unbounded => {
-                let n = self.chunks.len();
-                (
-                    n.saturating_sub(1),
-                    self.chunks.last().map_or(0, |c| c.len()),
-                )
-            }
+            Bound::Unbounded => (self.chunks.len(), self.tail.len()),
             Bound::Included(k) => {
                 let ci = self.chunk_for(k);
                 (
                     ci,
-                    self.chunks
-                        .get(ci)
+                    self.chunk(ci)
                         .map_or(0, |c| c.partition_point(|(x, _)| x <= k)),
                 )
             }
@@ -127,8 +198,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
                 let ci = self.chunk_for(k);
                 (
                     ci,
-                    self.chunks
-                        .get(ci)
+                    self.chunk(ci)
                         .map_or(0, |c| c.partition_point(|(x, _)| x < k)),
                 )
             }
@@ -137,7 +207,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
     }
 
     fn forward(&self, mut p: Pos) -> Pos {
-        while p.chunk < self.chunks.len() && p.off >= self.chunks[p.chunk].len() {
+        while p.chunk < self.chunk_count() && p.off >= self.chunk(p.chunk).map_or(0, |c| c.len()) {
             p.chunk += 1;
             p.off = 0;
         }
@@ -147,7 +217,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
     fn backward(&self, mut p: Pos) -> Pos {
         while p.off == 0 && p.chunk > 0 {
             p.chunk -= 1;
-            p.off = self.chunks[p.chunk].len();
+            p.off = self.chunk(p.chunk).map_or(0, |c| c.len());
         }
         p
     }
@@ -159,6 +229,16 @@ impl<K: Ord + Copy> ChunkIndex<K> {
             front: self.lower(lo),
             back: self.upper(hi),
         }
+    }
+}
+
+/// Makes room for one more entry in a chunk of fewer than [`CHUNK`]: grows it by half (a
+/// `Vec` doubles), never past a full chunk. Most indexes are small (one per actor), and spare
+/// room is memory.
+fn room_for_one<E>(c: &mut Vec<E>) {
+    let n = c.len();
+    if n == c.capacity() {
+        c.reserve_exact((n / 2).max(4).min(CHUNK.saturating_sub(n).max(1)));
     }
 }
 
@@ -189,7 +269,7 @@ impl<'a, K: Ord + Copy> Iterator for Range<'a, K> {
         if self.is_empty() {
             return None;
         }
-        let (k, v) = self.idx.chunks.get(self.front.chunk)?.get(self.front.off)?;
+        let (k, v) = self.idx.chunk(self.front.chunk)?.get(self.front.off)?;
         self.front.off += 1;
         self.front = self.idx.forward(self.front);
         Some((k, v))
@@ -202,7 +282,7 @@ impl<K: Ord + Copy> DoubleEndedIterator for Range<'_, K> {
             return None;
         }
         self.back.off = self.back.off.checked_sub(1)?;
-        let (k, v) = self.idx.chunks.get(self.back.chunk)?.get(self.back.off)?;
+        let (k, v) = self.idx.chunk(self.back.chunk)?.get(self.back.off)?;
         self.back = self.idx.backward(self.back);
         Some((k, v))
     }
@@ -214,6 +294,27 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    /// The layout's invariants: chunks non-empty (but an empty index's tail) and in key order,
+    /// `last` the greatest key, `len` the entries, and capacity within a small factor of use.
+    fn check_layout(ci: &ChunkIndex<u32>) {
+        let all: Vec<&[(u32, u64)]> = (0..ci.chunk_count()).filter_map(|i| ci.chunk(i)).collect();
+        assert_eq!(all.len(), ci.chunk_count());
+        assert!(ci.chunks.iter().all(|c| !c.is_empty()));
+        assert!(!ci.tail.is_empty() || ci.len == 0);
+        let keys: Vec<u32> = all.iter().flat_map(|c| c.iter().map(|e| e.0)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "chunks out of order");
+        assert_eq!(keys.len(), ci.len);
+        assert_eq!(ci.last, keys.last().copied());
+        assert!(all.iter().all(|c| c.len() <= CHUNK));
+        let cap: usize = ci.chunks.iter().map(|c| c.capacity()).sum::<usize>() + ci.tail.capacity();
+        assert!(
+            cap <= 3 * ci.len + 2 * CHUNK + 64 * ci.chunk_count(),
+            "capacity {cap} for {} entries in {} chunks",
+            ci.len,
+            ci.chunk_count()
+        );
+    }
+
     fn check(keys: &[u32], probes: &[(u32, u32, u8)]) {
         let mut ci = ChunkIndex::default();
         let mut bt = BTreeMap::new();
@@ -221,6 +322,7 @@ mod tests {
             ci.insert(*k, i as u64);
             bt.entry(*k).or_insert(i as u64);
         }
+        check_layout(&ci);
         assert_eq!(ci.len(), bt.len());
         let all: Vec<_> = ci.range(Bound::Unbounded, Bound::Unbounded).collect();
         assert_eq!(all, bt.iter().collect::<Vec<_>>());
@@ -240,7 +342,7 @@ mod tests {
                 (Bound::Included(x), Bound::Included(y)) => x <= y,
                 (Bound::Excluded(x), Bound::Excluded(y)) => x < y,
                 (Bound::Included(x), Bound::Excluded(y))
-                | (Bound::Excluded(x), Bound::Included(y)) => x <= y && !(x == y),
+                | (Bound::Excluded(x), Bound::Included(y)) => x < y,
             };
             let got: Vec<_> = ci.range(lo, hi).collect();
             let got_rev: Vec<_> = ci.range(lo, hi).rev().collect();
@@ -257,11 +359,8 @@ mod tests {
             let mut r = ci.range(lo, hi);
             let mut mixed = Vec::new();
             let mut tail = Vec::new();
-            loop {
-                match r.next() {
-                    Some(x) => mixed.push(x),
-                    None => break,
-                }
+            while let Some(x) = r.next() {
+                mixed.push(x);
                 match r.next_back() {
                     Some(x) => tail.push(x),
                     None => break,
@@ -288,7 +387,57 @@ mod tests {
         check(&[], &probes);
     }
 
+    /// What clients do: batches of ascending keys, committed a little out of order (a later
+    /// batch first), each spanning many chunks or a few entries.
+    fn late_batches(batches: &[(u16, u8)], swaps: &[u16]) -> Vec<u32> {
+        let mut out: Vec<Vec<u32>> = Vec::new();
+        let mut next = 0u32;
+        for &(len, gap) in batches {
+            out.push(
+                (0..len as u32)
+                    .map(|i| next + i * (gap as u32 + 1))
+                    .collect(),
+            );
+            next += len as u32 * (gap as u32 + 1) / 2 + 1; // overlaps the next batch
+        }
+        for &s in swaps {
+            let i = s as usize % out.len().max(1);
+            if i + 1 < out.len() {
+                out.swap(i, i + 1);
+            }
+        }
+        out.concat()
+    }
+
+    #[test]
+    fn layout_stays_compact_for_random_and_descending_inserts() {
+        let mut x = 12345u32;
+        let random: Vec<u32> = (0..50_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            })
+            .collect();
+        let probes = [(0, u32::MAX, 0), (1 << 30, 3 << 30, 4)];
+        check(&random, &probes);
+        let descending: Vec<u32> = (0..50_000).rev().collect();
+        check(&descending, &probes);
+        let sawtooth: Vec<u32> = (0..50_000).map(|i| (i % 700) * 1000 + i / 700).collect();
+        check(&sawtooth, &probes);
+    }
+
     proptest! {
+        #[test]
+        fn late_batches_match_a_btreemap(
+            batches in proptest::collection::vec((1u16..1500, 0u8..3), 1..12),
+            swaps in proptest::collection::vec(any::<u16>(), 0..8),
+            probes in proptest::collection::vec((0u32..20_000, 0u32..20_000, 0u8..9), 1..10),
+        ) {
+            check(&late_batches(&batches, &swaps), &probes);
+        }
+
         #[test]
         fn random_inserts_and_ranges_match_a_btreemap(
             keys in proptest::collection::vec(0u32..3000, 0..9000),
