@@ -1,25 +1,26 @@
-//! Group commit in two stages: the only writers of the embedded store.
+//! Group commit in three stages: the only writers of the embedded store.
 //!
 //! The **commit thread** takes every message waiting in its queue (up to a cap) and decides
 //! each request's fate: new events get the next `seq` of their tenant, re-sent ids are
 //! duplicates or conflicts. It encodes the accepted events, new symbols, dictionaries and
 //! checkpoints into **one block** and hands the block to the **sync thread**, which writes
-//! every block waiting for it (one `write` each), makes them all durable with one
-//! `fdatasync`, applies them to memory in order, and only then answers their groups. While the
-//! sync thread waits for the disk, the commit thread is already deciding the next groups, so
-//! the disk wait and the serial CPU work overlap instead of adding up, and a slow fsync makes
+//! every block waiting for it (one `write` each) and makes them all durable with one
+//! `fdatasync`; the **apply thread** then applies them to memory in order and only then
+//! answers their groups. Each stage works on the next blocks while the one after it is busy:
+//! the commit thread decides while the disk syncs, the disk syncs while memory is updated, so
+//! the serial CPU work and the disk wait overlap instead of adding up, and a slow fsync makes
 //! the next one cover more blocks.
 //!
 //! Blocks are written and applied in the order they were decided. The commit thread decides
-//! against memory (everything applied) plus a [`Carry`] of what it handed over but the sync
+//! against memory (everything applied) plus a [`Carry`] of what it handed over but the apply
 //! thread has not applied yet: the next `seq` of each tenant, symbols defined in those blocks,
 //! and the ids of their events (so a re-send is recognised while its original is still on
 //! its way to the disk). A request that conflicts is answered with an error and contributes
 //! nothing to the block; the others in its group are unaffected. A duplicate is answered only
 //! after its original's block is durable, because answers go out in block order.
 //!
-//! If a write or fsync fails, the state of the file is unknown: the sync thread answers that
-//! group and every later one with 503 and every later write is refused (`ready` fails) until a
+//! If a write or fsync fails, the state of the file is unknown: that group and every later one
+//! is answered with 503 and every later write is refused (`ready` fails) until a
 //! restart, whose recovery cuts any unfinished block off the log.
 
 use super::codec::{self, EventHeader, F_APPROVAL, F_IP, F_SESSION, F_TS_ASSIGNED};
@@ -134,12 +135,22 @@ pub(crate) fn spawn(
     let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(MAX_BLOCKS_PER_SYNC);
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     let applied = Arc::new(AtomicU64::new(0));
-    let sync = {
+    let (apply_tx, apply_rx) = mpsc::channel::<Durable>();
+    let apply = {
         let shared = shared.clone();
         let applied = applied.clone();
         std::thread::Builder::new()
+            .name("trailkeep-apply".into())
+            .spawn(move || run_apply(&shared, apply_rx, free_tx, &applied))?
+    };
+    let sync = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
             .name("trailkeep-sync".into())
-            .spawn(move || run_sync(&shared, log, batch_rx, free_tx, &applied))?
+            .spawn(move || {
+                run_sync(&shared, log, batch_rx, apply_tx);
+                let _ = apply.join();
+            })?
     };
     let thread = std::thread::Builder::new()
         .name("trailkeep-commit".into())
@@ -244,14 +255,14 @@ struct Batch {
     keep: Vec<Arc<Request>>,
 }
 
-/// The sync thread: writes every block waiting, makes them durable with one `fdatasync`,
-/// applies them to memory in order, then answers their groups.
+/// The sync thread: writes every block waiting, makes them durable with one `fdatasync`, and
+/// hands them on, in order, to the apply thread. While that one applies and answers, this one
+/// is already making the next blocks durable.
 fn run_sync(
     shared: &Shared,
     mut log: LogWriter,
     rx: mpsc::Receiver<Batch>,
-    free_tx: mpsc::Sender<Vec<u8>>,
-    applied: &AtomicU64,
+    apply_tx: mpsc::Sender<Durable>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
@@ -261,69 +272,101 @@ fn run_sync(
                 Err(_) => break,
             }
         }
-        let failed = shared.failed.load(Ordering::Acquire);
         // Write them all, then one fsync for all.
-        let mut written: Result<Vec<Option<(u32, u64)>>, StoreError> = Ok(Vec::new());
-        if !failed {
-            written = batches
-                .iter()
-                .map(|b| {
-                    (!b.block.is_empty())
-                        .then(|| log.write(&b.block))
-                        .transpose()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(|locs| log.sync().map(|()| locs));
-        }
-        if let Err(e) = &written {
-            tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
-            shared.failed.store(true, Ordering::Release);
-        }
-        let locs = written.unwrap_or_default();
-        for (i, b) in batches.into_iter().enumerate() {
-            let Batch {
-                number,
-                mut block,
-                headers,
-                replies,
-                outcomes,
-                stored,
-                new_dict,
-                keep,
-            } = b;
-            let result = if shared.failed.load(Ordering::Acquire) {
-                Err(if failed {
-                    "an earlier write failed; restart trailkeep to recover the log"
-                } else {
-                    "the write could not be made durable"
-                })
-            } else {
-                match locs.get(i).copied().flatten() {
-                    None => Ok(()),
-                    Some((seg, off)) => apply(shared, seg, off, &block, &headers, new_dict)
-                        .map_err(|e| {
-                            tracing::error!(error = %e, "a durable block could not be applied to memory; refusing writes until restart");
-                            shared.failed.store(true, Ordering::Release);
-                            "the store's memory could not take the write"
-                        }),
-                }
+        let written: Result<Vec<Option<(u32, u64)>>, &'static str> = if shared
+            .failed
+            .load(Ordering::Acquire)
+        {
+            Err("an earlier write failed; restart trailkeep to recover the log")
+        } else {
+            batches
+                    .iter()
+                    .map(|b| {
+                        (!b.block.is_empty())
+                            .then(|| log.write(&b.block))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|locs| log.sync().map(|()| locs))
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
+                        shared.failed.store(true, Ordering::Release);
+                        "the write could not be made durable"
+                    })
+        };
+        for (i, batch) in batches.into_iter().enumerate() {
+            let at = match &written {
+                Ok(locs) => Ok(locs.get(i).copied().flatten()),
+                Err(why) => Err(*why),
             };
-            match result {
-                Ok(()) => {
-                    applied.store(number, Ordering::Release);
-                    if stored > 0 {
-                        metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
-                        metrics::counter!("trailkeep_events_stored_total").increment(stored);
-                    }
-                    send_all(replies, outcomes, None);
-                }
-                Err(why) => send_all(replies, outcomes, Some(why)),
+            if let Err(mpsc::SendError(d)) = apply_tx.send(Durable { batch, at }) {
+                shared.failed.store(true, Ordering::Release);
+                send_all(
+                    d.batch.replies,
+                    d.batch.outcomes,
+                    Some("the store's apply thread stopped; restart trailkeep"),
+                );
             }
-            // Right after the answers: the handlers normally drop theirs later, and free there.
-            drop(keep);
-            block.clear();
-            let _ = free_tx.send(block);
         }
+    }
+}
+
+/// A block after its fsync: where it is in the log (`None`: nothing to write), or why it
+/// could not be made durable.
+struct Durable {
+    batch: Batch,
+    at: Result<Option<(u32, u64)>, &'static str>,
+}
+
+/// The apply thread: applies durable blocks to memory in log order, then answers their groups.
+fn run_apply(
+    shared: &Shared,
+    rx: mpsc::Receiver<Durable>,
+    free_tx: mpsc::Sender<Vec<u8>>,
+    applied: &AtomicU64,
+) {
+    // Set when a durable block could not be applied: memory no longer follows the log.
+    let mut broken = false;
+    while let Ok(Durable { batch, at }) = rx.recv() {
+        let Batch {
+            number,
+            mut block,
+            headers,
+            replies,
+            outcomes,
+            stored,
+            new_dict,
+            keep,
+        } = batch;
+        let result = match at {
+            Err(why) => Err(why),
+            Ok(_) if broken => {
+                Err("an earlier write could not be applied; restart trailkeep to recover the log")
+            }
+            Ok(None) => Ok(()),
+            Ok(Some((seg, off))) => apply(shared, seg, off, &block, &headers, new_dict)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "a durable block could not be applied to memory; refusing writes until restart");
+                    shared.failed.store(true, Ordering::Release);
+                    broken = true;
+                    "the store's memory could not take the write"
+                }),
+        };
+        match result {
+            Ok(()) => {
+                applied.store(number, Ordering::Release);
+                if stored > 0 {
+                    metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
+                    metrics::counter!("trailkeep_events_stored_total").increment(stored);
+                }
+                send_all(replies, outcomes, None);
+            }
+            Err(why) => send_all(replies, outcomes, Some(why)),
+        }
+        // Right after the answers: the handlers normally drop theirs later, and free there.
+        drop(keep);
+        block.clear();
+        let _ = free_tx.send(block);
     }
 }
 
@@ -349,7 +392,7 @@ fn apply(
     Ok(())
 }
 
-/// What the commit thread has handed to the sync thread and the sync thread has not applied
+/// What the commit thread has handed on and the apply thread has not applied
 /// yet, beyond what memory holds.
 struct Carry {
     /// The next symbol number (memory's, plus those defined in blocks on their way).
@@ -368,7 +411,7 @@ struct Carry {
 struct InFlight {
     number: u64,
     /// The requests in the block. Weak, so that the handler frees its events after the
-    /// answer; a request that is gone was answered (the sync thread holds every request until
+    /// answer; a request that is gone was answered (the apply thread holds every request until
     /// then), so its block is applied and memory has its events.
     requests: Vec<Weak<Request>>,
     /// Accepted client ids → (request, event, seq).
