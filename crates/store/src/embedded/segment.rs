@@ -414,7 +414,7 @@ mod tests {
         assert!(got.is_empty());
         let mut locs = Vec::new();
         for i in 0..10u8 {
-            locs.push(w.append(&vec![i; 40]).unwrap());
+            locs.push(w.append(&[i; 40]).unwrap());
         }
         assert!(locs.last().unwrap().0 > 1, "small target rolls segments");
         drop(w);
@@ -436,7 +436,7 @@ mod tests {
         assert!(!w.unsynced);
         let mut locs = Vec::new();
         for i in 0..9u8 {
-            locs.push(w.write(&vec![i; 30]).unwrap());
+            locs.push(w.write(&[i; 30]).unwrap());
             assert!(w.unsynced);
         }
         assert!(locs.last().unwrap().0 >= 3, "rolled over: {locs:?}");
