@@ -40,11 +40,13 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 
 /// Hash of an interior node: SHA-256(0x01 ‖ `left` ‖ `right`).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0x01]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
+    // One contiguous 65-byte input: a single pass over two blocks, no incremental buffering
+    // (the hot path of every tree append and proof).
+    let mut buf = [0u8; 65];
+    buf[0] = 0x01;
+    buf[1..33].copy_from_slice(left);
+    buf[33..].copy_from_slice(right);
+    Sha256::digest(buf).into()
 }
 
 /// Encodes a hash as standard, padded base64 (the form used by checkpoints,
