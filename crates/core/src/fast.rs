@@ -61,14 +61,8 @@ pub(crate) fn parse_body(body: &[u8], format: BodyFormat, now: Timestamp) -> Opt
                         }
                         let e = event(&mut doc, &mut c, events.len(), now)?;
                         events.push(e);
-                        c.skip_ws();
-                        match c.peek()? {
-                            b',' => c.pos += 1,
-                            b']' => {
-                                c.pos += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if c.next_or_close(b']')? {
+                            break;
                         }
                     }
                 }
@@ -146,14 +140,8 @@ fn event<'a>(
                 _ => return None,
             }
         }
-        c.skip_ws();
-        match c.peek()? {
-            b',' => c.pos += 1,
-            b'}' => {
-                c.pos += 1;
-                break;
-            }
-            _ => return None,
+        if c.next_or_close(b'}')? {
+            break;
         }
     }
     if c.pos - start > MAX_EVENT_BYTES {

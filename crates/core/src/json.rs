@@ -106,6 +106,24 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// After an element of an array or object (after whitespace): consumes `,` (`Some(false)`:
+    /// another element follows) or `close` (`Some(true)`: the list ended); anything else fails.
+    #[inline]
+    pub fn next_or_close(&mut self, close: u8) -> Option<bool> {
+        self.skip_ws();
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                Some(false)
+            }
+            c if c == close => {
+                self.pos += 1;
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether only whitespace is left.
     pub fn at_end(&mut self) -> bool {
         self.skip_ws();
@@ -337,14 +355,8 @@ impl<'a> Doc<'a> {
                         c.eat(b':')?;
                         let v = self.value(c, depth + 1, max_depth)?;
                         self.member_stack.push((key, v));
-                        c.skip_ws();
-                        match c.peek()? {
-                            b',' => c.pos += 1,
-                            b'}' => {
-                                c.pos += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if c.next_or_close(b'}')? {
+                            break;
                         }
                     }
                 }
@@ -373,14 +385,8 @@ impl<'a> Doc<'a> {
                     loop {
                         let v = self.value(c, depth + 1, max_depth)?;
                         self.item_stack.push(v);
-                        c.skip_ws();
-                        match c.peek()? {
-                            b',' => c.pos += 1,
-                            b']' => {
-                                c.pos += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if c.next_or_close(b']')? {
+                            break;
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! tree hashes.
 //!
 //! A plain `Vec` doubles by copying everything: at 10 million events a tenant's tree hashes are
-//! 640 MB, and one such copy stalls the commit thread (and every reader waiting on it) for
+//! 640 MB, and one such copy stalls the apply thread (and every reader waiting on it) for
 //! hundreds of milliseconds. [`ChunkedVec`] grows in chunks of [`CHUNK`] entries: the first
 //! chunk grows like a `Vec` (small tenants stay small), later chunks are allocated full size,
 //! and nothing already stored is copied again.

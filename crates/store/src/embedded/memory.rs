@@ -2,7 +2,7 @@
 //! the Merkle trees and checkpoints, all derived from the log.
 //!
 //! [`Mem::apply_block`] is the only way anything gets in: recovery feeds it every block of the
-//! log at start, and the commit thread feeds it each block it has just made durable. So what
+//! log at start, and the apply thread feeds it each block the sync thread has just made durable. So what
 //! readers see after a restart is, by construction, what they saw before it.
 //!
 //! Per event this holds a [`Meta`] (where the entry is, its sort key and indexed fields), one
@@ -110,7 +110,7 @@ pub struct Mem {
 /// thread checks every client id against.
 ///
 /// 256 hash maps by the id's last byte, so that growing one never rehashes millions of entries
-/// at once (a stall of the commit thread). A location is packed in one word, the tenant number
+/// at once (a stall of the apply thread). A location is packed in one word, the tenant number
 /// in the top 24 bits and the seq in the low 40, so an entry is 24 bytes instead of 32 (less
 /// memory to fault in, to rehash and to miss in cache). A location that does not fit (tenant
 /// number 2^24 or more, seq 2^40 or more) is kept in `overflow` instead, which is looked at

@@ -5,10 +5,11 @@
 //! open), and the signing key the binary keeps there.
 //!
 //! Write path: request handlers validate, salt and hash events ([`crate::PreparedEvent`]);
-//! [`EmbeddedStore::append`] encodes each event's body and compresses it with the store's
-//! dictionary (still on the handler's thread, in parallel); the [`writer`] thread then takes
-//! every request waiting, sequences them, writes one block and fsyncs once for the whole group
-//! before answering any of them, and applies the block to memory. A crash loses only
+//! [`EmbeddedStore::append`] finds repeated ids in the request and encodes and compresses its
+//! bodies (still on the handler's thread, in parallel); the [`writer`]'s commit thread then
+//! takes every request waiting and sequences them into one block, its sync thread writes and
+//! fsyncs the blocks waiting, and its apply thread applies them to memory before answering
+//! any of their requests. A crash loses only
 //! unanswered requests, and since a block is checked whole at recovery, never half of one.
 //!
 //! Read path: [`memory::Mem`] holds every tenant's event metadata, indexes by time, type, actor
@@ -199,13 +200,10 @@ impl EmbeddedStore {
         }
     }
 
-    /// Encodes (and, with a dictionary, compresses) each event's body: all of a request's
-    /// bodies into one buffer, compressed together.
-    fn encode(
-        &self,
-        events: Vec<PreparedEvent>,
-        ids: crate::dedupe::RequestIds,
-    ) -> Result<writer::Request, StoreError> {
+    /// A request for the commit thread: its repeated ids found, and every event's body
+    /// encoded (and, with a dictionary, compressed) into one buffer, compressed together.
+    fn request(&self, events: Vec<PreparedEvent>) -> Result<writer::Request, StoreError> {
+        let ids = crate::dedupe::RequestIds::new(events.iter().map(|p| &p.event));
         // A dictionary that cannot compress (damaged in the log, or from a later version):
         // store bodies as they are and train a new one.
         let dict = self
@@ -329,8 +327,7 @@ impl KeysOnly {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
-        let ids = crate::dedupe::RequestIds::new(events.iter().map(|p| &p.event));
-        let req = Arc::new(self.encode(events, ids)?);
+        let req = Arc::new(self.request(events)?);
         let (tx, rx) = oneshot::channel();
         self.send(writer::Msg::Append(req.clone(), tx))?;
         let slots = rx

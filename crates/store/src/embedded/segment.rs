@@ -5,9 +5,9 @@
 //! every earlier segment, and the log id u64 LE), then blocks `body length u32 LE ‖ CRC-32 of
 //! body u32 LE ‖ log id u64 LE ‖ body` (bodies are never empty). The log id is drawn at random
 //! when the log is created and never leaves the data directory: clients cannot make bytes in
-//! their events look like a block of this log, which recovery relies on below. The commit thread
-//! writes one block per commit group with a single `write` and then `fdatasync`s before any
-//! request of the group is answered. A new segment is started once the current one passes
+//! their events look like a block of this log, which recovery relies on below. The sync thread
+//! writes one block per commit group with a single `write` each and one `fdatasync` for all
+//! the blocks waiting, before any request of those groups is answered. A new segment is started once the current one passes
 //! [`SEGMENT_TARGET`]; its creation is made durable (file and directory fsync) before use.
 //!
 //! Recovery reads every block in order. Only the write in progress at a crash can be damaged,
@@ -90,7 +90,7 @@ fn create_segment(dir: &Path, n: u32, start: u64, id: u64) -> Result<File, Store
     Ok(f)
 }
 
-/// Appends blocks to the newest segment. Owned by the commit thread.
+/// Appends blocks to the newest segment. Owned by the sync thread.
 pub struct LogWriter {
     dir: PathBuf,
     seg: u32,
