@@ -36,35 +36,40 @@ pub fn leaf_data(f: &LeafFields<'_>, commitment: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Writes the leaf data to `out` (see [`leaf_data`]).
+///
+/// Each field goes out as two pieces, the literal `{"key":"` (or `","key":"`) and the escaped
+/// value, then `"}` closes the object: few, larger writes into the sink.
 fn write_leaf_data<S: Sink>(out: &mut S, f: &LeafFields<'_>, commitment: &[u8; 32]) {
     let commitment_hex = hex32(commitment);
     // Every byte of `hex32` is an ASCII hex digit.
     let commitment_hex = std::str::from_utf8(&commitment_hex).unwrap_or_default();
-    // Keys in RFC 8785 order (all ASCII, so byte order is code-unit order).
-    let fields: [(&str, Option<&str>); 9] = [
-        ("actor", Some(f.actor)),
-        ("approval_id", f.approval_id),
-        ("event_id", Some(f.event_id)),
-        ("event_type", Some(f.event_type)),
-        ("impersonation_session", f.impersonation_session),
-        ("payload_commitment", Some(commitment_hex)),
-        ("source_ip", f.source_ip),
-        ("tenant_id", Some(f.tenant_id)),
-        ("timestamp", Some(f.timestamp)),
+    // Keys in RFC 8785 order (all ASCII, so byte order is code-unit order); each with the
+    // opening of its string value, as the first member and as a later one.
+    let fields: [(&[u8], Option<&str>); 9] = [
+        (b",\"actor\":\"", Some(f.actor)),
+        (b",\"approval_id\":\"", f.approval_id),
+        (b",\"event_id\":\"", Some(f.event_id)),
+        (b",\"event_type\":\"", Some(f.event_type)),
+        (b",\"impersonation_session\":\"", f.impersonation_session),
+        (b",\"payload_commitment\":\"", Some(commitment_hex)),
+        (b",\"source_ip\":\"", f.source_ip),
+        (b",\"tenant_id\":\"", Some(f.tenant_id)),
+        (b",\"timestamp\":\"", Some(f.timestamp)),
     ];
-    let mut open: &[u8] = b"{\"";
-    for (k, v) in fields {
+    let mut first = true;
+    for (key, v) in fields {
         let Some(v) = v else { continue };
-        out.put(open);
-        open = b",\"";
-        out.put(k.as_bytes());
-        out.put(b"\":");
-        write_escaped(out, v);
+        if first {
+            out.put(b"{");
+            out.put(&key[1..]);
+            first = false;
+        } else {
+            out.put(b"\"");
+            out.put(key);
+        }
+        write_escaped_body(out, v);
     }
-    if open == b"{\"" {
-        out.put(b"{");
-    }
-    out.put(b"}");
+    out.put(if first { b"{}" } else { b"\"}" });
 }
 
 /// RFC 6962 leaf hash: SHA-256(0x00 ‖ data).
@@ -137,7 +142,7 @@ impl Sink for Vec<u8> {
 /// hash in a few large updates.
 struct HashSink {
     h: Sha256,
-    buf: [u8; 256],
+    buf: [u8; 512],
     len: usize,
 }
 
@@ -145,7 +150,7 @@ impl HashSink {
     fn new() -> Self {
         HashSink {
             h: Sha256::new(),
-            buf: [0; 256],
+            buf: [0; 512],
             len: 0,
         }
     }
@@ -219,9 +224,19 @@ pub(crate) fn escape_free_prefix(bytes: &[u8]) -> usize {
 
 fn write_escaped<S: Sink>(out: &mut S, s: &str) {
     out.put(b"\"");
+    write_escaped_body(out, s);
+    out.put(b"\"");
+}
+
+/// The inside of a JSON string (no quotes) with RFC 8785 / JSON.stringify escaping.
+fn write_escaped_body<S: Sink>(out: &mut S, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = escape_free_prefix(bytes);
+    if i == bytes.len() {
+        out.put(bytes);
+        return;
+    }
     while let Some(&b) = bytes.get(i) {
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
@@ -257,7 +272,6 @@ fn write_escaped<S: Sink>(out: &mut S, s: &str) {
         i += 1;
     }
     out.put(&bytes[start..]);
-    out.put(b"\"");
 }
 
 #[cfg(test)]
@@ -331,6 +345,49 @@ mod tests {
         // Same bytes as a general RFC 8785 canonicaliser produces.
         let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
         assert_eq!(serde_json_canonicalizer::to_vec(&v).unwrap(), data);
+    }
+
+    proptest::proptest! {
+        /// Leaf data is what a general RFC 8785 canonicaliser writes for the same object, for
+        /// any field texts and any set of optional fields; the streamed hash is the hash of it.
+        #[test]
+        fn leaf_data_is_the_canonical_json_of_the_fields(
+            texts in proptest::collection::vec("(\\PC|[\"\\\\\u{0}-\u{1f}]){0,40}", 8),
+            present in proptest::array::uniform3(proptest::bool::ANY),
+            commitment in proptest::array::uniform32(proptest::num::u8::ANY),
+            salt in proptest::array::uniform32(proptest::num::u8::ANY),
+        ) {
+            let f = LeafFields {
+                event_id: &texts[0],
+                event_type: &texts[1],
+                actor: &texts[2],
+                tenant_id: &texts[3],
+                timestamp: &texts[4],
+                source_ip: present[0].then_some(texts[5].as_str()),
+                impersonation_session: present[1].then_some(texts[6].as_str()),
+                approval_id: present[2].then_some(texts[7].as_str()),
+            };
+            let data = leaf_data(&f, &commitment);
+            let mut obj = serde_json::Map::new();
+            obj.insert("event_id".into(), texts[0].clone().into());
+            obj.insert("event_type".into(), texts[1].clone().into());
+            obj.insert("actor".into(), texts[2].clone().into());
+            obj.insert("tenant_id".into(), texts[3].clone().into());
+            obj.insert("timestamp".into(), texts[4].clone().into());
+            obj.insert("payload_commitment".into(), std::str::from_utf8(&hex32(&commitment)).unwrap().into());
+            for (i, k) in ["source_ip", "impersonation_session", "approval_id"].into_iter().enumerate() {
+                if present[i] {
+                    obj.insert(k.into(), texts[5 + i].clone().into());
+                }
+            }
+            let canon = serde_json_canonicalizer::to_vec(&serde_json::Value::Object(obj)).unwrap();
+            proptest::prop_assert_eq!(&data, &canon);
+            let payload = texts[7].as_bytes();
+            proptest::prop_assert_eq!(
+                event_leaf_hash(&f, &salt, payload),
+                leaf_hash(&leaf_data(&f, &payload_commitment(&salt, payload)))
+            );
+        }
     }
 
     #[test]

@@ -31,28 +31,10 @@ impl Ord for Timestamp {
 impl Timestamp {
     /// Parses an RFC 3339 date-time (any offset). Returns a message on failure.
     pub fn parse(s: &str) -> Result<Timestamp, String> {
-        let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-            "expected an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z".to_string()
-        })?;
-        let nanos = i64::try_from(dt.unix_timestamp_nanos()).map_err(|_| {
-            "timestamp is outside the supported range (years 1678 to 2261)".to_string()
-        })?;
-        // As many digits as written, and never fewer than the value needs (a leap second,
-        // `:60`, is read as the last nanosecond of `:59` and must be written that way).
-        let needed = if nanos % 1_000 != 0 {
-            9
-        } else if nanos % 1_000_000 != 0 {
-            6
-        } else {
-            3
-        };
-        let digits = match fraction_digits(s) {
-            0..=3 => 3,
-            4..=6 => 6,
-            _ => 9,
+        match parse_utc_fast(s.as_bytes()) {
+            Some(t) => Ok(t),
+            None => parse_general(s),
         }
-        .max(needed);
-        Ok(Timestamp { nanos, digits })
     }
 
     /// A timestamp for `now` (as given by the caller) with microsecond precision.
@@ -152,6 +134,100 @@ fn fraction_digits(s: &str) -> usize {
     }
 }
 
+/// Any RFC 3339 date-time, by the `time` crate.
+fn parse_general(s: &str) -> Result<Timestamp, String> {
+    let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        "expected an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z".to_string()
+    })?;
+    let nanos = i64::try_from(dt.unix_timestamp_nanos())
+        .map_err(|_| "timestamp is outside the supported range (years 1678 to 2261)".to_string())?;
+    Ok(with_digits(nanos, fraction_digits(s)))
+}
+
+/// The timestamp with as many digits as were written (`written` fraction digits, rounded up
+/// to 3, 6 or 9), and never fewer than the value needs (a leap second, `:60`, is read as the
+/// last nanosecond of `:59` and must be written that way).
+fn with_digits(nanos: i64, written: usize) -> Timestamp {
+    let needed = if nanos % 1_000 != 0 {
+        9
+    } else if nanos % 1_000_000 != 0 {
+        6
+    } else {
+        3
+    };
+    let digits = match written {
+        0..=3 => 3,
+        4..=6 => 6,
+        _ => 9,
+    }
+    .max(needed);
+    Timestamp { nanos, digits }
+}
+
+/// The common shape `YYYY-MM-DDTHH:MM:SS[.f…]Z` (upper-case `T` and `Z`, 1 to 9 fraction
+/// digits, seconds below 60), read without the general parser. `None` means "not this shape":
+/// the caller then runs the general RFC 3339 parser, which decides, so the two can never
+/// disagree on what is valid (a test compares them).
+fn parse_utc_fast(b: &[u8]) -> Option<Timestamp> {
+    fn num(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    }
+    let (&last, head) = b.split_last()?;
+    if last != b'Z' || head.len() < 19 {
+        return None;
+    }
+    if head[4] != b'-'
+        || head[7] != b'-'
+        || head[10] != b'T'
+        || head[13] != b':'
+        || head[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(&head[0..4])?, num(&head[5..7])?, num(&head[8..10])?);
+    let (hour, min, sec) = (
+        num(&head[11..13])?,
+        num(&head[14..16])?,
+        num(&head[17..19])?,
+    );
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let (frac, written) = match &head[19..] {
+        [] => (0, 0),
+        [b'.', f @ ..] if (1..=9).contains(&f.len()) => {
+            (num(f)? * 10u32.pow(9 - f.len() as u32), f.len())
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
+    let nanos = i64::try_from(i128::from(secs) * 1_000_000_000 + i128::from(frac)).ok()?;
+    Some(with_digits(nanos, written))
+}
+
+/// Howard Hinnant's civil-to-days algorithm (days since 1970-01-01 of a proleptic Gregorian
+/// date).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -169,6 +245,65 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast path answers only for strings the general parser reads the same way, and
+        /// for every `…Z` string of its shape that the general parser accepts.
+        #[test]
+        fn fast_path_agrees_with_the_general_parser(
+            y in 0u32..10_000, mo in 0u32..14, d in 0u32..33, h in 0u32..26, mi in 0u32..62,
+            sec in 0u32..62, frac in proptest::option::of("[0-9]{0,10}"),
+            t in prop::sample::select(vec!["T", "t", " "]), z in prop::sample::select(vec!["Z", "z", "+00:00", "-01:30", ""]),
+        ) {
+            let mut s = format!("{y:04}-{mo:02}-{d:02}{t}{h:02}:{mi:02}:{sec:02}");
+            if let Some(f) = &frac {
+                s.push('.');
+                s.push_str(f);
+            }
+            s.push_str(z);
+            let general = parse_general(&s);
+            match parse_utc_fast(s.as_bytes()) {
+                Some(fast) => prop_assert_eq!(Ok(fast), general.clone(), "{}", s),
+                None => prop_assert!(
+                    general.is_err() || z != "Z" || t != "T" || sec == 60
+                        || frac.as_ref().is_some_and(|f| f.is_empty() || f.len() > 9),
+                    "fast path refused {} which the general parser reads", s
+                ),
+            }
+            prop_assert_eq!(Timestamp::parse(&s), general);
+        }
+    }
+
+    #[test]
+    fn fast_path_dates_at_the_edges() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999999Z",
+            "2000-02-29T12:00:00.5Z",
+            "2024-02-29T00:00:00Z",
+            "2262-04-11T23:47:16.854775807Z",
+            "1677-09-21T00:12:43.145224192Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2100-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+        ] {
+            let fast = parse_utc_fast(s.as_bytes());
+            let general = parse_general(s);
+            match fast {
+                Some(f) => assert_eq!(Ok(f), general, "{s}"),
+                None => assert!(general.is_err(), "{s}"),
+            }
+        }
+        assert_eq!(
+            parse_utc_fast(b"1970-01-01T00:00:00Z"),
+            Some(Timestamp {
+                nanos: 0,
+                digits: 3
+            })
+        );
+    }
 
     #[test]
     fn normalises_offsets_and_precision() {

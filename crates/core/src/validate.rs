@@ -374,33 +374,104 @@ pub(crate) fn client_timestamp(s: &str, now: Timestamp) -> Result<Timestamp, Str
 }
 
 /// A `source_ip` in its normalised text form (`IpAddr`'s `Display`), if it is an IPv4 or IPv6
-/// address. IPv4 is written by hand (dotted decimal, as `Display` writes it), IPv6 by `Display`
-/// into a buffer sized up front.
+/// address. Both are written by hand, without the formatting machinery: IPv4 as it came (the
+/// parser takes only dotted decimal without leading zeros, which is what `Display` writes), IPv6
+/// as RFC 5952 text, as `Display` writes it (tests compare the two).
 pub(crate) fn normalise_ip(s: &str) -> Option<CompactString> {
-    use std::fmt::Write as _;
     match s.parse::<IpAddr>().ok()? {
-        IpAddr::V4(v4) => {
-            let mut out = CompactString::default();
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if o >= 100 {
-                    out.push(char::from(b'0' + o / 100));
-                }
-                if o >= 10 {
-                    out.push(char::from(b'0' + o / 10 % 10));
-                }
-                out.push(char::from(b'0' + o % 10));
-            }
-            Some(out)
-        }
+        IpAddr::V4(_) => Some(CompactString::from(s)),
         IpAddr::V6(v6) => {
-            let mut out = CompactString::default();
-            write!(out, "{v6}").ok()?;
-            Some(out)
+            let mut buf = [0u8; 48];
+            let n = write_ipv6(&v6, &mut buf);
+            // Only ASCII hex digits, colons and dots are written.
+            std::str::from_utf8(&buf[..n]).ok().map(CompactString::from)
         }
     }
+}
+
+/// Writes an IPv6 address as `Ipv6Addr`'s `Display` does (RFC 5952: lower-case hex without
+/// leading zeros, the first longest run of two or more zero groups as `::`, and IPv4-mapped
+/// addresses as `::ffff:a.b.c.d`). Returns the length written (at most 45 bytes).
+fn write_ipv6(ip: &std::net::Ipv6Addr, out: &mut [u8; 48]) -> usize {
+    /// A cursor over the fixed buffer (45 bytes is the longest text).
+    struct W<'a>(&'a mut [u8; 48], usize);
+    impl W<'_> {
+        fn put(&mut self, b: u8) {
+            if let Some(d) = self.0.get_mut(self.1) {
+                *d = b;
+                self.1 += 1;
+            }
+        }
+        fn dec(&mut self, o: u8) {
+            if o >= 100 {
+                self.put(b'0' + o / 100);
+            }
+            if o >= 10 {
+                self.put(b'0' + o / 10 % 10);
+            }
+            self.put(b'0' + o % 10);
+        }
+        fn hex(&mut self, g: u16) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut started = false;
+            for shift in [12, 8, 4, 0] {
+                let d = (g >> shift) & 0xf;
+                if d != 0 || started || shift == 0 {
+                    self.put(HEX[usize::from(d)]);
+                    started = true;
+                }
+            }
+        }
+    }
+    let mut w = W(out, 0);
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        for &b in b"::ffff:" {
+            w.put(b);
+        }
+        for (i, o) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                w.put(b'.');
+            }
+            w.dec(o);
+        }
+        return w.1;
+    }
+    let seg = ip.segments();
+    // The first longest run of zero groups; only a run of two or more is shortened.
+    let (mut best, mut best_len, mut cur, mut cur_len) = (0, 0, 0, 0);
+    for (i, &g) in seg.iter().enumerate() {
+        if g == 0 {
+            if cur_len == 0 {
+                cur = i;
+            }
+            cur_len += 1;
+            if cur_len > best_len {
+                best = cur;
+                best_len = cur_len;
+            }
+        } else {
+            cur_len = 0;
+        }
+    }
+    if best_len < 2 {
+        best = 8;
+        best_len = 0;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if i == best {
+            w.put(b':');
+            w.put(b':');
+            i += best_len;
+            continue;
+        }
+        if i > 0 && i != best + best_len {
+            w.put(b':');
+        }
+        w.hex(seg[i]);
+        i += 1;
+    }
+    w.1
 }
 
 /// The rule for `actor`, `impersonation_session` and `approval_id`: non-empty (not only
@@ -472,6 +543,72 @@ pub fn validate_batch(raws: &[RawEvent<'_>], now: Timestamp) -> Result<Vec<NewEv
         Ok(events)
     } else {
         Err(issues)
+    }
+}
+
+#[cfg(test)]
+mod ip_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn display(s: &str) -> Option<String> {
+        s.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+    }
+
+    proptest! {
+        /// Groups drawn mostly from 0 and a few values, so zero runs of every length and
+        /// position (and IPv4-mapped and -compatible addresses) come up often.
+        #[test]
+        fn ipv6_text_is_what_display_writes(
+            groups in prop::array::uniform8(prop::sample::select(vec![0u16, 0, 0, 1, 0xffff, 0xdb8, 0x2001, 0xabc, 0x10])),
+        ) {
+            let ip = Ipv6Addr::from(groups);
+            let text = ip.to_string();
+            prop_assert_eq!(normalise_ip(&text).map(|c| c.to_string()), Some(text.clone()));
+            // Non-canonical spellings normalise to the same text.
+            let long = groups.iter().map(|g| format!("{g:04X}")).collect::<Vec<_>>().join(":");
+            prop_assert_eq!(normalise_ip(&long).map(|c| c.to_string()), Some(text.clone()));
+        }
+
+        #[test]
+        fn ipv4_text_is_what_display_writes(o in prop::array::uniform4(any::<u8>()), pad in any::<bool>()) {
+            let text = Ipv4Addr::from(o).to_string();
+            prop_assert_eq!(normalise_ip(&text).map(|c| c.to_string()), Some(text.clone()));
+            // Leading zeros are refused by the parser, so input text is always Display's.
+            let padded = o.iter().map(|x| if pad { format!("{x:03}") } else { x.to_string() }).collect::<Vec<_>>().join(".");
+            prop_assert_eq!(normalise_ip(&padded).map(|c| c.to_string()), display(&padded));
+        }
+
+        #[test]
+        fn any_text_normalises_as_display_does(s in "[0-9a-fA-F:.]{0,20}") {
+            prop_assert_eq!(normalise_ip(&s).map(|c| c.to_string()), display(&s));
+        }
+    }
+
+    #[test]
+    fn ipv6_examples() {
+        for s in [
+            "::",
+            "::1",
+            "1::",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "1:0:0:2:0:0:0:3",
+            "1:0:0:2:0:0:3:4",
+            "2001:db8::6eca",
+            "2001:DB8:0:0:0:0:0:1",
+            "fe80::1:0:0:1",
+            "0:0:1:0:0:1:0:0",
+            "1:2:3:4:5:6:7:8",
+            "1:0:3:4:5:6:7:8",
+            "::ffff:0:1.2.3.4",
+            "::ffff:255.255.255.255",
+        ] {
+            assert_eq!(normalise_ip(s).map(|c| c.to_string()), display(s), "{s}");
+        }
+        assert_eq!(normalise_ip("010.1.2.3"), None);
+        assert_eq!(normalise_ip("not an ip"), None);
     }
 }
 

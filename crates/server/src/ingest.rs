@@ -80,10 +80,7 @@ pub fn prepare_body(
             )));
         }
     }
-    Ok(events
-        .into_iter()
-        .map(|e| PreparedEvent::new(e, received_at))
-        .collect())
+    Ok(PreparedEvent::new_all(events, received_at))
 }
 
 /// The 200 response body of `POST /v1/events`: `{"accepted","duplicates","receipts":[…]}`.

@@ -21,6 +21,19 @@ impl PreparedEvent {
         Self::with_salt(event, received_at, rand::random())
     }
 
+    /// Salts and hashes a request's events: their salts come from one draw of the thread's
+    /// CSPRNG (one call for the whole request instead of one per event).
+    pub fn new_all(events: Vec<NewEvent>, received_at: Timestamp) -> Vec<Self> {
+        use rand::RngCore as _;
+        let mut salts = vec![[0u8; 32]; events.len()];
+        rand::rng().fill_bytes(salts.as_flattened_mut());
+        events
+            .into_iter()
+            .zip(salts)
+            .map(|(e, salt)| Self::with_salt(e, received_at, salt))
+            .collect()
+    }
+
     /// Salts and hashes an event with a given salt (tests, imports).
     ///
     /// The id and timestamp texts are written into stack buffers and the leaf data is streamed
@@ -75,6 +88,34 @@ mod tests {
             approval_id: e.approval_id.as_deref(),
         };
         leaf_hash(&leaf_data(&f, &payload_commitment(salt, &e.payload)))
+    }
+
+    #[test]
+    fn salts_of_a_request_are_fresh_and_distinct() {
+        let e = |i: u128| NewEvent {
+            event_id: Uuid::from_u128(i),
+            event_id_assigned: false,
+            event_type: "auth.login".into(),
+            actor: "user:a".into(),
+            tenant_id: "t_1".into(),
+            payload: b"{}".to_vec(),
+            timestamp: Timestamp::from_nanos(0, 3),
+            timestamp_assigned: false,
+            source_ip: None,
+            impersonation_session: None,
+            approval_id: None,
+        };
+        let now = Timestamp::now_micros();
+        let all = PreparedEvent::new_all((0..100).map(e).collect(), now);
+        assert_eq!(all.len(), 100);
+        let salts: std::collections::HashSet<[u8; 32]> = all.iter().map(|p| p.salt).collect();
+        assert_eq!(salts.len(), 100, "every event gets its own salt");
+        assert!(!salts.contains(&[0u8; 32]));
+        for (i, p) in all.iter().enumerate() {
+            assert_eq!(p.event.event_id, Uuid::from_u128(i as u128), "order kept");
+            assert_eq!(p.leaf_hash, plain_leaf_hash(&p.event, &p.salt));
+            assert_eq!(p.received_at, now);
+        }
     }
 
     #[test]

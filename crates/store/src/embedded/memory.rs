@@ -25,6 +25,7 @@ use crate::{SignedCheckpoint, StoreError};
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use trailkeep_core::CompactString;
 
 /// The API's list order: timestamp, then event id bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,8 +94,11 @@ struct Unindexed {
 
 /// Everything the store knows, rebuilt from the log.
 pub struct Mem {
-    syms: Vec<String>,
-    sym_ids: HashMap<String, u32>,
+    /// Symbol texts by number − 1. `CompactString`, so that the short ones (most tenants,
+    /// types and actors) sit in the map's own slots: the commit thread's lookups, three or four
+    /// per event, then compare keys without following a pointer to another cache line.
+    syms: Vec<CompactString>,
+    sym_ids: HashMap<CompactString, u32>,
     pub tenants: HashMap<u32, TenantMem>,
     /// event id → (tenant number, seq).
     ids: IdMap,
@@ -363,9 +367,9 @@ impl Mem {
     fn apply_symbol(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let mut r = Reader::new(bytes);
         let id = r.varint_u32()?;
-        let text = std::str::from_utf8(r.rest())
-            .map_err(|_| corrupt("a symbol is not UTF-8".into()))?
-            .to_string();
+        let text = CompactString::from(
+            std::str::from_utf8(r.rest()).map_err(|_| corrupt("a symbol is not UTF-8".into()))?,
+        );
         if id != self.next_sym() {
             return Err(corrupt(format!(
                 "symbol {id} out of order (expected {})",

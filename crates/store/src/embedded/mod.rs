@@ -35,8 +35,8 @@ use crate::{
 use async_trait::async_trait;
 use memory::Mem;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
 
@@ -49,6 +49,10 @@ pub struct EmbeddedOptions {
     pub dict_train_events: usize,
     /// Size at which a new log segment is started.
     pub segment_bytes: u64,
+    /// Holds the apply thread back this long before each block, so that tests can watch
+    /// reads wait for memory to catch up with what was answered. Zero outside tests.
+    #[doc(hidden)]
+    pub apply_delay: std::time::Duration,
 }
 
 impl Default for EmbeddedOptions {
@@ -57,6 +61,7 @@ impl Default for EmbeddedOptions {
             max_group_events: 50_000,
             dict_train_events: 20_000,
             segment_bytes: segment::SEGMENT_TARGET,
+            apply_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -74,6 +79,65 @@ pub(crate) struct Shared {
     pub dict: RwLock<Option<Arc<compress::Dict>>>,
     /// Set when a write failed: no more writes until a restart.
     pub failed: AtomicBool,
+    /// How far answers and memory have got (see [`Visibility`]).
+    pub visible: Visibility,
+}
+
+/// Read-your-writes across the sync and apply threads.
+///
+/// A block's requests are answered as soon as it is durable, and memory takes it a moment
+/// later (the apply thread). So that nothing answered is ever missing from a read, every read
+/// first waits until memory holds every block answered when the read began: usually it
+/// already does; otherwise the wait is for one block's apply (under a millisecond for 1,000
+/// events).
+#[derive(Default)]
+pub(crate) struct Visibility {
+    /// Number of the last block whose requests were answered (durable).
+    pub answered: AtomicU64,
+    /// Number of the last block the apply thread is done with.
+    pub applied: AtomicU64,
+    /// Set when memory stopped following the log (a block could not be applied, or the apply
+    /// thread is gone): reads no longer wait, the store refuses writes and is not ready.
+    gave_up: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Visibility {
+    /// Called by the apply thread once it is done with block `number`.
+    pub fn set_applied(&self, number: u64) {
+        self.applied.store(number, Ordering::Release);
+        let _guard = self.lock.lock();
+        self.cv.notify_all();
+    }
+
+    /// Called when memory stops following the log.
+    pub fn give_up(&self) {
+        self.gave_up.store(true, Ordering::Release);
+        let _guard = self.lock.lock();
+        self.cv.notify_all();
+    }
+
+    /// Waits until memory holds every block answered so far.
+    fn wait(&self) {
+        let want = self.answered.load(Ordering::Acquire);
+        if self.applied.load(Ordering::Acquire) >= want || self.gave_up.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut guard) = self.lock.lock() else {
+            return;
+        };
+        while self.applied.load(Ordering::Acquire) < want && !self.gave_up.load(Ordering::Acquire) {
+            // The timeout only guards against a missed wake-up; `set_applied` notifies.
+            match self
+                .cv
+                .wait_timeout(guard, std::time::Duration::from_millis(50))
+            {
+                Ok((g, _)) => guard = g,
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// The embedded store. Cheap to clone; one per data directory per process (the directory is
@@ -129,8 +193,9 @@ impl EmbeddedStore {
             mem: RwLock::new(mem),
             dict: RwLock::new(dict),
             failed: AtomicBool::new(false),
+            visible: Visibility::default(),
         });
-        let handle = writer::spawn(shared.clone(), log, opts.max_group_events)?;
+        let handle = writer::spawn(shared.clone(), log, opts.max_group_events, opts.apply_delay)?;
         Ok(EmbeddedStore {
             shared,
             writer: Arc::new(Mutex::new(Some(handle))),
@@ -168,6 +233,7 @@ impl EmbeddedStore {
     }
 
     fn mem(&self) -> Result<std::sync::RwLockReadGuard<'_, Mem>, StoreError> {
+        self.shared.visible.wait();
         self.shared
             .mem
             .read()
@@ -180,6 +246,7 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
+            shared.visible.wait();
             let mem = shared.mem.read().map_err(|_| {
                 StoreError::Unavailable("the store's memory lock is poisoned".into())
             })?;

@@ -32,7 +32,7 @@ use crate::{PreparedEvent, Receipt, SignedCheckpoint, StoreError};
 use foldhash::HashMap;
 use foldhash::HashMapExt;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -128,20 +128,23 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     log: LogWriter,
     max_group: usize,
+    apply_delay: std::time::Duration,
 ) -> Result<Handle, StoreError> {
     let (tx, rx) = mpsc::channel();
     // Blocks decided while the sync thread waits for the disk queue up and share its next
     // fsync; beyond this many, the commit thread waits, and its next group grows instead.
     let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(MAX_BLOCKS_PER_SYNC);
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-    let applied = Arc::new(AtomicU64::new(0));
     let (apply_tx, apply_rx) = mpsc::channel::<Durable>();
     let apply = {
         let shared = shared.clone();
-        let applied = applied.clone();
         std::thread::Builder::new()
             .name("trailkeep-apply".into())
-            .spawn(move || run_apply(&shared, apply_rx, free_tx, &applied))?
+            .spawn(move || {
+                run_apply(&shared, apply_rx, free_tx, apply_delay);
+                // Nothing applies blocks any more: reads stop waiting for them.
+                shared.visible.give_up();
+            })?
     };
     let sync = {
         let shared = shared.clone();
@@ -155,7 +158,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("trailkeep-commit".into())
         .spawn(move || {
-            run(&shared, rx, batch_tx, free_rx, &applied, max_group);
+            run(&shared, rx, batch_tx, free_rx, max_group);
             let _ = sync.join();
         })?;
     Ok(Handle {
@@ -170,7 +173,6 @@ fn run(
     rx: mpsc::Receiver<Msg>,
     batch_tx: mpsc::SyncSender<Batch>,
     free_rx: mpsc::Receiver<Vec<u8>>,
-    applied: &AtomicU64,
     max_group: usize,
 ) {
     let mut carry = match shared.mem.read() {
@@ -211,7 +213,7 @@ fn run(
                 "an earlier write failed; restart trailkeep to recover the log",
             );
         } else {
-            carry.prune(applied.load(Ordering::Acquire));
+            carry.prune(shared.visible.applied.load(Ordering::Acquire));
             let block = free_rx
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
@@ -250,14 +252,14 @@ struct Batch {
     outcomes: Vec<Outcome>,
     stored: u64,
     new_dict: bool,
-    /// The block's requests, held until they are answered: a request the commit thread still
-    /// remembers (see [`InFlight`]) is then either alive or applied.
+    /// The block's requests, held until the block is applied: a request the commit thread
+    /// still remembers (see [`InFlight`]) is then either alive or applied.
     keep: Vec<Arc<Request>>,
 }
 
-/// The sync thread: writes every block waiting, makes them durable with one `fdatasync`, and
-/// hands them on, in order, to the apply thread. While that one applies and answers, this one
-/// is already making the next blocks durable.
+/// The sync thread: writes every block waiting, makes them durable with one `fdatasync`, hands
+/// them on, in order, to the apply thread, and answers their groups. While that one applies,
+/// this one is already making the next blocks durable.
 fn run_sync(
     shared: &Shared,
     mut log: LogWriter,
@@ -294,18 +296,32 @@ fn run_sync(
                         "the write could not be made durable"
                     })
         };
-        for (i, batch) in batches.into_iter().enumerate() {
+        for (i, mut batch) in batches.into_iter().enumerate() {
             let at = match &written {
                 Ok(locs) => Ok(locs.get(i).copied().flatten()),
                 Err(why) => Err(*why),
             };
-            if let Err(mpsc::SendError(d)) = apply_tx.send(Durable { batch, at }) {
+            let replies = std::mem::take(&mut batch.replies);
+            let outcomes = std::mem::take(&mut batch.outcomes);
+            let (number, stored) = (batch.number, batch.stored);
+            // Durable: from here a read waits for this block to be in memory (see
+            // `Visibility`), so an answer can go out before the apply thread takes it.
+            if at.is_ok() {
+                shared.visible.answered.store(number, Ordering::Release);
+            }
+            if apply_tx.send(Durable { batch, at }).is_err() {
                 shared.failed.store(true, Ordering::Release);
-                send_all(
-                    d.batch.replies,
-                    d.batch.outcomes,
-                    Some("the store's apply thread stopped; restart trailkeep"),
-                );
+                shared.visible.give_up();
+            }
+            match at {
+                Ok(_) => {
+                    if stored > 0 {
+                        metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
+                        metrics::counter!("trailkeep_events_stored_total").increment(stored);
+                    }
+                    send_all(replies, outcomes, None);
+                }
+                Err(why) => send_all(replies, outcomes, Some(why)),
             }
         }
     }
@@ -318,12 +334,13 @@ struct Durable {
     at: Result<Option<(u32, u64)>, &'static str>,
 }
 
-/// The apply thread: applies durable blocks to memory in log order, then answers their groups.
+/// The apply thread: applies durable blocks to memory in log order (their groups are answered
+/// already, by the sync thread).
 fn run_apply(
     shared: &Shared,
     rx: mpsc::Receiver<Durable>,
     free_tx: mpsc::Sender<Vec<u8>>,
-    applied: &AtomicU64,
+    delay: std::time::Duration,
 ) {
     // Set when a durable block could not be applied: memory no longer follows the log.
     let mut broken = false;
@@ -332,38 +349,26 @@ fn run_apply(
             number,
             mut block,
             headers,
-            replies,
-            outcomes,
-            stored,
             new_dict,
             keep,
+            ..
         } = batch;
-        let result = match at {
-            Err(why) => Err(why),
-            Ok(_) if broken => {
-                Err("an earlier write could not be applied; restart trailkeep to recover the log")
-            }
-            Ok(None) => Ok(()),
-            Ok(Some((seg, off))) => apply(shared, seg, off, &block, &headers, new_dict)
-                .map_err(|e| {
-                    tracing::error!(error = %e, "a durable block could not be applied to memory; refusing writes until restart");
-                    shared.failed.store(true, Ordering::Release);
-                    broken = true;
-                    "the store's memory could not take the write"
-                }),
-        };
-        match result {
-            Ok(()) => {
-                applied.store(number, Ordering::Release);
-                if stored > 0 {
-                    metrics::histogram!("trailkeep_commit_group_events").record(stored as f64);
-                    metrics::counter!("trailkeep_events_stored_total").increment(stored);
-                }
-                send_all(replies, outcomes, None);
-            }
-            Err(why) => send_all(replies, outcomes, Some(why)),
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
-        // Right after the answers: the handlers normally drop theirs later, and free there.
+        if let (Ok(Some((seg, off))), false) = (at, broken) {
+            if let Err(e) = apply(shared, seg, off, &block, &headers, new_dict) {
+                // The block is durable and was answered; a restart replays it. Until then
+                // memory no longer follows the log: refuse writes, fail readiness, and stop
+                // making reads wait for blocks that will not be applied.
+                tracing::error!(error = %e, "a durable block could not be applied to memory; refusing writes until restart");
+                shared.failed.store(true, Ordering::Release);
+                shared.visible.give_up();
+                broken = true;
+            }
+        }
+        shared.visible.set_applied(number);
+        // Memory has the block's events now: the commit thread may forget its requests.
         drop(keep);
         block.clear();
         let _ = free_tx.send(block);
@@ -398,7 +403,7 @@ struct Carry {
     /// The next symbol number (memory's, plus those defined in blocks on their way).
     next_sym: u32,
     /// Symbols defined in blocks not applied yet, with the block defining each.
-    syms: HashMap<String, (u32, u64)>,
+    syms: HashMap<trailkeep_core::CompactString, (u32, u64)>,
     /// The next `seq` of every tenant that has written since start, by tenant symbol.
     next_seq: HashMap<u32, u64>,
     /// The next dictionary number.
@@ -471,7 +476,7 @@ impl Carry {
         let id = self.next_sym;
         self.next_sym += 1;
         codec::put_symbol(block, id, text);
-        self.syms.insert(text.to_string(), (id, block_no));
+        self.syms.insert(text.into(), (id, block_no));
         id
     }
 

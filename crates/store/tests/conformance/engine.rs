@@ -2230,6 +2230,58 @@ async fn conflict_case(max_group: usize) {
 /// often in a block decided but not yet applied. Every id is stored at most once; every
 /// accepted copy matches the stored content and gets the stored receipt; a refused request
 /// names an event whose content differs from the stored one; a restart sees the same log.
+/// Answers go out once a block is durable, before the apply thread has put it in memory. With
+/// the apply thread held back, every read right after a receipt (by id, list, tree, tenants,
+/// stats) must still see the event: reads wait for memory to catch up with what was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_right_after_a_receipt_see_the_event_while_memory_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EmbeddedOptions {
+        apply_delay: std::time::Duration::from_millis(150),
+        ..plain()
+    };
+    let store = open_store(dir.path(), opts);
+    let t = "lagging-t";
+    for round in 1..=4u64 {
+        let id = uuid();
+        let batch = vec![prep(ev_at(t, "lag.x", &id, "2026-04-01T00:00:00Z"))];
+        let out = store.append(batch).await.unwrap();
+        assert_eq!(out.receipts[0].seq, round - 1);
+        let uid = Uuid::parse_str(&id).unwrap();
+        // Each read is the first one after its receipt.
+        match round {
+            1 => {
+                let e = store.get_event(uid).await.unwrap();
+                assert_eq!(
+                    e.map(|e| e.seq),
+                    Some(round - 1),
+                    "get by id, round {round}"
+                );
+            }
+            2 => assert_eq!(store.tree_size(t).await.unwrap(), round, "tree size"),
+            3 => {
+                let tenants = store.tenants().await.unwrap();
+                let n = tenants
+                    .iter()
+                    .find(|x| x.tenant_id == t)
+                    .map(|x| x.event_count);
+                assert_eq!(n, Some(round), "tenants");
+            }
+            _ => {
+                let q = EventQuery {
+                    tenant_id: Some(t.into()),
+                    limit: 10,
+                    ..Default::default()
+                };
+                let page = store.query(q).await.unwrap();
+                assert_eq!(page.events.len() as u64, round, "list");
+                assert!(page.events.iter().any(|e| e.event_id == uid), "list");
+            }
+        }
+    }
+    close(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resends_of_events_not_yet_durable_are_recognised() {
     for max_group in [1, 3, 50_000] {
