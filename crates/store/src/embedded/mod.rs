@@ -8,8 +8,8 @@
 //! [`EmbeddedStore::append`] finds repeated ids in the request and encodes and compresses its
 //! bodies (still on the handler's thread, in parallel); the [`writer`]'s commit thread then
 //! takes every request waiting and sequences them into one block, its sync thread writes and
-//! fsyncs the blocks waiting, and its apply thread applies them to memory before answering
-//! any of their requests. A crash loses only
+//! fsyncs the blocks waiting and then answers their requests, and its apply thread applies
+//! them to memory (reads wait for that: [`Visibility`]). A crash loses only
 //! unanswered requests, and since a block is checked whole at recovery, never half of one.
 //!
 //! Read path: [`memory::Mem`] holds every tenant's event metadata, indexes by time, type, actor

@@ -4,9 +4,11 @@
 //! each request's fate: new events get the next `seq` of their tenant, re-sent ids are
 //! duplicates or conflicts. It encodes the accepted events, new symbols, dictionaries and
 //! checkpoints into **one block** and hands the block to the **sync thread**, which writes
-//! every block waiting for it (one `write` each) and makes them all durable with one
-//! `fdatasync`; the **apply thread** then applies them to memory in order and only then
-//! answers their groups. Each stage works on the next blocks while the one after it is busy:
+//! every block waiting for it (one `write` each), makes them all durable with one
+//! `fdatasync` and answers their groups; the **apply thread** then applies them to memory in
+//! order. Reads wait until memory holds every block answered before they began
+//! ([`super::Visibility`]), so an answer never has to wait for memory, and a receipt is never
+//! missing from a read. Each stage works on the next blocks while the one after it is busy:
 //! the commit thread decides while the disk syncs, the disk syncs while memory is updated, so
 //! the serial CPU work and the disk wait overlap instead of adding up, and a slow fsync makes
 //! the next one cover more blocks.
@@ -415,9 +417,9 @@ struct Carry {
 /// One block's events and checkpoints, for decisions made before it is applied.
 struct InFlight {
     number: u64,
-    /// The requests in the block. Weak, so that the handler frees its events after the
-    /// answer; a request that is gone was answered (the apply thread holds every request until
-    /// then), so its block is applied and memory has its events.
+    /// The requests in the block. Weak, so that the handler frees its events once its block
+    /// is applied; a request that is gone was applied (the apply thread holds every request of
+    /// a block, `Batch::keep`, until it has applied the block), so memory has its events.
     requests: Vec<Weak<Request>>,
     /// Accepted client ids → (request, event, seq).
     ids: HashMap<Uuid, (u32, u32, u64)>,
@@ -501,8 +503,8 @@ impl Carry {
     fn earlier(&self, cur: &InFlight, id: &Uuid) -> Option<(Arc<Request>, usize, u64)> {
         for b in std::iter::once(cur).chain(self.blocks.iter().rev()) {
             if let Some(&(r, j, seq)) = b.ids.get(id) {
-                // A request that is gone was answered, so its block is applied and memory
-                // has the event.
+                // A request that is gone was let go by the apply thread, so its block is
+                // applied and memory has the event.
                 return b.requests[r as usize]
                     .upgrade()
                     .map(|req| (req, j as usize, seq));
