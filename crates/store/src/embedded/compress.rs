@@ -157,13 +157,40 @@ fn parse_fsst(b: &[u8]) -> Result<Table, String> {
 }
 
 fn build_compressor(t: &Table) -> Result<fsst::Compressor, String> {
+    check_slots(t)?;
     let symbols: Vec<fsst::Symbol> = t.syms[..t.n].iter().map(fsst::Symbol::from_slice).collect();
     let lens = t.lens[..t.n].to_vec();
-    // `parse` checked everything `rebuild_from` asserts that can be checked from outside; it
-    // also asserts that no two symbols of 3+ bytes share a slot of its internal hash table,
-    // which holds for every table it trained. A damaged table could break that: an error then.
+    // `parse` and `check_slots` checked everything `rebuild_from` asserts. The unwind guard is
+    // a backstop only, should a later fsst-rs place symbols differently than `check_slots`
+    // expects: a table that does not load is then still an error, not a crash.
     std::panic::catch_unwind(move || fsst::Compressor::rebuild_from(symbols, lens))
         .map_err(|_| "FSST table does not load (symbols collide)".to_string())
+}
+
+/// Slots of fsst-rs's hash table for symbols of 3 bytes or more (its `HASH_TABLE_SIZE`).
+const FSST_SLOTS: usize = 1 << 11;
+
+/// `rebuild_from` asserts that no two symbols of 3+ bytes share a slot of its hash table
+/// (keyed by their first three bytes, with `fsst_hash`), which holds for every table FSST
+/// trains. A damaged table can break it: found here, it is an error without a panic (whose
+/// message would reach stderr, and which `panic = "abort"` would turn into a crash).
+fn check_slots(t: &Table) -> Result<(), String> {
+    let mut used = vec![false; FSST_SLOTS];
+    for (code, (sym, &len)) in t.syms[..t.n].iter().zip(&t.lens[..t.n]).enumerate() {
+        if len < 3 {
+            continue;
+        }
+        let prefix = u64::from(sym[0]) | u64::from(sym[1]) << 8 | u64::from(sym[2]) << 16;
+        // fsst-rs 0.7's `fsst_hash` (the C++ FSST_HASH).
+        let slot =
+            (prefix.wrapping_mul(2_971_215_073) ^ (prefix >> 15)) as usize & (FSST_SLOTS - 1);
+        if std::mem::replace(&mut used[slot], true) {
+            return Err(format!(
+                "FSST symbol {code} collides with an earlier one (symbols whose first three bytes hash alike)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn serialize(c: &fsst::Compressor) -> Vec<u8> {
@@ -428,6 +455,10 @@ mod tests {
             CODEC_FSST, 3, 3, 3, 1, b'a', b'b', b'c', b'a', b'b', b'c', b'x',
         ];
         let d = Dict::new(1, &t);
+        assert!(
+            check_slots(d.table().unwrap()).is_err(),
+            "found before the crate asserts"
+        );
         assert!(!d.can_compress());
         assert!(matches!(
             compress_many(&d, &[b"abc"]),
@@ -473,6 +504,12 @@ mod tests {
             }
             let d = Dict::new(1, &t);
             prop_assert!(d.table().is_ok());
+            // `check_slots` predicts exactly whether the crate's own rebuild succeeds.
+            let table = d.table().unwrap();
+            let symbols: Vec<fsst::Symbol> = table.syms[..table.n].iter().map(fsst::Symbol::from_slice).collect();
+            let lens = table.lens[..table.n].to_vec();
+            let crate_loads = std::panic::catch_unwind(move || fsst::Compressor::rebuild_from(symbols, lens)).is_ok();
+            prop_assert_eq!(check_slots(table).is_ok(), crate_loads);
             let _ = decompress(&d, &body);
             if d.can_compress() {
                 let c = compress_many(&d, &[&body]).unwrap();
