@@ -182,7 +182,9 @@ impl Sink for HashSink {
 
 /// Writes a JSON string with RFC 8785 / JSON.stringify escaping.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    write_escaped(out, s);
+    out.push(b'"');
+    write_escaped_body(out, s);
+    out.push(b'"');
 }
 
 /// Whether a byte must be escaped in a JSON string (and may not appear raw in one).
@@ -220,12 +222,6 @@ pub(crate) fn escape_free_prefix(bytes: &[u8]) -> usize {
         i += 1;
     }
     i
-}
-
-fn write_escaped<S: Sink>(out: &mut S, s: &str) {
-    out.put(b"\"");
-    write_escaped_body(out, s);
-    out.put(b"\"");
 }
 
 /// The inside of a JSON string (no quotes) with RFC 8785 / JSON.stringify escaping.

@@ -110,6 +110,19 @@ pub struct Mem {
     pub segments: Segments,
 }
 
+/// Runs `f` on each pending event with its tenant's log (one pass of [`Mem::index_pending`]).
+fn each_pending(
+    tenants: &mut HashMap<u32, TenantMem>,
+    pending: &[Unindexed],
+    mut f: impl FnMut(&mut TenantMem, &Unindexed),
+) {
+    for u in pending {
+        if let Some(t) = tenants.get_mut(&u.tenant) {
+            f(t, u);
+        }
+    }
+}
+
 /// Event id → (tenant number, seq): where [`Mem::locate`] finds an event, and what the commit
 /// thread checks every client id against.
 ///
@@ -295,36 +308,25 @@ impl Mem {
     fn index_pending(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
         // One pass per index: each is a short loop whose cache misses overlap.
-        for u in &pending {
-            let Some(t) = self.tenants.get_mut(&u.tenant) else {
-                continue;
-            };
-            t.by_time.insert(u.key, u.seq);
-        }
-        for u in &pending {
-            let Some(t) = self.tenants.get_mut(&u.tenant) else {
-                continue;
-            };
+        let tenants = &mut self.tenants;
+        each_pending(tenants, &pending, |t, u| t.by_time.insert(u.key, u.seq));
+        each_pending(tenants, &pending, |t, u| {
             t.by_type
                 .entry(u.event_type)
                 .or_default()
-                .insert(u.key, u.seq);
-        }
-        for u in &pending {
-            let Some(t) = self.tenants.get_mut(&u.tenant) else {
-                continue;
-            };
-            t.by_actor.entry(u.actor).or_default().insert(u.key, u.seq);
-        }
-        for u in &pending {
-            let (Some(session), Some(t)) = (u.session, self.tenants.get_mut(&u.tenant)) else {
-                continue;
-            };
-            t.by_session
-                .entry(session)
-                .or_default()
-                .insert(u.key, u.seq);
-        }
+                .insert(u.key, u.seq)
+        });
+        each_pending(tenants, &pending, |t, u| {
+            t.by_actor.entry(u.actor).or_default().insert(u.key, u.seq)
+        });
+        each_pending(tenants, &pending, |t, u| {
+            if let Some(session) = u.session {
+                t.by_session
+                    .entry(session)
+                    .or_default()
+                    .insert(u.key, u.seq);
+            }
+        });
         pending.clear();
         self.pending = pending;
     }

@@ -88,8 +88,8 @@ pub(crate) enum Slot {
 }
 
 pub(crate) enum Msg {
-    /// Shared with the submitting handler, which frees the events after the answer (so the
-    /// commit threads do not spend their time in the allocator).
+    /// Shared with the submitting handler and held by the apply thread until the block is
+    /// applied (`Batch::keep`); whichever lets go last frees the events.
     Append(Arc<Request>, Reply<Vec<Slot>>),
     Checkpoint(String, SignedCheckpoint, Reply<()>),
     /// A freshly trained compression dictionary to write and then use.
@@ -117,7 +117,7 @@ impl Handle {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Commits what is queued, then stops both threads.
+    /// Commits what is queued, then stops the commit, sync and apply threads.
     pub fn stop(mut self) {
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
@@ -572,8 +572,8 @@ fn split(group: Vec<Msg>) -> (Vec<Item>, Vec<AnyReply>) {
     (items, replies)
 }
 
-/// Decides a group and encodes its block. Memory is read one request at a time, so the sync
-/// thread can apply the previous block in between.
+/// Decides a group and encodes its block. Memory is read one request at a time, so the apply
+/// thread can apply an earlier block in between.
 fn decide_group(
     shared: &Shared,
     carry: &mut Carry,
