@@ -8,6 +8,8 @@
 #   1. server A on a fresh data dir: batched ingest of all N events (1,000 a request, 4 clients);
 #      stop A; disk use of A's data dir in bytes per event;
 #   2. PostgreSQL: binary COPY of the same file into a fresh indexed table, one transaction;
+#      steps 1 and 2 alternate RUNS times (default 3); each side's figures are its median run's,
+#      and every run's rate is listed in the summary;
 #   3. server B on another fresh data dir: single-event ingest (64 clients, SINGLE_EVENTS events);
 #   4. server A restarted on its data: stored-event count check, then the filtered first page
 #      (tenant t_0000 + billing.* + a few days) over HTTP, and the same query on PostgreSQL;
@@ -16,6 +18,7 @@
 # Environment (all optional):
 #   SEED=1                 generator seed
 #   SINGLE_EVENTS=100000   events for the single-event run (at most N)
+#   RUNS=3                 batched-ingest and COPY runs, interleaved; each side reports its median
 #   QUERY_CLIENTS=4  QUERY_REQUESTS=10000   query load, both sides
 #   QUERY_SINCE / QUERY_UNTIL   RFC 3339 range (default: 3 days around the middle of the data)
 #   PG_URL=postgres://postgres@127.0.0.1:5432/test
@@ -41,6 +44,8 @@ BATCH=1000
 BATCH_CLIENTS=4
 SINGLE_CLIENTS=64
 SINGLE_EVENTS=${SINGLE_EVENTS:-100000}
+RUNS=${RUNS:-3}
+[[ $RUNS =~ ^[0-9]+$ ]] && (( RUNS > 0 )) || die "RUNS must be a positive integer, got '$RUNS'"
 (( SINGLE_EVENTS > N )) && SINGLE_EVENTS=$N
 QUERY_CLIENTS=${QUERY_CLIENTS:-4}
 QUERY_REQUESTS=${QUERY_REQUESTS:-10000}
@@ -200,6 +205,14 @@ cpu_report() {
     echo "server CPU (user+sys) during the step: $(awk -v a="$1" -v b="$now" 'BEGIN { printf "%.2f", b - a }') s = $CPU_US µs per event"
 }
 
+num() {  # thousands separators; "—" when empty
+    if [[ -z ${1:-} ]]; then echo "—"; return; fi
+    LC_ALL=C awk -v x="$1" 'BEGIN {
+        s = sprintf("%.0f", x); o = ""
+        while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+        print s o }'
+}
+
 # timed_stop: stops the server and prints how long the graceful shutdown took.
 timed_stop() {
     local t0=$SECONDS
@@ -279,32 +292,71 @@ echo "PostgreSQL ready at $PG_URL"
 
 KEY="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 export TRAILKEEP_KEY=$KEY   # read by trailkeep-bench's --key
-DIR_A="$WORK/data-batch"
 DIR_B="$WORK/data-single"
 TK_OK=1
 
 # ---------------------------------------------------------------------------------------------
-section "1. trailkeep batched ingest: $N events, $BATCH a request, $BATCH_CLIENTS clients"
-mkdir -p "$DIR_A"
-if start_server "$DIR_A" batch; then
-    CPU0=$(proc_cpu "$SERVER_PID")
-    run_step ingest_batch "$BENCH" ingest-batch --url "$SERVER_URL" --file "$DATA" \
-        --clients "$BATCH_CLIENTS" --batch "$BATCH"
-    cpu_report "$CPU0" "$N"
-    CPU_BATCH=$CPU_US
-    RSS_BATCH=$(rss_mb "$SERVER_PID")
-    echo "server resident memory after loading $N events: $RSS_BATCH MB"
-    timed_stop
-    disk_report "$DIR_A" "$N"
-    DISK_A=$DISK
-else
-    TK_OK=0
-    FAILED+=(ingest_batch)
-    note "trailkeep serve could not be started: every trailkeep figure is missing"
-fi
+# Steps 1 and 2 run RUNS times, interleaved (trailkeep, PostgreSQL, trailkeep, …), so that both
+# sides sample the same stretches of this machine's speed, which drifts by ±15% over minutes.
+# Each side's figures are those of its median run (by events/s); every run is listed too.
+declare -a RUN_TK=() RUN_PG=() RUN_CPU=() RUN_RSS=() RUN_DISK=() RUN_DIR=()
+for ((run = 1; run <= RUNS; run++)); do
+    section "1. trailkeep batched ingest: $N events, $BATCH a request, $BATCH_CLIENTS clients (run $run of $RUNS)"
+    dir="$WORK/data-batch-$run"
+    mkdir -p "$dir"
+    if start_server "$dir" "batch-$run"; then
+        CPU0=$(proc_cpu "$SERVER_PID")
+        run_step "ingest_batch_$run" "$BENCH" ingest-batch --url "$SERVER_URL" --file "$DATA" \
+            --clients "$BATCH_CLIENTS" --batch "$BATCH"
+        cpu_report "$CPU0" "$N"
+        RUN_CPU[run]=$CPU_US
+        RUN_RSS[run]=$(rss_mb "$SERVER_PID")
+        echo "server resident memory after loading $N events: ${RUN_RSS[run]} MB"
+        timed_stop
+        disk_report "$dir" "$N"
+        RUN_DISK[run]=$DISK
+        RUN_DIR[run]=$dir
+        RUN_TK[run]=$(field "ingest_batch_$run" events_per_s)
+    else
+        TK_OK=0
+        FAILED+=(ingest_batch)
+        note "trailkeep serve could not be started: every trailkeep figure is missing"
+    fi
 
-section "2. PostgreSQL binary COPY of the same $N events"
-run_step pg_copy "$BENCH" pg-copy --pg "$PG_URL" --file "$DATA"
+    section "2. PostgreSQL binary COPY of the same $N events (run $run of $RUNS)"
+    run_step "pg_copy_$run" "$BENCH" pg-copy --pg "$PG_URL" --file "$DATA"
+    RUN_PG[run]=$(field "pg_copy_$run" rows_per_s)
+done
+for ((run = 1; run <= RUNS; run++)); do
+    step_failed "ingest_batch_$run" && FAILED+=(ingest_batch)
+    step_failed "pg_copy_$run" && FAILED+=(pg_copy)
+done
+
+# median_run VALUES...: the run number (1-based) holding the median of the values (the lower
+# middle for an even count); empty values count as 0.
+median_run() {
+    local i=0 v
+    for v in "$@"; do i=$((i + 1)); echo "${v:-0} $i"; done | sort -g | awk -v n=$# 'NR == int((n + 1) / 2) { print $2 }'
+}
+TK_LIST=() PG_LIST=()
+for ((run = 1; run <= RUNS; run++)); do TK_LIST+=("${RUN_TK[run]:-}"); PG_LIST+=("${RUN_PG[run]:-}"); done
+M_TK=$(median_run "${TK_LIST[@]}")
+M_PG=$(median_run "${PG_LIST[@]}")
+cp "$WORK/ingest_batch_$M_TK.log" "$WORK/ingest_batch.log" 2>/dev/null || true
+cp "$WORK/pg_copy_$M_PG.log" "$WORK/pg_copy.log" 2>/dev/null || true
+DIR_A=${RUN_DIR[M_TK]:-$WORK/data-batch-1}
+CPU_BATCH=${RUN_CPU[M_TK]:-}
+RSS_BATCH=${RUN_RSS[M_TK]:-}
+DISK_A=${RUN_DISK[M_TK]:-}
+RUNS_LINE=""
+for ((run = 1; run <= RUNS; run++)); do
+    RUNS_LINE+="${RUNS_LINE:+; }run $run: $(num "${RUN_TK[run]:-}") vs $(num "${RUN_PG[run]:-}")"
+done
+echo "batched ingest vs COPY, events/s by run: $RUNS_LINE (medians: trailkeep run $M_TK, PostgreSQL run $M_PG)"
+# Only the median run's data dir is used from here on.
+for ((run = 1; run <= RUNS; run++)); do
+    [[ $run == "$M_TK" ]] || rm -rf "$WORK/data-batch-$run"
+done
 
 section "3. trailkeep single-event ingest: $SINGLE_EVENTS events, $SINGLE_CLIENTS clients"
 if (( TK_OK )); then
@@ -373,13 +425,6 @@ done
 # ---------------------------------------------------------------------------------------------
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 
-num() {  # thousands separators; "—" when empty
-    if [[ -z ${1:-} ]]; then echo "—"; return; fi
-    LC_ALL=C awk -v x="$1" 'BEGIN {
-        s = sprintf("%.0f", x); o = ""
-        while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
-        print s o }'
-}
 val() { if [[ -z ${1:-} ]]; then echo "—"; else echo "$1"; fi; }
 calc() { awk "BEGIN { print ($1) }"; }
 mark() {  # STEP CONDITION(awk expression, empty values make it "—")
@@ -455,7 +500,7 @@ SUMMARY="$WORK/summary.md"
     echo
     echo "| measurement | trailkeep | PostgreSQL | trailkeep / PG | goal (SPEC §11) | met |"
     echo "|---|---:|---:|---:|---|:-:|"
-    echo "| durable batched ingest, $BATCH events/request, $BATCH_CLIENTS clients (events/s) | $(num "$B_EPS") | $(num "$PG_RPS") (COPY) | $RATIO_INGEST | ≥ 10× PG | $MET_INGEST |"
+    echo "| durable batched ingest, $BATCH events/request, $BATCH_CLIENTS clients (events/s; median of $RUNS interleaved runs) | $(num "$B_EPS") | $(num "$PG_RPS") (COPY) | $RATIO_INGEST | ≥ 10× PG | $MET_INGEST |"
     echo "| batched ingest request latency p50 / p99 (ms) | $(val "$B_P50") / $(val "$B_P99") | — | | | |"
     echo "| durable single-event ingest, $SINGLE_CLIENTS clients, $(num "$SINGLE_EVENTS") events (events/s) | $(num "$S_EPS") | — | | ≥ 10,000 | $MET_SINGLE |"
     echo "| single-event latency p50 / p99 / max (ms) | $(val "$S_P50") / $(val "$S_P99") / $(val "$S_MAX") | — | | p99 < 50 | $MET_SINGLE_P99 |"
@@ -463,8 +508,9 @@ SUMMARY="$WORK/summary.md"
     echo "| CPU per event during ingest, server process user+sys (µs): batched / single | $(val "${CPU_BATCH:-}") / $(val "${CPU_SINGLE:-}") | $(val "$PG_CPU_US") (COPY backend only) | | | |"
     echo "| filtered first page, $QUERY_CLIENTS clients (queries/s) | $(num "$Q_QPS") | $(num "$PQ_QPS") | $RATIO_QPS | ≥ PG | $MET_QPS |"
     echo "| filtered first page latency p50 / p99 (ms) | $(val "$Q_P50") / $(val "$Q_P99") | $(val "$PQ_P50") / $(val "$PQ_P99") | | p99 < 5 (goal at 10M events) | $MET_QP99 |"
+    echo
+    echo "Batched ingest vs COPY by run (events/s): $RUNS_LINE."
     if [[ -n ${DISK_B:-} ]]; then
-        echo
         echo "Single-event data dir: ${DISK_B} bytes per stored event."
     fi
     if [[ -n ${RSS_BATCH:-} ]]; then

@@ -29,6 +29,7 @@ snap >"$D/t0"; T0=$(date +%s.%N)
 "$BIN/trailkeep-bench" ingest-batch --url "http://127.0.0.1:$PORT" --key "$KEY" --file "$FILE" \
     --clients "$CLIENTS" --events "$N" 2>&1 | grep -E "events/s|latency|RESULT"
 snap >"$D/t1"; T1=$(date +%s.%N)
+awk '/^VmRSS:/ { printf "server resident memory after the load: %.0f MB\n", $2 / 1024 }' "/proc/$SP/status"
 [[ -n ${PERF:-} ]] && { kill -INT "$PP"; wait "$PP" || true; }
 curl -s "http://127.0.0.1:$PORT/metrics" -H "Authorization: Bearer $KEY" >"$D/metrics"
 python3 - "$T0" "$T1" "$D" "$(getconf CLK_TCK)" <<'PY'

@@ -1,29 +1,41 @@
-//! An ordered in-memory index tuned for logs: sorted chunks of `(key, seq)`.
+//! An ordered in-memory index tuned for logs: sorted chunks of seqs, each ordered by its
+//! event's key.
+//!
+//! An entry is only the value (a seq, 8 bytes); its key is looked up where it already lives
+//! (the tenant's event metadata, through [`Keys`]), so an index entry costs a quarter of a
+//! `(key, seq)` pair and a tenant's three or four indexes no longer repeat the 24-byte key.
 //!
 //! Audit events arrive in roughly timestamp order, so nearly every insert lands at the end.
 //! A `BTreeMap` pays a root-to-leaf search per insert and leaves its nodes half full on
 //! ascending inserts (~2× the memory of the entries). Here entries live in sorted chunks of up
 //! to [`CHUNK`] entries: an insert after the last entry just pushes (reading only the index
-//! itself, which keeps its last chunk and greatest key inline), and a full last chunk starts a
-//! new one instead of splitting, so an ascending index is packed full. A late insert (a
-//! backfill, a slow client's batch committed after a newer one) binary-searches the chunk list,
-//! then the chunk, and shifts at most [`MAX_SHIFT`] entries: further from both ends of its
-//! chunk, it splits the chunk there, and the rest of a late batch, which follows in key order,
-//! is pushed onto the lower part. A full chunk splits in two.
+//! itself, which keeps its last chunk and greatest key inline, and no key lookup at all), and a
+//! full last chunk starts a new one instead of splitting, so an ascending index is packed
+//! full. A late insert (a backfill, a slow client's batch committed after a newer one)
+//! binary-searches the chunk list, then the chunk (looking keys up as it goes), and shifts at
+//! most [`MAX_SHIFT`] entries: further from both ends of its chunk, it splits the chunk there,
+//! and the rest of a late batch, which follows in key order, is pushed onto the lower part. A
+//! full chunk splits in two.
 //!
 //! Ranges are double-ended iterators, so descending pages cost the same as ascending ones.
 
 use std::ops::Bound;
 
-/// Entries per chunk before a split (24-byte sort key + 8-byte seq: 16 KiB per full chunk).
-/// Small enough that a late insert shifts little (clients' batches commit slightly out of
-/// timestamp order all the time): 512 measured 16% faster at replay and ~4% at ingest than 4096.
+/// Entries per chunk before a split (8-byte seqs: 4 KiB per full chunk). Small enough that a
+/// late insert shifts little (clients' batches commit slightly out of timestamp order all the
+/// time): 512 measured 16% faster at replay and ~4% at ingest than 4096.
 pub const CHUNK: usize = 512;
 
 /// Most entries a late insert shifts: one further from both ends of its chunk splits it there.
 const MAX_SHIFT: usize = 64;
 
-/// An ordered multiset of unique keys, each with a value.
+/// Where an index finds the key of an entry (the embedded store: a tenant's event metadata,
+/// by seq). Every value inserted must have its key here for as long as the index is used.
+pub trait Keys<K> {
+    fn key(&self, v: u64) -> K;
+}
+
+/// An ordered set of values, each ordered by its key (keys are unique).
 ///
 /// The chunks are `chunks` followed by `tail`, the last one. The tail and the greatest key are
 /// kept inline, so an append (nearly every insert) reads nothing but this struct: with an index
@@ -31,8 +43,8 @@ const MAX_SHIFT: usize = 64;
 /// Every chunk holds at least one entry; only the tail of an empty index is empty.
 #[derive(Debug)]
 pub struct ChunkIndex<K> {
-    chunks: Vec<Vec<(K, u64)>>,
-    tail: Vec<(K, u64)>,
+    chunks: Vec<Vec<u64>>,
+    tail: Vec<u64>,
     /// The greatest key (`None` when empty).
     last: Option<K>,
     len: usize,
@@ -61,7 +73,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
     }
 
     /// Chunk `i` (`chunk_count() - 1` is the tail).
-    fn chunk(&self, i: usize) -> Option<&[(K, u64)]> {
+    fn chunk(&self, i: usize) -> Option<&[u64]> {
         match self.chunks.get(i) {
             Some(c) => Some(c),
             None if i == self.chunks.len() => Some(&self.tail),
@@ -70,17 +82,26 @@ impl<K: Ord + Copy> ChunkIndex<K> {
     }
 
     /// The chunk a key belongs in: the last whose first key is ≤ `k` (0 if none).
-    fn chunk_for(&self, k: &K) -> usize {
-        if self.tail.first().is_some_and(|(f, _)| f <= k) {
+    fn chunk_for(&self, k: &K, keys: &impl Keys<K>) -> usize {
+        if self.tail.first().is_some_and(|&f| keys.key(f) <= *k) {
             return self.chunks.len();
         }
         self.chunks
-            .partition_point(|c| c.first().is_some_and(|(f, _)| f <= k))
+            .partition_point(|c| c.first().is_some_and(|&f| keys.key(f) <= *k))
             .saturating_sub(1)
     }
 
-    /// Inserts `k → v`; a key already present keeps its old value (keys are unique ids).
-    pub fn insert(&mut self, k: K, v: u64) {
+    /// Among the chunks before the tail, the one a key belongs in (for a key before the tail's
+    /// first): the last whose first key is ≤ `k` (0 if none).
+    fn chunk_before_tail(&self, k: &K, keys: &impl Keys<K>) -> usize {
+        self.chunks
+            .partition_point(|c| c.first().is_some_and(|&f| keys.key(f) <= *k))
+            .saturating_sub(1)
+    }
+
+    /// Inserts `v`, whose key is `k` (`keys.key(v) == k`); a key already present keeps its old
+    /// value (keys are unique ids).
+    pub fn insert(&mut self, k: K, v: u64, keys: &impl Keys<K>) {
         if self.last.is_none_or(|lk| k > lk) {
             let n = self.tail.len();
             if n >= CHUNK {
@@ -89,26 +110,31 @@ impl<K: Ord + Copy> ChunkIndex<K> {
             } else {
                 room_for_one(&mut self.tail);
             }
-            self.tail.push((k, v));
+            self.tail.push(v);
             self.last = Some(k);
             self.len += 1;
             return;
         }
-        // Before the greatest key: into its chunk, which splits in two when full.
-        let ci = self.chunk_for(&k);
+        // Before the greatest key: into its chunk, which splits in two when full. A late
+        // insert nearly always lands near the end of the tail (a batch committed just after a
+        // newer one), so the tail is searched from its end, where the keys it looks up belong
+        // to recent events, warm in cache.
+        let (ci, pos) = match gallop_back(&self.tail, &k, keys) {
+            Ok(_) => return,
+            Err(pos) if pos > 0 || self.chunks.is_empty() => (self.chunks.len(), pos),
+            Err(_) => {
+                let ci = self.chunk_before_tail(&k, keys);
+                match self.chunks[ci].binary_search_by(|&x| keys.key(x).cmp(&k)) {
+                    Ok(_) => return,
+                    Err(pos) => (ci, pos),
+                }
+            }
+        };
         let in_tail = ci == self.chunks.len();
         let c = if in_tail {
             &mut self.tail
         } else {
             &mut self.chunks[ci]
-        };
-        let pos = if c.last().is_some_and(|(x, _)| *x < k) {
-            c.len()
-        } else {
-            match c.binary_search_by(|(x, _)| x.cmp(&k)) {
-                Ok(_) => return,
-                Err(pos) => pos,
-            }
         };
         self.len += 1;
         if c.len() - pos > MAX_SHIFT && pos > MAX_SHIFT {
@@ -121,7 +147,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
                 c.shrink_to(2 * pos);
             }
             room_for_one(c);
-            c.push((k, v));
+            c.push(v);
             if in_tail {
                 let lower = std::mem::replace(&mut self.tail, upper);
                 self.chunks.push(lower);
@@ -132,7 +158,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
         }
         if c.len() < CHUNK {
             room_for_one(c);
-            c.insert(pos, (k, v));
+            c.insert(pos, v);
             return;
         }
         // Full: split in two first (a full chunk never regrows), then insert into the half
@@ -140,42 +166,42 @@ impl<K: Ord + Copy> ChunkIndex<K> {
         // room for appends.
         let half = c.len() / 2;
         if in_tail {
-            let mut lower: Vec<(K, u64)> = self.tail.drain(..half).collect();
+            let mut lower: Vec<u64> = self.tail.drain(..half).collect();
             if pos <= half {
-                lower.insert(pos, (k, v));
+                lower.insert(pos, v);
             } else {
-                self.tail.insert(pos - half, (k, v));
+                self.tail.insert(pos - half, v);
             }
             self.chunks.push(lower);
         } else {
             let mut upper = c.split_off(half);
             if pos <= half {
-                c.insert(pos, (k, v));
+                c.insert(pos, v);
             } else {
-                upper.insert(pos - half, (k, v));
+                upper.insert(pos - half, v);
             }
             self.chunks.insert(ci + 1, upper);
         }
     }
 
     /// Position of the first entry not before `lo`, normalised forward.
-    fn lower(&self, lo: Bound<&K>) -> Pos {
+    fn lower(&self, lo: Bound<&K>, keys: &impl Keys<K>) -> Pos {
         let (ci, off) = match lo {
             Bound::Unbounded => (0, 0),
             Bound::Included(k) => {
-                let ci = self.chunk_for(k);
+                let ci = self.chunk_for(k, keys);
                 (
                     ci,
                     self.chunk(ci)
-                        .map_or(0, |c| c.partition_point(|(x, _)| x < k)),
+                        .map_or(0, |c| c.partition_point(|&x| keys.key(x) < *k)),
                 )
             }
             Bound::Excluded(k) => {
-                let ci = self.chunk_for(k);
+                let ci = self.chunk_for(k, keys);
                 (
                     ci,
                     self.chunk(ci)
-                        .map_or(0, |c| c.partition_point(|(x, _)| x <= k)),
+                        .map_or(0, |c| c.partition_point(|&x| keys.key(x) <= *k)),
                 )
             }
         };
@@ -183,23 +209,23 @@ impl<K: Ord + Copy> ChunkIndex<K> {
     }
 
     /// Position just past the last entry before `hi`, normalised backward.
-    fn upper(&self, hi: Bound<&K>) -> Pos {
+    fn upper(&self, hi: Bound<&K>, keys: &impl Keys<K>) -> Pos {
         let (ci, off) = match hi {
             Bound::Unbounded => (self.chunks.len(), self.tail.len()),
             Bound::Included(k) => {
-                let ci = self.chunk_for(k);
+                let ci = self.chunk_for(k, keys);
                 (
                     ci,
                     self.chunk(ci)
-                        .map_or(0, |c| c.partition_point(|(x, _)| x <= k)),
+                        .map_or(0, |c| c.partition_point(|&x| keys.key(x) <= *k)),
                 )
             }
             Bound::Excluded(k) => {
-                let ci = self.chunk_for(k);
+                let ci = self.chunk_for(k, keys);
                 (
                     ci,
                     self.chunk(ci)
-                        .map_or(0, |c| c.partition_point(|(x, _)| x < k)),
+                        .map_or(0, |c| c.partition_point(|&x| keys.key(x) < *k)),
                 )
             }
         };
@@ -222,14 +248,50 @@ impl<K: Ord + Copy> ChunkIndex<K> {
         p
     }
 
-    /// The entries with `lo ≤ key < hi` (per the bounds), in key order, from either end.
-    pub fn range(&self, lo: Bound<&K>, hi: Bound<&K>) -> Range<'_, K> {
+    /// The entries with `lo ≤ key < hi` (per the bounds), in key order, from either end, each
+    /// as `(key, value)`.
+    pub fn range<'a, S: Keys<K>>(
+        &'a self,
+        lo: Bound<&K>,
+        hi: Bound<&K>,
+        keys: &'a S,
+    ) -> Range<'a, K, S> {
         Range {
             idx: self,
-            front: self.lower(lo),
-            back: self.upper(hi),
+            keys,
+            front: self.lower(lo, keys),
+            back: self.upper(hi, keys),
         }
     }
+}
+
+/// `binary_search` of `k` in a sorted chunk, probing from its end: the entries 1, 2, 4, 8 …
+/// from the end until one is not after `k`, then a binary search between the last two probes.
+/// An insertion point `d` entries from the end costs about 2·log2(d) key lookups, all of them
+/// recent entries.
+fn gallop_back<K: Ord + Copy>(c: &[u64], k: &K, keys: &impl Keys<K>) -> Result<usize, usize> {
+    let mut hi = c.len(); // every entry from `hi` on is after `k`
+    let mut step = 1;
+    while hi > 0 {
+        let i = hi.saturating_sub(step);
+        let Some(&v) = c.get(i) else { break };
+        match keys.key(v).cmp(k) {
+            std::cmp::Ordering::Equal => return Ok(i),
+            std::cmp::Ordering::Less => {
+                let lo = i + 1;
+                let window = c.get(lo..hi).unwrap_or(&[]);
+                return match window.binary_search_by(|&x| keys.key(x).cmp(k)) {
+                    Ok(j) => Ok(lo + j),
+                    Err(j) => Err(lo + j),
+                };
+            }
+            std::cmp::Ordering::Greater => {
+                hi = i;
+                step *= 2;
+            }
+        }
+    }
+    Err(0)
 }
 
 /// Makes room for one more entry in a chunk of fewer than [`CHUNK`]: grows it by half (a
@@ -250,41 +312,42 @@ struct Pos {
 
 /// A range of a [`ChunkIndex`]: `front` is the next entry forward (inclusive), `back` the
 /// end (exclusive).
-pub struct Range<'a, K> {
+pub struct Range<'a, K, S> {
     idx: &'a ChunkIndex<K>,
+    keys: &'a S,
     front: Pos,
     back: Pos,
 }
 
-impl<K> Range<'_, K> {
+impl<K, S> Range<'_, K, S> {
     fn is_empty(&self) -> bool {
         (self.front.chunk, self.front.off) >= (self.back.chunk, self.back.off)
     }
 }
 
-impl<'a, K: Ord + Copy> Iterator for Range<'a, K> {
-    type Item = (&'a K, &'a u64);
+impl<K: Ord + Copy, S: Keys<K>> Iterator for Range<'_, K, S> {
+    type Item = (K, u64);
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.is_empty() {
             return None;
         }
-        let (k, v) = self.idx.chunk(self.front.chunk)?.get(self.front.off)?;
+        let v = *self.idx.chunk(self.front.chunk)?.get(self.front.off)?;
         self.front.off += 1;
         self.front = self.idx.forward(self.front);
-        Some((k, v))
+        Some((self.keys.key(v), v))
     }
 }
 
-impl<K: Ord + Copy> DoubleEndedIterator for Range<'_, K> {
+impl<K: Ord + Copy, S: Keys<K>> DoubleEndedIterator for Range<'_, K, S> {
     fn next_back(&mut self) -> Option<Self::Item> {
         if self.is_empty() {
             return None;
         }
         self.back.off = self.back.off.checked_sub(1)?;
-        let (k, v) = self.idx.chunk(self.back.chunk)?.get(self.back.off)?;
+        let v = *self.idx.chunk(self.back.chunk)?.get(self.back.off)?;
         self.back = self.idx.backward(self.back);
-        Some((k, v))
+        Some((self.keys.key(v), v))
     }
 }
 
@@ -294,14 +357,26 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    /// Keys of the tests' entries: value `i` has key `table[i]`.
+    struct Table<'a>(&'a [u32]);
+
+    impl Keys<u32> for Table<'_> {
+        fn key(&self, v: u64) -> u32 {
+            self.0[v as usize]
+        }
+    }
+
     /// The layout's invariants: chunks non-empty (but an empty index's tail) and in key order,
     /// `last` the greatest key, `len` the entries, and capacity within a small factor of use.
-    fn check_layout(ci: &ChunkIndex<u32>) {
-        let all: Vec<&[(u32, u64)]> = (0..ci.chunk_count()).filter_map(|i| ci.chunk(i)).collect();
+    fn check_layout(ci: &ChunkIndex<u32>, table: &Table) {
+        let all: Vec<&[u64]> = (0..ci.chunk_count()).filter_map(|i| ci.chunk(i)).collect();
         assert_eq!(all.len(), ci.chunk_count());
         assert!(ci.chunks.iter().all(|c| !c.is_empty()));
         assert!(!ci.tail.is_empty() || ci.len == 0);
-        let keys: Vec<u32> = all.iter().flat_map(|c| c.iter().map(|e| e.0)).collect();
+        let keys: Vec<u32> = all
+            .iter()
+            .flat_map(|c| c.iter().map(|&v| table.key(v)))
+            .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "chunks out of order");
         assert_eq!(keys.len(), ci.len);
         assert_eq!(ci.last, keys.last().copied());
@@ -316,16 +391,19 @@ mod tests {
     }
 
     fn check(keys: &[u32], probes: &[(u32, u32, u8)]) {
+        let table = Table(keys);
         let mut ci = ChunkIndex::default();
         let mut bt = BTreeMap::new();
         for (i, k) in keys.iter().enumerate() {
-            ci.insert(*k, i as u64);
+            ci.insert(*k, i as u64, &table);
             bt.entry(*k).or_insert(i as u64);
         }
-        check_layout(&ci);
+        check_layout(&ci, &table);
         assert_eq!(ci.len(), bt.len());
-        let all: Vec<_> = ci.range(Bound::Unbounded, Bound::Unbounded).collect();
-        assert_eq!(all, bt.iter().collect::<Vec<_>>());
+        let all: Vec<_> = ci
+            .range(Bound::Unbounded, Bound::Unbounded, &table)
+            .collect();
+        assert_eq!(all, bt.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
         for &(a, b, kind) in probes {
             let lo = match kind % 3 {
                 0 => Bound::Included(&a),
@@ -344,10 +422,12 @@ mod tests {
                 (Bound::Included(x), Bound::Excluded(y))
                 | (Bound::Excluded(x), Bound::Included(y)) => x < y,
             };
-            let got: Vec<_> = ci.range(lo, hi).collect();
-            let got_rev: Vec<_> = ci.range(lo, hi).rev().collect();
+            let got: Vec<_> = ci.range(lo, hi, &table).collect();
+            let got_rev: Vec<_> = ci.range(lo, hi, &table).rev().collect();
             let want: Vec<_> = if valid {
-                bt.range::<u32, _>((lo, hi)).collect()
+                bt.range::<u32, _>((lo, hi))
+                    .map(|(k, v)| (*k, *v))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -356,7 +436,7 @@ mod tests {
             want_rev.reverse();
             assert_eq!(got_rev, want_rev, "rev {lo:?}..{hi:?}");
             // Mixed ends meet in the middle without repeating.
-            let mut r = ci.range(lo, hi);
+            let mut r = ci.range(lo, hi, &table);
             let mut mixed = Vec::new();
             let mut tail = Vec::new();
             while let Some(x) = r.next() {
@@ -429,6 +509,21 @@ mod tests {
     }
 
     proptest! {
+        /// Probing from the end finds what a binary search finds, for keys anywhere.
+        #[test]
+        fn gallop_back_is_a_binary_search(
+            mut keys in proptest::collection::vec(0u32..5000, 0..600),
+            probes in proptest::collection::vec(0u32..5100, 1..40),
+        ) {
+            keys.sort_unstable();
+            keys.dedup();
+            let table = Table(&keys);
+            let values: Vec<u64> = (0..keys.len() as u64).collect();
+            for k in probes {
+                prop_assert_eq!(gallop_back(&values, &k, &table), keys.binary_search(&k), "key {}", k);
+            }
+        }
+
         #[test]
         fn late_batches_match_a_btreemap(
             batches in proptest::collection::vec((1u16..1500, 0u8..3), 1..12),

@@ -5,11 +5,13 @@
 //! log at start, and the apply thread feeds it each block the sync thread has just made durable. So what
 //! readers see after a restart is, by construction, what they saw before it.
 //!
-//! Per event this holds a [`Meta`] (where the entry is, its sort key and indexed fields), one
-//! entry in the tenant's time index, one in its type index, one in its actor index (and one in
-//! its session index when it has one), its id in the id map, and its tree hashes (about two per
-//! leaf). Indexes are sorted chunks ([`super::index`]) keyed by `(timestamp, event_id)`, the
-//! API's order, so a page is a range walk plus a merge across the few ranges a filter opens.
+//! Per event this holds a [`Meta`] (its sort key `(timestamp, event_id)`, where the entry is,
+//! and its indexed fields: 48 bytes), its seq in the tenant's time index, type index, actor
+//! index (and session index when it has one), 8 bytes each, a fingerprint of its id in the id
+//! map (16 bytes a slot), and its tree hashes (about two per leaf). Indexes are sorted chunks
+//! of seqs ([`super::index`]) ordered by their events' sort keys, the API's order, which they
+//! look up in the tenant's `Meta`s rather than repeat: a page is a range walk plus a merge
+//! across the few ranges a filter opens.
 //!
 //! A block is applied in two steps: its entries in order (symbols, dictionaries, checkpoints,
 //! and each event's metadata, day count and tree hashes), then its events' index entries and
@@ -34,18 +36,40 @@ pub struct SortKey {
     pub id: [u8; 16],
 }
 
-/// One index: sort key → seq.
+/// One index: seqs of a tenant, ordered by their events' sort keys (looked up in the
+/// tenant's [`Meta`]s, see [`Events`]).
 pub type Index = super::index::ChunkIndex<SortKey>;
 
-/// What memory keeps of one event.
+/// A tenant's events by seq.
+pub type Events = ChunkedVec<Meta>;
+
+/// What memory keeps of one event: its sort key (which every index of its tenant orders it
+/// by, and which holds its id), where its entry is, and its indexed fields.
 #[derive(Debug, Clone, Copy)]
 pub struct Meta {
+    pub key: SortKey,
     /// Segment number (high 24 bits) and byte offset of the entry's contents (low 40 bits).
     pub loc: u64,
     pub len: u32,
     pub event_type: u32,
     pub actor: u32,
     pub session: u32,
+}
+
+/// Before every key: what an index would see for a seq that has no event (never, as every
+/// event is in `events` before it is indexed).
+const NO_KEY: SortKey = SortKey {
+    ts: i64::MIN,
+    id: [0; 16],
+};
+
+impl super::index::Keys<SortKey> for Events {
+    #[inline]
+    fn key(&self, seq: u64) -> SortKey {
+        let m = usize::try_from(seq).ok().and_then(|i| self.get(i));
+        debug_assert!(m.is_some(), "an indexed seq has its event");
+        m.map_or(NO_KEY, |m| m.key)
+    }
 }
 
 impl Meta {
@@ -62,7 +86,7 @@ impl Meta {
 pub struct TenantMem {
     /// Dense number, in order of the tenants' first entries (what the id map stores).
     number: u32,
-    pub events: ChunkedVec<Meta>,
+    pub events: Events,
     pub by_time: Index,
     pub by_type: HashMap<u32, Index>,
     pub by_actor: HashMap<u32, Index>,
@@ -126,22 +150,58 @@ fn each_pending(
 /// Event id → (tenant number, seq): where [`Mem::locate`] finds an event, and what the commit
 /// thread checks every client id against.
 ///
-/// 256 hash maps by the id's last byte, so that growing one never rehashes millions of entries
-/// at once (a stall of the apply thread). A location is packed in one word, the tenant number
-/// in the top 24 bits and the seq in the low 40, so an entry is 24 bytes instead of 32 (less
-/// memory to fault in, to rehash and to miss in cache). A location that does not fit (tenant
-/// number 2^24 or more, seq 2^40 or more) is kept in `overflow` instead, which is looked at
-/// first and is empty in practice.
+/// The map does not hold the ids: an event's id is already in memory, in its [`Meta`]'s sort
+/// key. An entry is a 64-bit fingerprint of the id (a hash with this process's random seed, so
+/// clients cannot aim at one) and the packed location, 16 bytes where the id itself would make
+/// it 24; a fingerprint that matches is confirmed against the id at that location
+/// (`id_at`). The rare id whose fingerprint is already taken by another id goes to `overflow`,
+/// by its full id, and so does a location that does not pack (tenant number 2^24 or more, seq
+/// 2^40 or more); `overflow` is looked at first and is empty in practice.
+///
+/// 256 hash maps by a byte of the fingerprint, so that growing one never rehashes millions of
+/// entries at once (a stall of the apply thread).
 ///
 /// (Measured against open addressing with the whole entry in one cache line: a miss, the
 /// commit thread's usual lookup, then reads the big slot array instead of the map's small
 /// control bytes, and an insert must load the slot, where the map's insert only stores to it;
 /// both were slower.)
 struct IdMap {
-    shards: Vec<HashMap<[u8; 16], u64>>,
+    shards: Vec<std::collections::HashMap<u64, u64, BuildFingerprint>>,
     overflow: HashMap<[u8; 16], (u32, u64)>,
+    seed: foldhash::quality::RandomState,
+    /// Bits of the fingerprint kept: all of them, but in tests, which keep few to make
+    /// fingerprints collide.
+    mask: u64,
     /// Ids of the block being applied, inserted when it is done.
     pending: Vec<([u8; 16], u32, u64)>,
+}
+
+/// The maps' keys are fingerprints, already well-mixed hashes: they are used as they are.
+#[derive(Default, Clone, Copy)]
+struct BuildFingerprint;
+
+struct FingerprintHasher(u64);
+
+impl std::hash::BuildHasher for BuildFingerprint {
+    type Hasher = FingerprintHasher;
+    fn build_hasher(&self) -> FingerprintHasher {
+        FingerprintHasher(0)
+    }
+}
+
+impl std::hash::Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the key is a u64); fold anything else in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 const SEQ_BITS: u32 = 40;
@@ -149,46 +209,111 @@ const SEQ_BITS: u32 = 40;
 impl Default for IdMap {
     fn default() -> Self {
         IdMap {
-            shards: (0..256).map(|_| HashMap::default()).collect(),
+            shards: (0..256)
+                .map(|_| std::collections::HashMap::with_hasher(BuildFingerprint))
+                .collect(),
             overflow: HashMap::default(),
+            seed: foldhash::quality::RandomState::default(),
+            mask: u64::MAX,
             pending: Vec::new(),
         }
     }
 }
 
+fn unpack(v: u64) -> (u32, u64) {
+    ((v >> SEQ_BITS) as u32, v & ((1 << SEQ_BITS) - 1))
+}
+
 impl IdMap {
     #[inline]
-    fn get(&self, id: &[u8; 16]) -> Option<(u32, u64)> {
+    fn fingerprint(&self, id: &[u8; 16]) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.seed.hash_one(id) & self.mask
+    }
+
+    /// The shard of a fingerprint: bits 48–55, which the maps use for neither the bucket
+    /// (the low bits) nor the tag in their control bytes (the top 7 bits).
+    #[inline]
+    fn shard(fp: u64) -> usize {
+        ((fp >> 48) & 0xff) as usize
+    }
+
+    /// Where `id` is; `id_at` gives the id stored at a location.
+    #[inline]
+    fn get(
+        &self,
+        id: &[u8; 16],
+        id_at: impl Fn(u32, u64) -> Option<[u8; 16]>,
+    ) -> Option<(u32, u64)> {
         if !self.overflow.is_empty() {
             if let Some(&found) = self.overflow.get(id) {
                 return Some(found);
             }
         }
-        let v = *self.shards.get(id[15] as usize)?.get(id)?;
-        Some(((v >> SEQ_BITS) as u32, v & ((1 << SEQ_BITS) - 1)))
+        let fp = self.fingerprint(id);
+        let v = *self.shards.get(Self::shard(fp))?.get(&fp)?;
+        let (number, seq) = unpack(v);
+        (id_at(number, seq) == Some(*id)).then_some((number, seq))
     }
 
-    fn insert_pending(&mut self) {
+    fn insert_pending(&mut self, id_at: impl Fn(u32, u64) -> Option<[u8; 16]>) {
         let mut pending = std::mem::take(&mut self.pending);
         for (id, number, seq) in pending.drain(..) {
-            self.insert(&id, number, seq);
+            self.insert(&id, number, seq, &id_at);
         }
         self.pending = pending;
     }
 
-    /// Sets `id`'s location (a later insert of the same id wins, as in a map).
-    fn insert(&mut self, id: &[u8; 16], number: u32, seq: u64) {
+    /// Sets `id`'s location (a later insert of the same id wins, as in a map). `id_at` gives
+    /// the id stored at a location.
+    fn insert(
+        &mut self,
+        id: &[u8; 16],
+        number: u32,
+        seq: u64,
+        id_at: &impl Fn(u32, u64) -> Option<[u8; 16]>,
+    ) {
+        use std::collections::hash_map::Entry;
         if number >= 1 << (64 - SEQ_BITS) || seq >= 1 << SEQ_BITS {
             self.overflow.insert(*id, (number, seq));
             return;
         }
+        let packed = u64::from(number) << SEQ_BITS | seq;
+        let fp = self.fingerprint(id);
+        let Some(shard) = self.shards.get_mut(Self::shard(fp)) else {
+            return;
+        };
+        match shard.entry(fp) {
+            Entry::Vacant(e) => {
+                e.insert(packed);
+            }
+            Entry::Occupied(mut e) => {
+                let (n, s) = unpack(*e.get());
+                if id_at(n, s) == Some(*id) {
+                    e.insert(packed);
+                } else {
+                    // Another id holds this fingerprint.
+                    self.overflow.insert(*id, (number, seq));
+                    return;
+                }
+            }
+        }
         if !self.overflow.is_empty() {
             self.overflow.remove(id);
         }
-        if let Some(shard) = self.shards.get_mut(id[15] as usize) {
-            shard.insert(*id, u64::from(number) << SEQ_BITS | seq);
-        }
     }
+}
+
+/// The id of event `seq` of the tenant numbered `number`.
+fn id_at(
+    tenants: &HashMap<u32, TenantMem>,
+    tenant_syms: &[u32],
+    number: u32,
+    seq: u64,
+) -> Option<[u8; 16]> {
+    let sym = tenant_syms.get(number as usize)?;
+    let m = tenants.get(sym)?.events.get(usize::try_from(seq).ok()?)?;
+    Some(m.key.id)
 }
 
 /// [`Mem::tenant_mut`] on borrowed fields.
@@ -235,7 +360,9 @@ impl Mem {
     /// Where the event with this id is: (tenant symbol, seq).
     #[inline]
     pub fn locate(&self, id: &[u8; 16]) -> Option<(u32, u64)> {
-        let (number, seq) = self.ids.get(id)?;
+        let (number, seq) = self
+            .ids
+            .get(id, |n, s| id_at(&self.tenants, &self.tenant_syms, n, s))?;
         Some((*self.tenant_syms.get(number as usize)?, seq))
     }
 
@@ -301,7 +428,9 @@ impl Mem {
         // let their cache misses overlap, where inserts between the rest of each event's work
         // wait for each miss in turn.
         self.index_pending();
-        self.ids.insert_pending();
+        let (tenants, tenant_syms) = (&self.tenants, &self.tenant_syms);
+        self.ids
+            .insert_pending(|n, s| id_at(tenants, tenant_syms, n, s));
         applied
     }
 
@@ -309,22 +438,27 @@ impl Mem {
         let mut pending = std::mem::take(&mut self.pending);
         // One pass per index: each is a short loop whose cache misses overlap.
         let tenants = &mut self.tenants;
-        each_pending(tenants, &pending, |t, u| t.by_time.insert(u.key, u.seq));
+        each_pending(tenants, &pending, |t, u| {
+            t.by_time.insert(u.key, u.seq, &t.events)
+        });
         each_pending(tenants, &pending, |t, u| {
             t.by_type
                 .entry(u.event_type)
                 .or_default()
-                .insert(u.key, u.seq)
+                .insert(u.key, u.seq, &t.events)
         });
         each_pending(tenants, &pending, |t, u| {
-            t.by_actor.entry(u.actor).or_default().insert(u.key, u.seq)
+            t.by_actor
+                .entry(u.actor)
+                .or_default()
+                .insert(u.key, u.seq, &t.events)
         });
         each_pending(tenants, &pending, |t, u| {
             if let Some(session) = u.session {
                 t.by_session
                     .entry(session)
                     .or_default()
-                    .insert(u.key, u.seq);
+                    .insert(u.key, u.seq, &t.events);
             }
         });
         pending.clear();
@@ -424,6 +558,7 @@ impl Mem {
             id: h.event_id,
         };
         t.events.push(Meta {
+            key,
             loc: ((seg as u64) << 40) | at,
             len: len as u32,
             event_type: h.event_type,
@@ -495,28 +630,39 @@ mod tests {
     }
 
     proptest! {
-        /// The id map against a std map: re-inserts win, locations that do not pack go to the
-        /// overflow map and back, and the pending ids of a block land like direct inserts.
+        /// The id map against a std map: re-inserts win, ids whose fingerprints collide (with
+        /// all 64 bits, and with only two kept) and locations that do not pack go to the
+        /// overflow map and back, the pending ids of a block land like direct inserts, and an
+        /// id never inserted is not found even where its fingerprint is.
         #[test]
         fn id_map_matches_a_hashmap(
-            ops in proptest::collection::vec((0u8..40, any::<bool>(), any::<bool>(), 0u32..5, 0u64..1000, any::<bool>()), 0..300),
+            ops in proptest::collection::vec((0u8..40, any::<bool>(), any::<bool>(), 0u32..5, any::<bool>()), 0..300),
+            narrow in any::<bool>(),
         ) {
             let mut ours = IdMap::default();
+            if narrow {
+                ours.mask = 3;
+            }
             let mut reference = std::collections::HashMap::new();
-            for (n, big_number, big_seq, number, seq, via_pending) in ops {
+            // What the log holds: each location one id, forever.
+            let mut log = std::collections::HashMap::new();
+            for (i, (n, big_number, big_seq, number, via_pending)) in ops.into_iter().enumerate() {
                 let number = if big_number { (1 << 24) - 2 + number } else { number };
-                let seq = if big_seq { (1 << 40) - 3 + seq } else { seq };
+                let seq = if big_seq { (1 << 40) - 3 + i as u64 } else { i as u64 };
+                log.insert((number, seq), id(n));
+                let id_at = |n: u32, s: u64| log.get(&(n, s)).copied();
                 if via_pending {
                     ours.pending.push((id(n), number, seq));
                 } else {
-                    ours.insert_pending();
-                    ours.insert(&id(n), number, seq);
+                    ours.insert_pending(id_at);
+                    ours.insert(&id(n), number, seq, &id_at);
                 }
                 reference.insert(id(n), (number, seq));
             }
-            ours.insert_pending();
+            let id_at = |n: u32, s: u64| log.get(&(n, s)).copied();
+            ours.insert_pending(id_at);
             for n in 0..=u8::MAX {
-                prop_assert_eq!(ours.get(&id(n)), reference.get(&id(n)).copied(), "id {}", n);
+                prop_assert_eq!(ours.get(&id(n), id_at), reference.get(&id(n)).copied(), "id {}", n);
             }
         }
     }

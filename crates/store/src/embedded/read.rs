@@ -118,7 +118,7 @@ fn in_scope<'m>(mem: &'m Mem, tenant: Option<&str>) -> Vec<(u32, &'m TenantMem)>
     }
 }
 
-type Entries<'m> = Box<dyn Iterator<Item = (&'m SortKey, &'m u64)> + 'm>;
+type Entries<'m> = Box<dyn Iterator<Item = (SortKey, u64)> + 'm>;
 
 /// One ordered range of one index.
 struct Source<'m> {
@@ -130,7 +130,7 @@ struct Source<'m> {
 
 impl Source<'_> {
     fn advance(&mut self) {
-        self.head = self.iter.next().map(|(k, s)| (*k, *s));
+        self.head = self.iter.next();
     }
 }
 
@@ -219,7 +219,7 @@ fn open<'m>(
     hi: Bound<SortKey>,
     order: Order,
 ) -> Source<'m> {
-    let range = index.range(lo.as_ref(), hi.as_ref());
+    let range = index.range(lo.as_ref(), hi.as_ref(), &t.events);
     let iter: Entries<'m> = match order {
         Order::Asc => Box::new(range),
         Order::Desc => Box::new(range.rev()),
@@ -388,7 +388,7 @@ pub(crate) fn stats(mem: &Mem, q: &StatsQuery) -> Result<Stats, StoreError> {
             if !valid(&lo, &hi) {
                 continue;
             }
-            for (k, &seq) in t.by_time.range(lo.as_ref(), hi.as_ref()) {
+            for (k, seq) in t.by_time.range(lo.as_ref(), hi.as_ref(), &t.events) {
                 let m = meta(t, tid, seq)?;
                 add(&mut out, m.event_type, day_of(k.ts), 1)?;
             }
