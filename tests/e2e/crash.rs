@@ -74,7 +74,9 @@ fn sigkill_mid_ingest_loses_no_acknowledged_event_and_no_partial_batch() {
     let rt = rt();
     let s = Server::start(dir.path());
     let url = s.url.clone();
-    let acked: Arc<Mutex<HashMap<String, (String, u64, String)>>> = Arc::default();
+    // event id → (tenant, seq, leaf hash) of every receipt.
+    type Acked = HashMap<String, (String, u64, String)>;
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let batches_sent: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     const BATCH: u64 = 200;
     rt.block_on(async {

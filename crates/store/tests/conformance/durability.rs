@@ -199,7 +199,7 @@ async fn embedded_compressed_events_read_back_exactly_across_restarts() {
     let mk = |i: usize| {
         let mut v = ev_at(
             t,
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 "acct.plan_set"
             } else {
                 "cmp.run"
@@ -214,7 +214,7 @@ async fn embedded_compressed_events_read_back_exactly_across_restarts() {
             "status": status,
             "note": "ünïcödé \"quoted\" \\ text",
         });
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             v["source_ip"] = json!("2001:db8::1");
             v["approval_id"] = json!(format!("ap_{i}"));
         }

@@ -1016,13 +1016,13 @@ fn dict_event(tenant: &str, task: usize, round: usize, i: usize) -> Value {
         "note": "ünïcödé \"quoted\" \\ dictionary text",
         "n": task * 1000 + round * 10 + i,
     });
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         v["source_ip"] = json!(format!("10.0.{task}.{round}"));
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         v["approval_id"] = json!(format!("apr_{task}_{round}"));
     }
-    if (task + round) % 5 == 0 {
+    if (task + round).is_multiple_of(5) {
         v["impersonation_session"] = json!(format!("imp_{}", task % 3));
     }
     v
@@ -1219,13 +1219,13 @@ const TYPES: [&str; 6] = [
 fn model_event(tenant: &str, k: usize, ts: Option<i64>) -> PreparedEvent {
     prep(ev(tenant, TYPES[k % TYPES.len()], |m| {
         m.insert("actor".into(), json!(format!("user:a{}@x.example", k % 37)));
-        if k % 5 == 0 {
+        if k.is_multiple_of(5) {
             m.insert(
                 "impersonation_session".into(),
                 json!(format!("imp_{}", k % 11)),
             );
         }
-        if k % 9 != 0 {
+        if !k.is_multiple_of(9) {
             m.insert("event_id".into(), json!(uuid()));
         }
         if let Some(n) = ts {
@@ -2045,8 +2045,9 @@ async fn whole_blocks_that_do_not_decode_are_corrupt_not_cut_and_not_a_panic() {
 async fn undecodable_bodies_are_corrupt_on_read_not_a_panic() {
     let id0 = [0x11u8; 16];
     // (what, flags, dictionary bytes as stored (codec id first), body)
+    type Case<'a> = (&'a str, u8, Option<Vec<u8>>, Vec<u8>);
     let fsst_empty = vec![1u8, 0];
-    let bodies: Vec<(&str, u8, Option<Vec<u8>>, Vec<u8>)> = vec![
+    let bodies: Vec<Case> = vec![
         ("source ip longer than the body", 2, None, vec![200, b'1']),
         (
             "source ip not UTF-8",
