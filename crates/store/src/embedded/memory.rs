@@ -56,6 +56,9 @@ pub struct Meta {
     pub session: u32,
 }
 
+// The layout the module doc and ARCHITECTURE.md count on: 48 bytes per event.
+const _: () = assert!(std::mem::size_of::<Meta>() == 48);
+
 /// Before every key: what an index would see for a seq that has no event (never, as every
 /// event is in `events` before it is indexed).
 const NO_KEY: SortKey = SortKey {
