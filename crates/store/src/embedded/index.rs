@@ -86,9 +86,7 @@ impl<K: Ord + Copy> ChunkIndex<K> {
         if self.tail.first().is_some_and(|&f| keys.key(f) <= *k) {
             return self.chunks.len();
         }
-        self.chunks
-            .partition_point(|c| c.first().is_some_and(|&f| keys.key(f) <= *k))
-            .saturating_sub(1)
+        self.chunk_before_tail(k, keys)
     }
 
     /// Among the chunks before the tail, the one a key belongs in (for a key before the tail's
@@ -99,9 +97,11 @@ impl<K: Ord + Copy> ChunkIndex<K> {
             .saturating_sub(1)
     }
 
-    /// Inserts `v`, whose key is `k` (`keys.key(v) == k`); a key already present keeps its old
-    /// value (keys are unique ids).
+    /// Inserts `v`, whose key is `k` (`keys.key(v) == k`: the caller has it at hand, and an
+    /// append, nearly every insert, then compares it with `last` without a lookup); a key
+    /// already present keeps its old value (keys are unique ids).
     pub fn insert(&mut self, k: K, v: u64, keys: &impl Keys<K>) {
+        debug_assert!(keys.key(v) == k, "the key given is the value's key");
         if self.last.is_none_or(|lk| k > lk) {
             let n = self.tail.len();
             if n >= CHUNK {

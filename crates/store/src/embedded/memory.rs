@@ -66,10 +66,16 @@ const NO_KEY: SortKey = SortKey {
     id: [0; 16],
 };
 
+/// Event `seq` of a tenant's events.
+#[inline]
+pub fn meta_at(events: &Events, seq: u64) -> Option<&Meta> {
+    events.get(usize::try_from(seq).ok()?)
+}
+
 impl super::index::Keys<SortKey> for Events {
     #[inline]
     fn key(&self, seq: u64) -> SortKey {
-        let m = usize::try_from(seq).ok().and_then(|i| self.get(i));
+        let m = meta_at(self, seq);
         debug_assert!(m.is_some(), "an indexed seq has its event");
         m.map_or(NO_KEY, |m| m.key)
     }
@@ -315,7 +321,7 @@ fn id_at(
     seq: u64,
 ) -> Option<[u8; 16]> {
     let sym = tenant_syms.get(number as usize)?;
-    let m = tenants.get(sym)?.events.get(usize::try_from(seq).ok()?)?;
+    let m = meta_at(&tenants.get(sym)?.events, seq)?;
     Some(m.key.id)
 }
 

@@ -8,7 +8,7 @@
 use super::chunked::TreeHashes;
 use super::codec::{self, F_PURGED, F_TS_ASSIGNED};
 use super::compress;
-use super::memory::{day_of, Index, Mem, Meta, SortKey, TenantMem, DAY_NANOS};
+use super::memory::{day_of, meta_at, Index, Mem, Meta, SortKey, TenantMem, DAY_NANOS};
 use crate::{EventPage, EventQuery, Order, Stats, StatsQuery, StoreError};
 use std::ops::Bound;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
@@ -28,9 +28,7 @@ pub(crate) fn load(mem: &Mem, tenant: u32, seq: u64) -> Result<StoredEvent, Stor
 
 /// The metadata of event `seq` of tenant `t` (symbol `tenant`).
 fn meta(t: &TenantMem, tenant: u32, seq: u64) -> Result<&Meta, StoreError> {
-    usize::try_from(seq)
-        .ok()
-        .and_then(|i| t.events.get(i))
+    meta_at(&t.events, seq)
         .ok_or_else(|| StoreError::Corrupt(format!("no event {seq} in tenant symbol {tenant}")))
 }
 
