@@ -692,6 +692,12 @@ fn append_request(
     let mut new_idx = Vec::with_capacity(events.len());
     // Next seq per tenant as this request would leave it; kept only if the request is accepted.
     let mut next: HashMap<&str, u64> = HashMap::new();
+    mem.warm_ids(
+        events
+            .iter()
+            .filter(|pe| !pe.event.event_id_assigned)
+            .map(|pe| pe.event.event_id.as_bytes()),
+    );
     for (i, pe) in events.iter().enumerate() {
         let e = &pe.event;
         let earlier = if e.event_id_assigned {
