@@ -395,6 +395,16 @@ impl Mem {
         self.ids.warm(ids);
     }
 
+    /// [`Self::warm_ids`] for symbols: brings the symbol table's entries for `texts` into cache
+    /// ahead of [`Self::sym_id`] calls for them (a request's actors, the largest set of names).
+    pub fn warm_syms<'a>(&self, texts: impl Iterator<Item = &'a str>) {
+        let mut seen = 0u32;
+        for t in texts {
+            seen ^= self.sym_id(t).unwrap_or(0);
+        }
+        std::hint::black_box(seen);
+    }
+
     /// The log of the tenant with symbol `sym`, created (and numbered) if new.
     fn tenant_mut(&mut self, sym: u32) -> &mut TenantMem {
         tenant_entry(&mut self.tenants, &mut self.tenant_syms, sym)

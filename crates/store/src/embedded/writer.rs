@@ -698,6 +698,7 @@ fn append_request(
             .filter(|pe| !pe.event.event_id_assigned)
             .map(|pe| pe.event.event_id.as_bytes()),
     );
+    mem.warm_syms(events.iter().map(|pe| pe.event.actor.as_str()));
     for (i, pe) in events.iter().enumerate() {
         let e = &pe.event;
         let earlier = if e.event_id_assigned {
