@@ -9,7 +9,9 @@
 #      stop A; disk use of A's data dir in bytes per event;
 #   2. PostgreSQL: binary COPY of the same file into a fresh indexed table, one transaction;
 #      steps 1 and 2 alternate RUNS times (default 3); each side's figures are its median run's,
-#      and every run's rate is listed in the summary;
+#      and every run's rate is listed in the summary; before each timed load the machine is
+#      quiesced (COPY ends with an untimed CHECKPOINT, then `sync`), so neither side pays for
+#      the other's deferred disk writes;
 #   3. server B on another fresh data dir: single-event ingest (64 clients, SINGLE_EVENTS events);
 #   4. server A restarted on its data: stored-event count check, then the filtered first page
 #      (tenant t_0000 + billing.* + a few days) over HTTP, and the same query on PostgreSQL;
@@ -296,12 +298,22 @@ DIR_B="$WORK/data-single"
 TK_OK=1
 
 # ---------------------------------------------------------------------------------------------
+# quiesce: no timed step shares the disk with the previous step's leftovers. PostgreSQL's COPY
+# ends with an untimed CHECKPOINT (pg-copy); this writes back whatever else is dirty (the data
+# dir of the run before, the table dropped by the next COPY) before the clock starts.
+quiesce() {
+    local t0=$SECONDS
+    sync
+    echo "sync before the timed step: $((SECONDS - t0)) s (not timed)"
+}
+
 # Steps 1 and 2 run RUNS times, interleaved (trailkeep, PostgreSQL, trailkeep, …), so that both
 # sides sample the same stretches of this machine's speed, which drifts by ±15% over minutes.
 # Each side's figures are those of its median run (by events/s); every run is listed too.
 declare -a RUN_TK=() RUN_PG=() RUN_CPU=() RUN_RSS=() RUN_DISK=() RUN_DIR=()
 for ((run = 1; run <= RUNS; run++)); do
     section "1. trailkeep batched ingest: $N events, $BATCH a request, $BATCH_CLIENTS clients (run $run of $RUNS)"
+    quiesce
     dir="$WORK/data-batch-$run"
     mkdir -p "$dir"
     if start_server "$dir" "batch-$run"; then
@@ -324,6 +336,7 @@ for ((run = 1; run <= RUNS; run++)); do
     fi
 
     section "2. PostgreSQL binary COPY of the same $N events (run $run of $RUNS)"
+    quiesce
     run_step "pg_copy_$run" "$BENCH" pg-copy --pg "$PG_URL" --file "$DATA"
     RUN_PG[run]=$(field "pg_copy_$run" rows_per_s)
 done

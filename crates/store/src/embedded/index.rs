@@ -97,6 +97,13 @@ impl<K: Ord + Copy> ChunkIndex<K> {
             .saturating_sub(1)
     }
 
+    /// Reads what an append reads (the tail's end), for nothing but to bring it into cache
+    /// ahead of [`Self::insert`] (see `Mem::index_pending`).
+    #[inline]
+    pub fn touch(&self) -> u64 {
+        self.tail.last().copied().unwrap_or(0) ^ self.len as u64
+    }
+
     /// Inserts `v`, whose key is `k` (`keys.key(v) == k`: the caller has it at hand, and an
     /// append, nearly every insert, then compares it with `last` without a lookup); a key
     /// already present keeps its old value (keys are unique ids).
