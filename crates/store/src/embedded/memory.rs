@@ -715,6 +715,9 @@ mod tests {
             }
             let id_at = |n: u32, s: u64| log.get(&(n, s)).copied();
             ours.insert_pending(id_at);
+            // Warming (the commit thread's first pass) only reads: every answer stays the same.
+            let all: Vec<[u8; 16]> = (0..=u8::MAX).map(id).collect();
+            ours.warm(all.iter());
             for n in 0..=u8::MAX {
                 prop_assert_eq!(ours.get(&id(n), id_at), reference.get(&id(n)).copied(), "id {}", n);
             }
