@@ -468,6 +468,7 @@ impl Mem {
         // wait for each miss in turn.
         self.index_pending();
         let (tenants, tenant_syms) = (&self.tenants, &self.tenant_syms);
+        self.ids.warm(self.ids.pending.iter().map(|(id, _, _)| id));
         self.ids
             .insert_pending(|n, s| id_at(tenants, tenant_syms, n, s));
         applied
