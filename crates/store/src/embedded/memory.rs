@@ -467,20 +467,19 @@ impl Mem {
         // let their cache misses overlap, where inserts between the rest of each event's work
         // wait for each miss in turn.
         self.index_pending();
-        let (tenants, tenant_syms) = (&self.tenants, &self.tenant_syms);
         self.ids.warm(self.ids.pending.iter().map(|(id, _, _)| id));
+        let (tenants, tenant_syms) = (&self.tenants, &self.tenant_syms);
         self.ids
             .insert_pending(|n, s| id_at(tenants, tenant_syms, n, s));
         applied
     }
 
-    fn index_pending(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        // The type and actor indexes are many (15,000+ actors) and each insert reaches its own
-        // through two dependent loads (the map's entry, then the tail): a first pass that only
-        // reads them lets the misses of many events overlap before the inserts need them.
+    /// The type and actor indexes are many (15,000+ actors) and each insert reaches its own
+    /// through two dependent loads (the map's entry, then the tail): this first pass only reads
+    /// them, so that the misses of many events overlap before the inserts need them.
+    fn warm_indexes(&self, pending: &[Unindexed]) {
         let mut seen = 0u64;
-        for u in &pending {
+        for u in pending {
             if let Some(t) = self.tenants.get(&u.tenant) {
                 if let Some(ix) = t.by_actor.get(&u.actor) {
                     seen ^= ix.touch();
@@ -491,6 +490,11 @@ impl Mem {
             }
         }
         std::hint::black_box(seen);
+    }
+
+    fn index_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        self.warm_indexes(&pending);
         // One pass per index: each is a short loop whose cache misses overlap.
         let tenants = &mut self.tenants;
         each_pending(tenants, &pending, |t, u| {
