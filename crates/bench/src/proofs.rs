@@ -134,7 +134,7 @@ pub fn verify_dir(events: u64, out: &std::path::Path) -> Result<()> {
             source_ip: ev.source_ip.map(String::from),
             impersonation_session: ev.impersonation_session.map(String::from),
             approval_id: ev.approval_id.map(String::from),
-            payload: Some(ev.payload),
+            payload: Some(ev.payload.to_vec()),
             payload_salt: Some(p.salt),
             payload_commitment: None,
             leaf_hash: p.leaf_hash,

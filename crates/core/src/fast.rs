@@ -19,6 +19,7 @@ use crate::validate::{
     parse_uuid, BodyFormat,
 };
 use crate::{NewEvent, Timestamp, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_PAYLOAD_DEPTH};
+use bytes::Bytes;
 use compact_str::CompactString;
 use std::borrow::Cow;
 use uuid::Uuid;
@@ -29,6 +30,9 @@ pub(crate) fn parse_body(body: &[u8], format: BodyFormat, now: Timestamp) -> Opt
     let mut doc = Doc::default();
     // A guess (events of ~300 bytes) to spare most regrowth.
     let mut events = Vec::with_capacity((text.len() / 256).clamp(1, MAX_BATCH_EVENTS));
+    // Every payload's canonical JSON, back to back; `ends[i]` is where event i's ends.
+    let mut payloads = Vec::with_capacity(text.len() / 2);
+    let mut ends = Vec::with_capacity(events.capacity());
     match format {
         BodyFormat::Ndjson => {
             // The same lines as `split_body`: split on LF, one trailing CR dropped, lines of
@@ -42,7 +46,8 @@ pub(crate) fn parse_body(body: &[u8], format: BodyFormat, now: Timestamp) -> Opt
                     return None;
                 }
                 let mut c = Cursor::new(line);
-                let e = event(&mut doc, &mut c, events.len(), now)?;
+                let e = event(&mut doc, &mut c, events.len(), now, &mut payloads)?;
+                ends.push(payloads.len());
                 if !c.at_end() {
                     return None;
                 }
@@ -59,14 +64,18 @@ pub(crate) fn parse_body(body: &[u8], format: BodyFormat, now: Timestamp) -> Opt
                         if events.len() == MAX_BATCH_EVENTS {
                             return None;
                         }
-                        let e = event(&mut doc, &mut c, events.len(), now)?;
+                        let e = event(&mut doc, &mut c, events.len(), now, &mut payloads)?;
+                        ends.push(payloads.len());
                         events.push(e);
                         if c.next_or_close(b']')? {
                             break;
                         }
                     }
                 }
-                b'{' => events.push(event(&mut doc, &mut c, 0, now)?),
+                b'{' => {
+                    events.push(event(&mut doc, &mut c, 0, now, &mut payloads)?);
+                    ends.push(payloads.len());
+                }
                 _ => return None,
             }
             if !c.at_end() {
@@ -74,7 +83,16 @@ pub(crate) fn parse_body(body: &[u8], format: BodyFormat, now: Timestamp) -> Opt
             }
         }
     }
-    (!events.is_empty()).then_some(events)
+    if events.is_empty() {
+        return None;
+    }
+    let payloads = Bytes::from(payloads);
+    let mut start = 0;
+    for (e, &end) in events.iter_mut().zip(&ends) {
+        e.payload = payloads.slice(start..end);
+        start = end;
+    }
+    Some(events)
 }
 
 /// Where each envelope string field goes while the object is read.
@@ -94,6 +112,7 @@ fn event<'a>(
     c: &mut Cursor<'a>,
     index: usize,
     now: Timestamp,
+    payloads: &mut Vec<u8>,
 ) -> Option<NewEvent> {
     doc.clear();
     c.skip_ws();
@@ -101,7 +120,6 @@ fn event<'a>(
     c.eat(b'{')?;
     let mut fields: [Option<Cow<'a, str>>; 8] = Default::default();
     let mut payload = None;
-    let mut payload_len = 0;
     let mut seen = 0u16;
     loop {
         c.skip_ws();
@@ -125,13 +143,11 @@ fn event<'a>(
         }
         seen |= 1 << slot;
         if slot == PAYLOAD {
-            let from = c.pos;
             let id = doc.value(c, 1, MAX_PAYLOAD_DEPTH)?;
             if !matches!(doc.node(id), Node::Obj(..)) {
                 return None;
             }
             payload = Some(id);
-            payload_len = c.pos - from;
         } else {
             match c.peek()? {
                 b'"' => fields[slot] = Some(c.string()?),
@@ -185,15 +201,15 @@ fn event<'a>(
     if !issues.is_empty() {
         return None;
     }
-    let mut canonical = Vec::with_capacity(payload_len);
-    doc.write_canonical(payload, &mut canonical);
+    // Into the request's payload buffer; the caller slices it out once the body is read.
+    doc.write_canonical(payload, payloads);
     Some(NewEvent {
         event_id_assigned: event_id.is_none(),
         event_id: event_id.unwrap_or_else(Uuid::now_v7),
         event_type: CompactString::from(&*event_type),
         actor: CompactString::from(&*actor),
         tenant_id: CompactString::from(&*tenant_id),
-        payload: canonical,
+        payload: Bytes::new(),
         timestamp_assigned: timestamp.is_none(),
         timestamp: timestamp.unwrap_or_else(|| assigned_timestamp(now)),
         source_ip,

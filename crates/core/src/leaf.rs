@@ -194,7 +194,8 @@ pub(crate) fn needs_escape(b: u8) -> bool {
 }
 
 /// Index of the first byte of `bytes` that [`needs_escape`], or `bytes.len()`. Scans eight bytes
-/// at a time.
+/// at a time, and takes the position within the word from the lowest flag: each test's flags
+/// can be wrong only above a byte it rightly flags (a borrow runs upwards), never below it.
 #[inline]
 pub(crate) fn escape_free_prefix(bytes: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
@@ -210,8 +211,9 @@ pub(crate) fn escape_free_prefix(bytes: &[u8]) -> usize {
         let bs = v ^ (LO * u64::from(b'\\'));
         let zq = q.wrapping_sub(LO) & !q;
         let zb = bs.wrapping_sub(LO) & !bs;
-        if (lt | zq | zb) & HI != 0 {
-            break;
+        let flags = (lt | zq | zb) & HI;
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -344,6 +346,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The word-at-a-time scan finds exactly the first byte that needs an escape.
+        #[test]
+        fn escape_free_prefix_is_the_first_byte_to_escape(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY,
+                    proptest::sample::select(vec![b'"', b'\\', 0x1f, 0x20, 0x21, 0x00, 0x7f, 0x80, 0xa0, 0xdf, 0xe0, 0xff]),
+                ],
+                0..40,
+            ),
+        ) {
+            let want = bytes.iter().position(|&b| needs_escape(b)).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(escape_free_prefix(&bytes), want);
+        }
+
         /// Leaf data is what a general RFC 8785 canonicaliser writes for the same object, for
         /// any field texts and any set of optional fields; the streamed hash is the hash of it.
         #[test]

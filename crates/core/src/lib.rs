@@ -29,7 +29,7 @@ pub mod timestamp;
 pub mod validate;
 
 pub use catalogue::{risk_of, Risk};
-pub use event::{CompactString, NewEvent, StoredEvent};
+pub use event::{Bytes, CompactString, NewEvent, StoredEvent};
 pub use issue::Issue;
 pub use timestamp::Timestamp;
 pub use uuid::Uuid;

@@ -346,7 +346,7 @@ pub fn validate_object(
         event_type: event_type.into(),
         actor: actor.into(),
         tenant_id: tenant_id.into(),
-        payload: canonical,
+        payload: canonical.into(),
         timestamp_assigned: timestamp.is_none(),
         timestamp: timestamp.unwrap_or_else(|| assigned_timestamp(now)),
         source_ip,
@@ -856,7 +856,7 @@ mod tests {
         assert!(!e.timestamp_assigned);
         assert_eq!(e.source_ip.as_deref(), Some("2001:db8::1"));
         assert_eq!(
-            String::from_utf8(e.payload).unwrap(),
+            String::from_utf8(e.payload.to_vec()).unwrap(),
             r#"{"a":"é","b":[1,{"c":1,"d":0}]}"#
         );
         assert_eq!(e.impersonation_session.as_deref(), Some("imp_1"));

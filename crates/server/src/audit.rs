@@ -66,7 +66,7 @@ pub async fn log_auditor_reads(
         event_type: "audit.read".into(),
         actor: format!("auditor:{}", rec.id).into(),
         tenant_id: tenant.into(),
-        payload: canonical,
+        payload: canonical.into(),
         timestamp: Timestamp::from_nanos(now.nanos - now.nanos.rem_euclid(1_000_000), 3),
         timestamp_assigned: true,
         source_ip: None,

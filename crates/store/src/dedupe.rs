@@ -12,7 +12,8 @@
 //! serial commit path).
 
 use crate::{Receipt, StoreError};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
+use std::collections::hash_map::Entry;
 use trailkeep_core::{NewEvent, StoredEvent, Uuid};
 
 /// How each event of one request relates to the events before it in that request.
@@ -48,18 +49,21 @@ impl RequestIds {
         let events: Vec<&NewEvent> = events.collect();
         let mut repeats = vec![Repeat::First; events.len()];
         if events.len() > 1 {
+            // foldhash, not SipHash: every id is hashed on the request's thread,
+            // and a request holds at most 10,000 of them, so flooding one map buys little.
             let mut first_of: HashMap<Uuid, u32> = HashMap::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
-                match first_of.get(&e.event_id) {
-                    Some(&j) => {
+                match first_of.entry(e.event_id) {
+                    Entry::Occupied(o) => {
+                        let j = *o.get();
                         repeats[i] = if events[j as usize].same_content_as_new(e) {
                             Repeat::SameAs(j)
                         } else {
                             Repeat::Conflict
                         };
                     }
-                    None => {
-                        first_of.insert(e.event_id, i as u32);
+                    Entry::Vacant(v) => {
+                        v.insert(i as u32);
                     }
                 }
             }

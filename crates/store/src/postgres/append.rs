@@ -398,7 +398,7 @@ async fn attempt_once(
         c_ip.push(e.source_ip.as_deref());
         c_session.push(e.impersonation_session.as_deref());
         c_approval.push(e.approval_id.as_deref());
-        c_payload.push(e.payload.as_slice());
+        c_payload.push(&e.payload[..]);
         c_salt.push(p.salt.as_slice());
         c_leaf.push(p.leaf_hash.as_slice());
     }
