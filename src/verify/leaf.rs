@@ -270,7 +270,7 @@ mod tests {
             source_ip: e.source_ip.map(String::from),
             impersonation_session: e.impersonation_session.map(String::from),
             approval_id: e.approval_id.map(String::from),
-            payload: Some(e.payload),
+            payload: Some(e.payload.to_vec()),
             payload_salt: Some(p.salt),
             payload_commitment: None,
             leaf_hash: p.leaf_hash,
