@@ -279,8 +279,11 @@ impl IdMap {
         std::hint::black_box(seen);
     }
 
+    /// Inserts the ids of the block being applied, after one reading pass over their entries
+    /// (see [`Self::warm`]), so that the inserts find them in cache.
     fn insert_pending(&mut self, id_at: impl Fn(u32, u64) -> Option<[u8; 16]>) {
         let mut pending = std::mem::take(&mut self.pending);
+        self.warm(pending.iter().map(|(id, _, _)| id));
         for (id, number, seq) in pending.drain(..) {
             self.insert(&id, number, seq, &id_at);
         }
@@ -467,7 +470,6 @@ impl Mem {
         // let their cache misses overlap, where inserts between the rest of each event's work
         // wait for each miss in turn.
         self.index_pending();
-        self.ids.warm(self.ids.pending.iter().map(|(id, _, _)| id));
         let (tenants, tenant_syms) = (&self.tenants, &self.tenant_syms);
         self.ids
             .insert_pending(|n, s| id_at(tenants, tenant_syms, n, s));
