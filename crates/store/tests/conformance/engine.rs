@@ -2626,7 +2626,11 @@ async fn walks_concurrent_with_writers_never_repeat_or_skip_older_events() {
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
             let mut k = 100_000 + w * 100_000;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // At most 500 batches each: a walk ends only once it overtakes the writers (their
+            // events land all over the walked range), so unbounded writers on a starved
+            // machine (a build running beside the tests) could keep it going forever.
+            let last = k + 500 * 20;
+            while k < last && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let batch: Vec<PreparedEvent> = (k..k + 20)
                     .map(|k| model_event(t, k as usize, Some(at(k) + 1)))
                     .collect();
