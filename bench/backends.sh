@@ -12,8 +12,8 @@ CACHE=${BENCH_CACHE_DIR:-/tmp/trailkeep-bench-cache}
 mkdir -p "$CACHE"
 FILE=$CACHE/events-$N-seed1.ndjson
 SFILE=$CACHE/events-$SINGLE-seed7.ndjson
-[ -s "$FILE" ] || python3 ../shared/tools/gen_events.py "$N" --seed 1 > "$FILE"
-[ -s "$SFILE" ] || python3 ../shared/tools/gen_events.py "$SINGLE" --seed 7 > "$SFILE"
+[ -s "$FILE" ] || python3 "$ROOT/scripts/gen_events.py" "$N" --seed 1 > "$FILE"
+[ -s "$SFILE" ] || python3 "$ROOT/scripts/gen_events.py" "$SINGLE" --seed 7 > "$SFILE"
 pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
 cargo build --release -q -p trailkeep -p trailkeep-bench
 T=${CARGO_TARGET_DIR:-$ROOT/target}/release

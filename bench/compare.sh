@@ -28,7 +28,6 @@
 #   SKIP_BUILD=1           use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_CACHE_DIR        generated data and saved summaries (default: ${TMPDIR:-/tmp}/trailkeep-bench-cache)
 #   KEEP_DATA=1            keep the temporary data dirs and logs (path printed at exit)
-#   TRAILKEEP_SHARED       the shared/ folder holding tools/gen_events.py (default: beside the repo)
 #
 # Exit status: 0 if every step ran and every request was answered correctly (goals missed or
 # met alike), 1 otherwise.
@@ -62,11 +61,8 @@ CMDLINE="bench/compare.sh $*"
 STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 
-GEN=""
-for d in "${TRAILKEEP_SHARED:-}" "$ROOT/../shared" /work/shared; do
-    if [[ -n $d && -f $d/tools/gen_events.py ]]; then GEN=$d/tools/gen_events.py; break; fi
-done
-[[ -n $GEN ]] || die "shared/tools/gen_events.py not found (set TRAILKEEP_SHARED to the shared/ folder)"
+GEN=$ROOT/scripts/gen_events.py
+[[ -f $GEN ]] || die "$GEN not found (it is part of the repository)"
 for tool in python3 du awk; do
     command -v "$tool" >/dev/null || die "'$tool' is needed and not on PATH"
 done

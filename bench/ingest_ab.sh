@@ -4,7 +4,7 @@
 #
 # usage: bench/ingest_ab.sh BIN_DIR FILE [N]
 #   BIN_DIR  holds `trailkeep` and `trailkeep-bench` (e.g. target/release, or a copy of an older build)
-#   FILE     NDJSON events (e.g. from shared/tools/gen_events.py); N = events to send (default: all)
+#   FILE     NDJSON events (e.g. from scripts/gen_events.py); N = events to send (default: all)
 # Environment: CLIENTS=4 (connections, 1000 events a request), PERF=1 (perf record -g of the
 # server into ./perf.data).
 #

@@ -13,8 +13,8 @@ CACHE=${BENCH_CACHE_DIR:-/tmp/trailkeep-bench-cache}
 mkdir -p "$CACHE"
 BATCH_FILE=$CACHE/events-200000-seed1.ndjson
 SINGLE_FILE=$CACHE/events-40000-seed7.ndjson
-[ -s "$BATCH_FILE" ] || python3 ../shared/tools/gen_events.py 200000 --seed 1 > "$BATCH_FILE"
-[ -s "$SINGLE_FILE" ] || python3 ../shared/tools/gen_events.py 40000 --seed 7 > "$SINGLE_FILE"
+[ -s "$BATCH_FILE" ] || python3 "$ROOT/scripts/gen_events.py" 200000 --seed 1 > "$BATCH_FILE"
+[ -s "$SINGLE_FILE" ] || python3 "$ROOT/scripts/gen_events.py" 40000 --seed 7 > "$SINGLE_FILE"
 
 WORK=$(mktemp -d)
 cleanup() {

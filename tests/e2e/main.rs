@@ -6,5 +6,7 @@
 mod cli;
 mod crash;
 mod postgres;
+mod quickstart;
+mod standalone;
 mod support;
 mod verify;

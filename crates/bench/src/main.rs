@@ -59,7 +59,7 @@ enum Cmd {
         url: String,
         #[arg(long, env = "TRAILKEEP_KEY")]
         key: String,
-        /// NDJSON events (e.g. from shared/tools/gen_events.py).
+        /// NDJSON events (e.g. from scripts/gen_events.py).
         #[arg(long)]
         file: String,
         #[arg(long, default_value_t = 4)]
@@ -153,7 +153,7 @@ enum Cmd {
     /// --batch events through the handler's own pipeline (framing, validation, canonical JSON,
     /// salt, leaf hash), then the receipts response written for them.
     Prepare {
-        /// NDJSON events (e.g. from shared/tools/gen_events.py).
+        /// NDJSON events (e.g. from scripts/gen_events.py).
         file: String,
         /// Use only the first N events of the file (0 = all).
         #[arg(long, default_value_t = 0)]

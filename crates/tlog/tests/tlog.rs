@@ -1,8 +1,8 @@
 //! Integration tests for trailkeep-tlog (the crate's only test binary).
 //!
 //! * `vectors_*`: every JSON vector of transparency-dev/merkle in
-//!   `shared/testdata/rfc6962` (the directory must exist: missing vectors fail
-//!   the run, they are never skipped silently).
+//!   `tests/testdata/rfc6962` (vendored with their Apache-2.0 licence; missing
+//!   vectors fail the run, they are never skipped silently).
 //! * `prop_*`: property tests against `ct-merkle`, an independent RFC 6962
 //!   implementation, and against a deliberately naive recursive MTH.
 //! * `note_*`, `checkpoint_*`, `tlog_proof_*`: the C2SP text formats, including
@@ -41,23 +41,17 @@ use trailkeep_tlog::TlogError;
 // Test vectors from transparency-dev/merkle
 // =====================================================================================
 
-/// The shared test vectors: `$TRAILKEEP_SHARED/testdata/rfc6962`, else `shared/` beside the
-/// checkout, else `/work/shared`. Missing vectors fail the tests; they are never skipped.
+/// The RFC 6962 test vectors of transparency-dev/merkle (Apache-2.0), vendored in
+/// `tests/testdata/rfc6962` with their licence. Missing vectors fail the tests; they are never
+/// skipped.
 fn vectors_root() -> PathBuf {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    let candidates: Vec<PathBuf> = std::env::var_os("TRAILKEEP_SHARED")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([beside, PathBuf::from("/work/shared")])
-        .map(|d| d.join("testdata/rfc6962"))
-        .collect();
-    match candidates.iter().find(|d| d.is_dir()) {
-        Some(d) => d.clone(),
-        None => panic!(
-            "RFC 6962 test vectors not found in any of {candidates:?}: set TRAILKEEP_SHARED to \
-             the shared/ folder; these tests must not be skipped"
-        ),
-    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/rfc6962");
+    assert!(
+        dir.is_dir(),
+        "RFC 6962 test vectors missing at {}: they are part of the repository",
+        dir.display()
+    );
+    dir
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {

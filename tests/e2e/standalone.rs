@@ -1,0 +1,82 @@
+//! The repository stands alone: `scripts/check-standalone.sh` (run by `.ci/run`) refuses a tree
+//! that points outside itself, and test servers never inherit a developer's `TRAILKEEP_*`
+//! variables.
+
+use std::path::Path;
+use std::process::Command;
+
+const CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-standalone.sh");
+
+/// A git repository in a temp dir holding `files` (path, content), all added.
+fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("git")
+            .status
+            .success();
+        assert!(ok, "git {args:?} failed");
+    };
+    git(&["init", "-q"]);
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+    git(&["add", "-A"]);
+    dir
+}
+
+fn check(dir: &Path) -> (bool, String) {
+    let out = Command::new("bash")
+        .arg(CHECK)
+        .arg(dir)
+        .output()
+        .expect("run check-standalone.sh");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn this_repository_stands_alone() {
+    let (ok, err) = check(Path::new(env!("CARGO_MANIFEST_DIR")));
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn a_clean_tree_passes_the_check() {
+    let dir = repo(&[
+        ("README.md", "See [the docs](docs/api.md) and <https://example.com>.\n"),
+        ("docs/api.md", "# API\nBack to [the README](../README.md#top).\n"),
+        ("src/main.rs", "fn main() { let _ = \"/tmp/x\"; }\n"),
+    ]);
+    let (ok, err) = check(dir.path());
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn references_outside_the_repository_are_refused() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("scripts/gen.sh", "python3 ../shared/tools/gen.py\n", "../shared"),
+        ("src/lib.rs", "// see SPEC.md\n", "SPEC.md"),
+        ("tests/t.rs", "let p = \"/work/shared/testdata\";\n", "/work/"),
+        ("bench/x.sh", "cd /home/dev/trailkeep\n", "/home/"),
+        ("README.md", "Read [the spec](../SPEC.md).\n", "SPEC.md"),
+        ("docs/a.md", "See [b](b.md).\n", "missing file"),
+        ("docs/c.md", "See [c](../../outside.md).\n", "leaves the repository"),
+    ];
+    for (path, content, what) in cases {
+        let dir = repo(&[("README.md", "# ok\n"), (path, content)]);
+        let (ok, err) = check(dir.path());
+        assert!(!ok, "{path} with {content:?} passed the check");
+        assert!(
+            err.contains(path) && err.contains(what),
+            "the refusal names {path} and {what}: {err}"
+        );
+    }
+}
