@@ -98,6 +98,31 @@ impl std::fmt::Display for Refused {
 }
 impl std::error::Error for Refused {}
 
+/// The server could not be reached for [`REACH_FOR`].
+#[derive(Debug)]
+pub struct Unreachable {
+    pub base: String,
+    /// The last transport error's innermost cause.
+    pub why: String,
+    pub attempts: u32,
+    pub secs: f64,
+    /// Some attempt failed after the connection was made: the server may have received (and
+    /// acted on) the request.
+    pub maybe_delivered: bool,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot reach the server at {} ({}); gave up after {} attempts in {:.0} s. Is \
+             `trailkeep serve` running there? Check --url (or TRAILKEEP_URL)",
+            self.base, self.why, self.attempts, self.secs
+        )
+    }
+}
+impl std::error::Error for Unreachable {}
+
 /// The innermost cause of a transport error (e.g. "Connection refused (os error 111)").
 fn root_cause(e: &reqwest::Error) -> String {
     let mut cur: &dyn std::error::Error = e;
@@ -145,6 +170,7 @@ impl Client {
         let mut unreachable_since: Option<Instant> = None;
         let mut reach_delay = Duration::from_millis(250);
         let mut reach_attempts = 0u32;
+        let mut maybe_delivered = false;
         loop {
             let mut req = self
                 .http
@@ -214,15 +240,15 @@ impl Client {
                             );
                         }
                     }
+                    maybe_delivered |= !e.is_connect();
                     if !self.persistent && since.elapsed() + reach_delay > REACH_FOR {
-                        return Err(anyhow!(
-                            "cannot reach the server at {} ({why}); gave up after {} attempts in \
-                             {:.0} s. Is `trailkeep serve` running there? Check --url (or \
-                             TRAILKEEP_URL)",
-                            self.base,
-                            reach_attempts,
-                            since.elapsed().as_secs_f64()
-                        ));
+                        bail!(Unreachable {
+                            base: self.base.clone(),
+                            why,
+                            attempts: reach_attempts,
+                            secs: since.elapsed().as_secs_f64(),
+                            maybe_delivered,
+                        });
                     }
                     let d = reach_delay;
                     reach_delay = (reach_delay * 2).min(REACH_EVERY);

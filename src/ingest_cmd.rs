@@ -6,7 +6,7 @@
 //! At the first refused batch or unreachable server, no new batch is sent, the batches in flight
 //! are awaited, and the command says which file lines were stored and which were not.
 
-use crate::client::{detail_text, Client, Refused};
+use crate::client::{detail_text, Client, Refused, Unreachable};
 use crate::ServerArgs;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
@@ -482,6 +482,16 @@ fn headline(e: &anyhow::Error) -> String {
 /// A refused batch's reason for the summary, and its problems as `line N: path: message`
 /// (the server's `index` within the batch mapped to the file line).
 fn explain(e: &anyhow::Error, lines: &[usize]) -> (String, Vec<String>) {
+    if let Some(u) = e.downcast_ref::<Unreachable>() {
+        let mut why = format!("cannot reach the server at {} ({})", u.base, u.why);
+        if u.maybe_delivered {
+            why.push_str(
+                "; the connection failed after the request was sent, so the server may have \
+                 stored them: a re-run tells, and stores nothing twice",
+            );
+        }
+        return (why, Vec::new());
+    }
     let Some(r) = e.downcast_ref::<Refused>() else {
         return (format!("{e:#}"), Vec::new());
     };
@@ -690,7 +700,7 @@ mod tests {
 
     #[test]
     fn rates_are_whole_numbers() {
-        assert_eq!(thousands(175_343.6848), "175,344");
+        assert_eq!(thousands(175_343.684_8), "175,344");
         assert_eq!(thousands(999.4), "999");
         assert_eq!(thousands(1000.0), "1,000");
         assert_eq!(thousands(1_234_567.0), "1,234,567");

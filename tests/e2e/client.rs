@@ -54,7 +54,7 @@ fn idless(tenant: &str, n: usize) -> Value {
         "tenant_id": tenant,
         "payload": {"n": n, "f": 1.50},
     });
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         e["timestamp"] = "2026-01-02T03:04:05.678Z".into();
     }
     e
