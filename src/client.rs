@@ -264,3 +264,29 @@ impl Client {
         serde_json::from_slice(&b).context("the server's answer is not JSON")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_read_as_message_and_details() {
+        let r = Refused {
+            status: 422,
+            body: r#"{"error":{"code":"validation_failed","message":"2 problem(s) found","details":[{"index":0,"path":"actor","message":"expected a string"},{"index":1,"path":"","message":"not an object"}]}}"#.into(),
+        };
+        assert_eq!(
+            r.to_string(),
+            "2 problem(s) found (HTTP 422 validation_failed)\n  actor: expected a string\n  not an object"
+        );
+        let r = Refused {
+            status: 502,
+            body: "<html>bad gateway</html>".into(),
+        };
+        assert_eq!(
+            r.to_string(),
+            "server answered 502: <html>bad gateway</html>"
+        );
+        assert!(r.details().is_empty());
+    }
+}

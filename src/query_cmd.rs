@@ -111,6 +111,7 @@ pub struct QueryArgs {
 pub struct TailArgs {
     #[command(flatten)]
     server: ServerArgs,
+    /// The tenant whose log to follow.
     #[arg(long)]
     tenant: String,
     /// Print the whole log first instead of only new events.
