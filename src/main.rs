@@ -41,8 +41,9 @@ pub struct ServerArgs {
     /// Base URL of the trailkeep server.
     #[arg(long, env = "TRAILKEEP_URL", default_value = "http://127.0.0.1:7438")]
     pub url: String,
-    /// API key (Bearer).
-    #[arg(long, env = "TRAILKEEP_KEY")]
+    /// API key (Bearer). Prefer setting TRAILKEEP_KEY: a --key value is visible to every user
+    /// of the machine (e.g. in `ps`) and lands in shell history.
+    #[arg(long, env = "TRAILKEEP_KEY", hide_env_values = true)]
     pub key: Option<String>,
 }
 
@@ -64,8 +65,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: keys_cmd::KeyCmd,
     },
-    /// Send events from an NDJSON file.
+    /// Send events from an NDJSON file (or `-` for standard input); safe to re-run.
+    #[command(after_long_help = ingest_cmd::HELP)]
     Ingest {
+        /// The NDJSON file, one event per line; `-` reads standard input.
+        #[arg(value_name = "FILE")]
         file: PathBuf,
         #[command(flatten)]
         server: ServerArgs,
@@ -73,7 +77,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         batch: usize,
     },
-    /// List events matching filters (NDJSON on stdout).
+    /// List events matching filters (NDJSON on stdout), or one tenant's whole log in seq order
+    /// (--log-order), optionally as a directory for `verify DIR` (--out-dir).
     Query(query_cmd::QueryArgs),
     /// Follow a tenant's log as events arrive (NDJSON on stdout).
     Tail(query_cmd::TailArgs),

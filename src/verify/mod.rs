@@ -86,7 +86,8 @@ pub struct VerifyArgs {
     /// Audit the live server at this base URL.
     #[arg(long, conflicts_with = "path")]
     pub url: Option<String>,
-    /// API key (admin, reader or auditor) for --url.
+    /// API key (admin, reader or auditor) for --url. Prefer setting TRAILKEEP_KEY: a --key value
+    /// is visible to every user of the machine (e.g. in `ps`) and lands in shell history.
     #[arg(long, env = "TRAILKEEP_KEY", hide_env_values = true)]
     pub key: Option<String>,
     /// Only this tenant (repeatable; default: every tenant the key can see).
