@@ -5,6 +5,7 @@
 
 mod cli;
 mod crash;
+mod docs;
 mod postgres;
 mod support;
 mod verify;
