@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod crash;
+mod docs;
 mod postgres;
 mod quickstart;
 mod standalone;
