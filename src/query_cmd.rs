@@ -12,11 +12,13 @@ use std::time::Duration;
 pub struct QueryArgs {
     #[command(flatten)]
     server: ServerArgs,
+    /// Only this tenant's events.
     #[arg(long)]
     tenant: Option<String>,
     /// Exact type or prefix wildcard (billing.*).
     #[arg(long = "type")]
     event_type: Option<String>,
+    /// Only events by this actor (exact match).
     #[arg(long)]
     actor: Option<String>,
     /// RFC 3339, inclusive.
@@ -43,6 +45,7 @@ pub struct QueryArgs {
 pub struct TailArgs {
     #[command(flatten)]
     server: ServerArgs,
+    /// The tenant whose log to follow.
     #[arg(long)]
     tenant: String,
     /// Print the whole log first instead of only new events.
