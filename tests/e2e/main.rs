@@ -6,5 +6,6 @@
 mod cli;
 mod crash;
 mod postgres;
+mod serve;
 mod support;
 mod verify;
