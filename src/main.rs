@@ -121,7 +121,6 @@ fn man() -> anyhow::Result<ExitCode> {
     page.render_synopsis_section(&mut out)?;
     page.render_description_section(&mut out)?;
     page.render_options_section(&mut out)?;
-    page.render_subcommands_section(&mut out)?;
     fn sub_sections(cmd: &clap::Command, prefix: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             let name = format!("{prefix} {}", sub.get_name());
@@ -135,23 +134,39 @@ fn man() -> anyhow::Result<ExitCode> {
             page.render_synopsis_section(&mut buf)?;
             page.render_description_section(&mut buf)?;
             page.render_options_section(&mut buf)?;
-            if sub.get_after_help().is_some() || sub.get_after_long_help().is_some() {
-                page.render_extra_section(&mut buf)?;
-            }
             // Each rendered section starts with ".SH NAME"; inside a subcommand's section they
             // become sub-headings.
-            out.extend_from_slice(
-                &String::from_utf8_lossy(&buf)
-                    .replace(".SH ", ".SS ")
-                    .into_bytes(),
-            );
+            let mut text = String::from_utf8_lossy(&buf).replace(".SH ", ".SS ");
+            if sub.get_after_help().is_some() || sub.get_after_long_help().is_some() {
+                // The after-help text is laid out by hand: shown as it is (no filling).
+                let mut extra = Vec::new();
+                page.render_extra_section(&mut extra)?;
+                let extra = String::from_utf8_lossy(&extra).replace(".SH EXTRA", ".SS NOTES\n.nf");
+                text.push_str(&extra);
+                text.push_str(".fi\n");
+            }
+            out.extend_from_slice(text.as_bytes());
             sub_sections(sub, &name, out)?;
         }
         Ok(())
     }
     sub_sections(&cmd, "trailkeep", &mut out)?;
     page.render_version_section(&mut out)?;
-    std::io::stdout().write_all(&out)?;
+    // Every rendered part starts with the same two-line preamble: keep the first.
+    let text = String::from_utf8_lossy(&out);
+    let mut page = String::new();
+    let mut seen = 0;
+    for line in text.lines() {
+        if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
+            seen += 1;
+            if seen > 2 {
+                continue;
+            }
+        }
+        page.push_str(line);
+        page.push('\n');
+    }
+    std::io::stdout().write_all(page.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

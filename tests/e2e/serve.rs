@@ -561,3 +561,42 @@ fn completions_and_the_man_page_cover_every_subcommand() {
     }
     assert!(page.contains("TRAILKEEP_ADMIN_KEY"));
 }
+
+/// PostgreSQL: keys live in the database, so a key made with the CLI works at once there too;
+/// the server's NOTICEs (migrations' "already exists, skipping") are debug lines, not info.
+#[test]
+fn postgres_keys_work_at_once_and_notices_are_debug() {
+    let db = crate::postgres::Db::create();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = ["--postgres", db.url.as_str()];
+    // The first start creates the schema; later ones find it and PostgreSQL says so.
+    let (mut first, _, _) = spawn_serve(dir.path(), &pg, &[("TRAILKEEP_LOG", "warn")]);
+    term(&mut first);
+    let (mut child, url, log) = spawn_serve(dir.path(), &pg, &[("TRAILKEEP_LOG", "info")]);
+    let c = client();
+    let rt = rt();
+    for round in 0..20u64 {
+        let out = run_in(
+            dir.path(),
+            &["key", "create", "--role", "ingest", "--postgres", &db.url],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let key = stdout(&out).trim().to_string();
+        rt.block_on(async {
+            assert_eq!(post(&c, &url, &key, round).await, 200, "round {round}");
+        });
+    }
+    term(&mut child);
+    let log = log.join().unwrap();
+    assert!(!log.contains("already exists"), "a NOTICE at info:\n{log}");
+    // At debug they are there (so the check above can see them).
+    let (mut child, _, log) = spawn_serve(
+        dir.path(),
+        &pg,
+        &[("TRAILKEEP_LOG", "warn,trailkeep_store=debug")],
+    );
+    term(&mut child);
+    let log = log.join().unwrap();
+    assert!(log.contains("already exists"), "no NOTICE at debug:\n{log}");
+}
