@@ -81,11 +81,11 @@ impl Default for Config {
     }
 }
 
-/// `TRAILKEEP_*` variables that are not settings of the configuration file: secrets and the log
-/// filter read by `serve` itself. Every variable a command-line flag reads (`TRAILKEEP_URL`,
-/// `TRAILKEEP_KEY`, `TRAILKEEP_DATA_DIR`…) is added from the CLI definition, see
-/// [`not_config`].
-const NOT_CONFIG: &[&str] = &["ADMIN_KEY", "LOG"];
+/// `TRAILKEEP_*` variables that are not settings of the configuration file: the admin key and
+/// the log filter read by `serve` itself, and the variables of the project's test and benchmark
+/// scripts. Every variable a command-line flag reads (`TRAILKEEP_URL`, `TRAILKEEP_KEY`,
+/// `TRAILKEEP_DATA_DIR`…) is added from the CLI definition, see [`not_config`].
+const NOT_CONFIG: &[&str] = &["ADMIN_KEY", "LOG", "TEST_POSTGRES", "SHARED"];
 
 /// The names (without `TRAILKEEP_`) of the variables that are not configuration settings.
 fn not_config() -> Vec<String> {

@@ -313,6 +313,11 @@ fn logs_have_no_colour_off_a_terminal_and_one_listening_line() {
         // Client variables in the server's environment are not configuration.
         ("TRAILKEEP_URL", "http://127.0.0.1:1"),
         ("TRAILKEEP_KEY", "tk_x"),
+        // Nor are the test scripts' variables.
+        (
+            "TRAILKEEP_TEST_POSTGRES",
+            "postgres://postgres@127.0.0.1:1/x",
+        ),
     ];
     let (mut child, _url, log) = spawn_serve(dir.path(), &["--data-dir", "d"], &env);
     term(&mut child);
