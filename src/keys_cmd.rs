@@ -23,7 +23,8 @@ Where the keys are: --data-dir DIR (default ./trailkeep-data) or --postgres URL 
 store itself (a running server sees the change at once); --url URL goes through that server's key
 API with an admin key (--key, TRAILKEEP_KEY, else TRAILKEEP_ADMIN_KEY). Flags win over
 environment variables; with only variables set, TRAILKEEP_DATA_DIR and TRAILKEEP_POSTGRES_URL win
-over TRAILKEEP_URL. A data directory without a store is refused unless --init is given.";
+over TRAILKEEP_URL, and --init always means the store. A data directory without a store is
+refused unless --init is given.";
 
 /// Where a key command works.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -141,7 +142,7 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Whether to use the server at `--url` rather than the store: a flag on the command line wins
-/// over environment variables; among variables only, the store's win.
+/// over environment variables; among variables only, the store's win; `--init` means the store.
 fn use_url(target: &KeyTarget, matches: Option<&ArgMatches>) -> Result<bool> {
     let source = |id: &str| matches.and_then(|m| m.value_source(id));
     let url_cl = source("url") == Some(ValueSource::CommandLine);
@@ -153,9 +154,13 @@ fn use_url(target: &KeyTarget, matches: Option<&ArgMatches>) -> Result<bool> {
     if target.init && url_cl {
         bail!("--init creates a store in a data directory; it does not go with --url");
     }
+    // --init asks for the store, so it beats TRAILKEEP_URL too.
     Ok(target.url.is_some()
         && (url_cl
-            || (!store_cl && target.store.data_dir.is_none() && target.store.postgres.is_none())))
+            || (!store_cl
+                && !target.init
+                && target.store.data_dir.is_none()
+                && target.store.postgres.is_none())))
 }
 
 pub fn run(cmd: KeyCmd, matches: Option<&ArgMatches>) -> Result<ExitCode> {

@@ -218,6 +218,11 @@ fn key_commands_through_a_running_server_with_url() {
     let out = run_in(cwd.path(), &["key", "list", "--data-dir", d], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 1);
+    // --init means a store here, whatever TRAILKEEP_URL says.
+    let out = run_in(cwd.path(), &["key", "list", "--init"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    assert!(cwd.path().join("trailkeep-data").is_dir());
     s.stop();
 }
 
