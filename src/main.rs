@@ -8,7 +8,7 @@ mod query_cmd;
 mod serve;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,17 +50,19 @@ pub struct ServerArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server.
+    #[command(after_help = serve::HELP)]
     Serve {
         /// TOML configuration file (SPEC §10).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Listen address (default 127.0.0.1:7438).
+        /// Listen address, HOST:PORT (default 127.0.0.1:7438; 0.0.0.0:PORT listens on every
+        /// interface, port 0 picks a free port).
         #[arg(long)]
         listen: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Manage API keys directly in the store.
+    /// Manage API keys: in the store directly, or through a running server with --url.
     Key {
         #[command(subcommand)]
         cmd: keys_cmd::KeyCmd,
@@ -95,6 +97,81 @@ enum Cmd {
     /// Verify a log against its signed checkpoints: a tlog-proof, a directory, or a live server.
     #[command(after_long_help = verify::HELP)]
     Verify(verify::VerifyArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `trailkeep completions bash > ~/.local/share/bash-completion/completions/trailkeep`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `trailkeep man > trailkeep.1; man ./trailkeep.1`.
+    Man,
+}
+
+/// `trailkeep completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "trailkeep", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `trailkeep man`: one page for the command and every subcommand (each as a section).
+fn man() -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    let page = clap_mangen::Man::new(cmd.clone());
+    page.render_title(&mut out)?;
+    page.render_name_section(&mut out)?;
+    page.render_synopsis_section(&mut out)?;
+    page.render_description_section(&mut out)?;
+    page.render_options_section(&mut out)?;
+    fn sub_sections(cmd: &clap::Command, prefix: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("{prefix} {}", sub.get_name());
+            if sub.get_name() == "help" {
+                continue;
+            }
+            writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+            let sub_cmd = sub.clone().bin_name(name.clone());
+            let page = clap_mangen::Man::new(sub_cmd);
+            let mut buf = Vec::new();
+            page.render_synopsis_section(&mut buf)?;
+            page.render_description_section(&mut buf)?;
+            page.render_options_section(&mut buf)?;
+            // Each rendered section starts with ".SH NAME"; inside a subcommand's section they
+            // become sub-headings.
+            let mut text = String::from_utf8_lossy(&buf).replace(".SH ", ".SS ");
+            if sub.get_after_help().is_some() || sub.get_after_long_help().is_some() {
+                // The after-help text is laid out by hand: shown as it is (no filling).
+                let mut extra = Vec::new();
+                page.render_extra_section(&mut extra)?;
+                let extra = String::from_utf8_lossy(&extra).replace(".SH EXTRA", ".SS NOTES\n.nf");
+                text.push_str(&extra);
+                text.push_str(".fi\n");
+            }
+            out.extend_from_slice(text.as_bytes());
+            sub_sections(sub, &name, out)?;
+        }
+        Ok(())
+    }
+    sub_sections(&cmd, "trailkeep", &mut out)?;
+    page.render_version_section(&mut out)?;
+    // Every rendered part starts with the same two-line preamble: keep the first.
+    let text = String::from_utf8_lossy(&out);
+    let mut page = String::new();
+    let mut seen = 0;
+    for line in text.lines() {
+        if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
+            seen += 1;
+            if seen > 2 {
+                continue;
+            }
+        }
+        page.push_str(line);
+        page.push('\n');
+    }
+    std::io::stdout().write_all(page.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `trailkeep migrate`: applies pending schema migrations and says which.
@@ -121,7 +198,11 @@ fn migrate(postgres: Option<String>, config: Option<PathBuf>) -> anyhow::Result<
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.cmd {
         Cmd::Serve {
@@ -129,7 +210,13 @@ fn main() -> ExitCode {
             listen,
             store,
         } => serve::run(config, listen, store),
-        Cmd::Key { cmd } => keys_cmd::run(cmd),
+        Cmd::Key { cmd } => keys_cmd::run(
+            cmd,
+            matches
+                .subcommand_matches("key")
+                .and_then(|m| m.subcommand())
+                .map(|(_, m)| m),
+        ),
         Cmd::Ingest {
             file,
             server,
@@ -139,6 +226,8 @@ fn main() -> ExitCode {
         Cmd::Tail(a) => query_cmd::tail(a),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Migrate { postgres, config } => migrate(postgres, config),
+        Cmd::Completions { shell } => completions(shell),
+        Cmd::Man => man(),
     };
     match result {
         Ok(code) => code,
@@ -146,5 +235,40 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument and subcommand of the whole command tree says what it is for.
+    #[test]
+    fn every_argument_and_subcommand_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: argument {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{p}: no description"));
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        // Builds the generated --help, --version and help subcommands too.
+        cmd.build();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "trailkeep", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
     }
 }

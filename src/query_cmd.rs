@@ -66,7 +66,7 @@ pub struct QueryArgs {
     /// Exact type or prefix wildcard (billing.*).
     #[arg(long = "type")]
     event_type: Option<String>,
-    /// Only this actor's events.
+    /// Only events by this actor (exact match).
     #[arg(long)]
     actor: Option<String>,
     /// From this time, inclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.

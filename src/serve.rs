@@ -9,16 +9,25 @@ use std::sync::Arc;
 use trailkeep_server::{app, AppState, ServerConfig};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
-use trailkeep_store::Store;
+use trailkeep_store::{Store, StoreError};
+
+/// The environment `serve` reads besides the configuration settings (shown by `serve --help`).
+pub const HELP: &str = "\
+Environment:
+  TRAILKEEP_ADMIN_KEY  An admin API key installed at start, for creating the first keys over the
+                       API. It is held in memory only (as its SHA-256, never written to the
+                       store, never listed by `key list`); it works until the server stops.
+  TRAILKEEP_LOG        Log filter for stderr (default: info), e.g. debug, warn or
+                       trailkeep=debug,info. Logs are coloured only on a terminal; NO_COLOR turns
+                       colour off.
+  TRAILKEEP_*          Every setting of the configuration file, upper case with __ between levels:
+                       TRAILKEEP_LISTEN, TRAILKEEP_LOG_NAME, TRAILKEEP_SIGNING_KEY,
+                       TRAILKEEP_RETENTION__DEFAULT_DAYS… Unknown TRAILKEEP_ variables are refused.
+
+Settings come from the defaults, then the --config file, then TRAILKEEP_* variables, then flags.";
 
 pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRAILKEEP_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let mut cfg = Config::load(config.as_deref())?;
     if let Some(l) = listen {
         cfg.listen = l;
@@ -36,7 +45,74 @@ pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// Logs to stderr, filtered by `TRAILKEEP_LOG` (default `info`), in colour only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (filter, bad) = match std::env::var("TRAILKEEP_LOG") {
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
+        Ok(v) => match tracing_subscriber::EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some((v, e))),
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .init();
+    if let Some((v, e)) = bad {
+        tracing::warn!("TRAILKEEP_LOG={v:?} is not a valid log filter ({e}); logging at info");
+    }
+}
+
+/// Parses and binds the listen address. Done before anything else is created or opened, so a
+/// bad address leaves no data directory or signing key behind.
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
+    use std::net::SocketAddr;
+    let addrs: Vec<SocketAddr> = match listen.parse::<SocketAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => {
+            let shape_ok = listen
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !shape_ok {
+                anyhow::bail!(
+                    "invalid listen address {listen:?}: expected HOST:PORT with PORT from 0 to 65535, such as 127.0.0.1:7438 (this machine only) or 0.0.0.0:7438 (every interface)"
+                );
+            }
+            tokio::net::lookup_host(listen)
+                .await
+                .with_context(|| format!("cannot resolve the listen address {listen:?}"))?
+                .collect()
+        }
+    };
+    if addrs.is_empty() {
+        anyhow::bail!("the listen address {listen:?} resolves to no address");
+    }
+    tokio::net::TcpListener::bind(&addrs[..])
+        .await
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "the address is already in use (by another trailkeep serve?); stop that process or choose another address with --listen".to_string()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied (ports below 1024 need privileges); choose another port with --listen".to_string()
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    "no network interface of this machine has that address; choose another with --listen".to_string()
+                }
+                _ => e.to_string(),
+            };
+            anyhow::anyhow!("cannot listen on {listen}: {why}")
+        })
+}
+
 async fn serve(cfg: Config) -> Result<()> {
+    let listener = bind(&cfg.listen).await?;
     // PostgreSQL when a URL is configured (several processes may share the database; give them
     // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
     let seed = signing_seed(&cfg)?;
@@ -53,8 +129,16 @@ async fn serve(cfg: Config) -> Result<()> {
             (Arc::new(store), "PostgreSQL store".to_string())
         }
         None => {
-            let store = EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default())
-                .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+            let store = match EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default()) {
+                Ok(s) => s,
+                // Already one sentence naming the directory and what to do.
+                Err(e @ StoreError::InUse(_)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot open the store in {}", cfg.data_dir.display())
+                    })
+                }
+            };
             (
                 Arc::new(store),
                 format!("embedded store in {}", cfg.data_dir.display()),
@@ -72,12 +156,14 @@ async fn serve(cfg: Config) -> Result<()> {
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?;
     let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = %where_, "trailkeep listening");
-    eprintln!("trailkeep listening on http://{addr} ({where_})");
+    // One line, always shown (scripts and tests read the address from it): through the log
+    // when it shows info lines, else straight to stderr.
+    if tracing::enabled!(tracing::Level::INFO) {
+        tracing::info!("trailkeep listening on http://{addr} ({where_})");
+    } else {
+        eprintln!("trailkeep listening on http://{addr} ({where_})");
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

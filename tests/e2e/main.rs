@@ -9,6 +9,7 @@ mod crash;
 mod docs;
 mod postgres;
 mod quickstart;
+mod serve;
 mod standalone;
 mod support;
 mod verify;

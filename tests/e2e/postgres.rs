@@ -34,13 +34,13 @@ fn psql(sql: &str) -> Result<(), String> {
 }
 
 /// A fresh database, dropped (with its connections) at the end of the test.
-struct Db {
+pub struct Db {
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl Db {
-    fn create() -> Db {
+    pub fn create() -> Db {
         let name = format!("trailkeep_e2e_{:016x}", rand::random::<u64>());
         psql(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
             panic!(

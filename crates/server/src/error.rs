@@ -72,7 +72,7 @@ impl From<StoreError> for ApiError {
                 err
             }
             StoreError::Invalid(m) => ApiError::bad_request(m),
-            StoreError::Unavailable(m) => {
+            StoreError::Unavailable(m) | StoreError::InUse(m) => {
                 tracing::warn!(error = %m, "storage unavailable");
                 let mut err = ApiError::unavailable(
                     "storage is unavailable; nothing was stored. Retry later.",

@@ -10,6 +10,10 @@ pub enum StoreError {
     /// Storage cannot take the request now (I/O failure, shutting down). Nothing was stored.
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The data directory is held by another process (its `store.lock`). The message is one
+    /// sentence naming the directory and what to do.
+    #[error("{0}")]
+    InUse(String),
     /// A request the store refuses (bad cursor, unknown id…).
     #[error("{0}")]
     Invalid(String),

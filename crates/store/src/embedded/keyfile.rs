@@ -2,16 +2,21 @@
 //!
 //! Keys live in a small JSON file rather than in the LSM so that `trailkeep key create
 //! --data-dir DIR` works while a server holds the database open. Writers take an exclusive file
-//! lock, rewrite a temporary file, fsync it and rename it over the old one; the server notices
-//! the new modification time within a second and reloads.
+//! lock, rewrite a temporary file, fsync it and rename it over the old one.
+//!
+//! The server keeps the keys in memory and, before each lookup, compares the file's identity
+//! (device, inode, length, modification and change times: one `stat`, no read) with the one it
+//! loaded, and re-reads the file only when it changed. So a key works the moment `trailkeep key
+//! create` returns and a revoked one stops at once, and a flood of unknown keys costs a `stat`
+//! each but never a re-read: the file is re-read only as often as someone writes it.
 
 use crate::{KeyRecord, StoreError};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct KeysFile {
@@ -23,12 +28,47 @@ pub struct KeyFile {
     path: PathBuf,
     lock_path: PathBuf,
     cache: Mutex<Cache>,
+    /// How many times the file was read (tests check that unknown keys cause none).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 struct Cache {
     by_hash: HashMap<String, KeyRecord>,
+    /// The identity of the file `by_hash` was read from (`None`: there was no file).
+    loaded: Option<Identity>,
+}
+
+/// What tells one version of the key file from another without reading it. Every write
+/// renames a new file over the old one, so the inode changes too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
     modified: Option<SystemTime>,
-    checked: Instant,
+    #[cfg(unix)]
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Identity {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Identity {
+            #[cfg(unix)]
+            dev: m.dev(),
+            #[cfg(not(unix))]
+            dev: 0,
+            #[cfg(unix)]
+            ino: m.ino(),
+            #[cfg(not(unix))]
+            ino: 0,
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 impl KeyFile {
@@ -38,46 +78,63 @@ impl KeyFile {
             lock_path: dir.join("keys.lock"),
             cache: Mutex::new(Cache {
                 by_hash: HashMap::new(),
-                modified: None,
-                checked: Instant::now(),
+                loaded: None,
             }),
+            reads: Default::default(),
         };
         kf.reload()?;
         Ok(kf)
     }
 
-    fn read(&self) -> Result<(KeysFile, Option<SystemTime>), StoreError> {
-        match std::fs::read(&self.path) {
-            Ok(b) => {
-                let f: KeysFile = serde_json::from_slice(&b).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "{} is not a valid key file: {e}",
-                        self.path.display()
-                    ))
-                })?;
-                let m = std::fs::metadata(&self.path)
-                    .and_then(|m| m.modified())
-                    .ok();
-                Ok((f, m))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((KeysFile::default(), None)),
+    /// The file's identity now (`None`: no file).
+    fn identity(&self) -> Result<Option<Identity>, StoreError> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(Some(Identity::of(&m))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn reload(&self) -> Result<(), StoreError> {
-        let (f, m) = self.read()?;
-        let mut c = self
-            .cache
+    /// The file's contents and the identity of the version read.
+    fn read(&self) -> Result<(KeysFile, Option<Identity>), StoreError> {
+        // Opened once: the identity and the contents are of the same file even if a writer
+        // renames a new one over it meanwhile.
+        let mut f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((KeysFile::default(), None))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = Identity::of(&f.metadata()?);
+        let mut b = Vec::new();
+        f.read_to_end(&mut b)?;
+        let keys: KeysFile = serde_json::from_slice(&b).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "{} is not a valid key file: {e}",
+                self.path.display()
+            ))
+        })?;
+        Ok((keys, Some(id)))
+    }
+
+    fn lock_cache(&self) -> Result<std::sync::MutexGuard<'_, Cache>, StoreError> {
+        self.cache
             .lock()
-            .map_err(|_| StoreError::Unavailable("key cache lock poisoned".into()))?;
+            .map_err(|_| StoreError::Unavailable("key cache lock poisoned".into()))
+    }
+
+    fn reload(&self) -> Result<(), StoreError> {
+        let (f, id) = self.read()?;
+        let mut c = self.lock_cache()?;
         c.by_hash = f
             .keys
             .into_iter()
             .map(|k| (k.secret_hash.clone(), k))
             .collect();
-        c.modified = m;
-        c.checked = Instant::now();
+        c.loaded = id;
         Ok(())
     }
 
@@ -130,29 +187,83 @@ impl KeyFile {
         })
     }
 
+    /// The key with this secret hash, as the file holds it now.
     pub fn find(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let stale = {
-            let c = self
-                .cache
-                .lock()
-                .map_err(|_| StoreError::Unavailable("key cache lock poisoned".into()))?;
-            c.checked.elapsed() > Duration::from_secs(1)
-                && std::fs::metadata(&self.path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    != c.modified
-        };
-        if stale {
-            self.reload()?;
-        } else if let Ok(mut c) = self.cache.lock() {
-            if c.checked.elapsed() > Duration::from_secs(1) {
-                c.checked = Instant::now();
+        let now = self.identity()?;
+        {
+            let c = self.lock_cache()?;
+            if c.loaded == now {
+                return Ok(c.by_hash.get(hash).cloned());
             }
         }
-        let c = self
-            .cache
-            .lock()
-            .map_err(|_| StoreError::Unavailable("key cache lock poisoned".into()))?;
-        Ok(c.by_hash.get(hash).cloned())
+        self.reload()?;
+        Ok(self.lock_cache()?.by_hash.get(hash).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewKey, Role};
+    use trailkeep_core::Timestamp;
+
+    fn new_key(n: usize) -> KeyRecord {
+        NewKey {
+            role: Role::Ingest,
+            tenant_id: None,
+            ttl_seconds: None,
+            secret_hash: format!("hash-{n}"),
+        }
+        .into_record(Timestamp::now_micros())
+    }
+
+    /// A server's key file sees what another process (here: another `KeyFile` on the same
+    /// directory, as `trailkeep key create` opens it) wrote, at once.
+    #[test]
+    fn keys_written_elsewhere_are_found_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = KeyFile::open(dir.path()).unwrap();
+        assert!(server.find("hash-0").unwrap().is_none());
+        for n in 1..=20 {
+            let cli = KeyFile::open(dir.path()).unwrap();
+            let rec = cli.create(new_key(n)).unwrap();
+            let found = server.find(&format!("hash-{n}")).unwrap();
+            assert_eq!(found.map(|k| k.id), Some(rec.id.clone()), "round {n}");
+            cli.revoke(&rec.id).unwrap();
+            assert!(
+                server.find(&format!("hash-{n}")).unwrap().unwrap().revoked,
+                "round {n}"
+            );
+        }
+    }
+
+    /// Unknown keys cost a `stat`, never a re-read of an unchanged file.
+    #[test]
+    fn unknown_keys_do_not_reread_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = KeyFile::open(dir.path()).unwrap();
+        server.create(new_key(1)).unwrap();
+        let reads = server.reads.load(std::sync::atomic::Ordering::Relaxed);
+        for n in 0..1000 {
+            assert!(server.find(&format!("unknown-{n}")).unwrap().is_none());
+        }
+        assert!(server.find("hash-1").unwrap().is_some());
+        assert_eq!(
+            server.reads.load(std::sync::atomic::Ordering::Relaxed),
+            reads
+        );
+        // A write elsewhere: exactly one more read.
+        KeyFile::open(dir.path())
+            .unwrap()
+            .create(new_key(2))
+            .unwrap();
+        for _ in 0..100 {
+            assert!(server.find("unknown").unwrap().is_none());
+        }
+        assert!(server.find("hash-2").unwrap().is_some());
+        assert_eq!(
+            server.reads.load(std::sync::atomic::Ordering::Relaxed),
+            reads + 1
+        );
     }
 }

@@ -168,9 +168,10 @@ impl EmbeddedStore {
             .write(true)
             .open(dir.join("store.lock"))?;
         if lock.try_lock().is_err() {
-            return Err(StoreError::Unavailable(format!(
-                "cannot open the store in {}: another trailkeep process is using this data directory",
-                dir.display()
+            let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+            return Err(StoreError::InUse(format!(
+                "the data directory {} is in use by another trailkeep process (a running trailkeep serve?): stop that process, or pass another --data-dir",
+                abs.display()
             )));
         }
         if dir.join("db").is_dir() && !segment::log_dir(dir).is_dir() {
@@ -211,6 +212,24 @@ impl EmbeddedStore {
     pub fn open_keys(dir: &Path) -> Result<KeysOnly, StoreError> {
         std::fs::create_dir_all(dir)?;
         Ok(KeysOnly(keyfile::KeyFile::open(dir)?))
+    }
+
+    /// Whether `dir` holds an embedded store (its log, its key file or its lock file).
+    pub fn exists(dir: &Path) -> bool {
+        segment::log_dir(dir).is_dir()
+            || dir.join("keys.json").is_file()
+            || dir.join("store.lock").is_file()
+    }
+
+    /// Creates an empty store in `dir` (the directory and its log directory) if there is none;
+    /// [`EmbeddedStore::open`] later finds it like any other.
+    pub fn init(dir: &Path) -> Result<(), StoreError> {
+        std::fs::create_dir_all(segment::log_dir(dir)).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })
     }
 
     /// The data directory.

@@ -69,9 +69,22 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, StoreError> {
     let (client, conn) = config.connect(NoTls).await.map_err(|e| {
         StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", describe(&e)))
     })?;
+    // Driven by hand rather than awaited: awaiting logs the server's NOTICEs (such as
+    // "relation … already exists, skipping" from the migrations) at info; they are debug.
+    let mut conn = conn;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        loop {
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notice(n))) => {
+                    tracing::debug!(severity = n.severity(), "PostgreSQL: {}", n.message());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended");
+                    break;
+                }
+                None => break,
+            }
         }
     });
     Ok(client)
