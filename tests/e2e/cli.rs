@@ -2,14 +2,11 @@
 
 use crate::support::*;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run trailkeep")
+    trailkeep().args(args).output().expect("run trailkeep")
 }
 
 #[test]
@@ -192,7 +189,7 @@ fn ingest_query_and_tail() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1250);
 
     // tail prints events that arrive after it starts, in seq order.
-    let mut tail = Command::new(BIN)
+    let mut tail = trailkeep()
         .args([
             "tail",
             "--tenant",

@@ -6,12 +6,12 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `trailkeep ARGS` with the API key in TRAILKEEP_KEY (never on the command line).
 fn tk(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = trailkeep()
         .args(args)
         .env("TRAILKEEP_KEY", ADMIN)
         .env_remove("TRAILKEEP_URL")
@@ -236,7 +236,7 @@ fn dead_url() -> (String, u16) {
 
 /// Spawns `trailkeep ARGS` and returns it with a channel of its stderr lines.
 fn spawn(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
+    let mut child = trailkeep()
         .args(args)
         .env("TRAILKEEP_KEY", ADMIN)
         .env_remove("TRAILKEEP_URL")
@@ -339,7 +339,7 @@ fn an_unreachable_server_is_reported_at_once_then_given_up_or_retried() {
     let said: Vec<String> = rx.try_iter().collect();
     assert!(said.is_empty(), "tail repeated itself: {said:?}");
     let data = dir.path().join("data");
-    let mut server = Command::new(BIN)
+    let mut server = trailkeep()
         .args([
             "serve",
             "--listen",
@@ -528,7 +528,7 @@ fn a_log_exported_with_out_dir_verifies_offline_and_tampering_is_caught() {
 #[test]
 fn every_client_command_prefers_the_key_from_the_environment() {
     for cmd in ["ingest", "query", "tail", "verify"] {
-        let out = Command::new(BIN)
+        let out = trailkeep()
             .args([cmd, "--help"])
             .env_remove("TRAILKEEP_KEY")
             .output()
@@ -546,17 +546,14 @@ fn every_client_command_prefers_the_key_from_the_environment() {
         );
     }
     // The value itself is never shown in --help.
-    let out = Command::new(BIN)
+    let out = trailkeep()
         .args(["query", "--help"])
         .env("TRAILKEEP_KEY", "tk_secret_value")
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("tk_secret_value"));
     // ingest documents its id rule.
-    let out = Command::new(BIN)
-        .args(["ingest", "--help"])
-        .output()
-        .unwrap();
+    let out = trailkeep().args(["ingest", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
         help.contains("SHA-256") && help.contains("version 8"),

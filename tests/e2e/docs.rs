@@ -1,6 +1,6 @@
 //! The documentation's example configuration is a working one, and documented key by key.
 
-use crate::support::{client, rt, ADMIN, BIN};
+use crate::support::{client, rt, trailkeep, ADMIN};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 fn example_config_starts_a_server() {
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = trailkeep();
     // The test must see what a user with a clean environment sees: no inherited overrides.
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("TRAILKEEP_") {

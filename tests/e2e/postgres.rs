@@ -68,7 +68,7 @@ impl Drop for Db {
 
 /// Starts `trailkeep serve --postgres` with a shared signing key and its own data directory.
 fn start_pg(db: &Db, seed_hex: &str, data_dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
+    let mut child = trailkeep()
         .args(["serve", "--listen", "127.0.0.1:0", "--postgres", &db.url])
         .env("TRAILKEEP_ADMIN_KEY", ADMIN)
         .env("TRAILKEEP_LOG", "warn")
@@ -347,7 +347,7 @@ fn three_servers_one_database_gap_free_no_loss_same_checkpoints() {
     // An auditor's full check of each process: every leaf recomputed, trees rebuilt, roots
     // equal to the signed checkpoints.
     for u in &urls {
-        let out = Command::new(BIN)
+        let out = trailkeep()
             .args(["verify", "--url", u, "--key", ADMIN])
             .output()
             .expect("run verify");
@@ -360,7 +360,7 @@ fn three_servers_one_database_gap_free_no_loss_same_checkpoints() {
     }
     // A process with another signing key refuses to start on this database.
     let other = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = trailkeep()
         .args(["serve", "--listen", "127.0.0.1:0", "--postgres", &db.url])
         .env("TRAILKEEP_ADMIN_KEY", ADMIN)
         .env("TRAILKEEP_SIGNING_KEY", hex_seed())
@@ -388,7 +388,7 @@ fn hex_seed() -> String {
 fn migrate_and_keys_on_postgres() {
     let db = Db::create();
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
+        let out = trailkeep()
             .args(args)
             .env_remove("TRAILKEEP_DATA_DIR")
             .env_remove("TRAILKEEP_POSTGRES_URL")
@@ -414,7 +414,7 @@ fn migrate_and_keys_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("trailkeep.toml");
     std::fs::write(&cfg, format!("postgres = \"{}\"\n", db.url)).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = trailkeep()
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
         .env_remove("TRAILKEEP_ADMIN_KEY")

@@ -3,7 +3,8 @@
 //!
 //! The block is taken from README.md between `<!-- quickstart:begin -->` and
 //! `<!-- quickstart:end -->`, run with the test build of `trailkeep` first on `PATH`, `REPO` set to
-//! the checkout, a free port in place of 7438 (`TRAILKEEP_LISTEN` for the server), and no other
+//! the checkout, a free port in place of 7438 (`TRAILKEEP_LISTEN` for the server, `TRAILKEEP_URL`
+//! for its clients), and no other
 //! `TRAILKEEP_*` variable inherited. bash runs
 //! it with `-e -o pipefail`, so the first failing command fails the test.
 
@@ -69,8 +70,10 @@ fn readme_quick_start_runs_as_one_pasted_block() {
             cmd.env_remove(k);
         }
     }
-    // The block's server listens on the default port; here on the free one.
-    cmd.env("TRAILKEEP_LISTEN", format!("127.0.0.1:{port}"));
+    // The block's server listens on the default port and its clients use the default URL;
+    // here both use the free port.
+    cmd.env("TRAILKEEP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRAILKEEP_URL", format!("http://127.0.0.1:{port}"));
     let out = run_with_timeout(cmd, std::time::Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -80,8 +83,14 @@ fn readme_quick_start_runs_as_one_pasted_block() {
         out.status
     );
     // What each step should have shown.
-    assert!(stdout.contains("\"accepted\":1"), "one event accepted:\n{stdout}");
-    assert!(stdout.contains("\"tenant_id\":\"t_0042\""), "tenants listed:\n{stdout}");
+    assert!(
+        stdout.contains("\"accepted\":1"),
+        "one event accepted:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("\"tenant_id\":\"t_0042\""),
+        "tenants listed:\n{stdout}"
+    );
     assert!(
         stdout.contains("\"event_type\":\"billing."),
         "billing events queried:\n{stdout}"

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The binary with no `TRAILKEEP_*` variable inherited from the developer's environment.
 fn cmd() -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = trailkeep();
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("TRAILKEEP_")) {
             c.env_remove(k);

@@ -51,8 +51,14 @@ fn this_repository_stands_alone() {
 #[test]
 fn a_clean_tree_passes_the_check() {
     let dir = repo(&[
-        ("README.md", "See [the docs](docs/api.md) and <https://example.com>.\n"),
-        ("docs/api.md", "# API\nBack to [the README](../README.md#top).\n"),
+        (
+            "README.md",
+            "See [the docs](docs/api.md) and <https://example.com>.\n",
+        ),
+        (
+            "docs/api.md",
+            "# API\nBack to [the README](../README.md#top).\n",
+        ),
         ("src/main.rs", "fn main() { let _ = \"/tmp/x\"; }\n"),
     ]);
     let (ok, err) = check(dir.path());
@@ -62,13 +68,25 @@ fn a_clean_tree_passes_the_check() {
 #[test]
 fn references_outside_the_repository_are_refused() {
     let cases: &[(&str, &str, &str)] = &[
-        ("scripts/gen.sh", "python3 ../shared/tools/gen.py\n", "../shared"),
+        (
+            "scripts/gen.sh",
+            "python3 ../shared/tools/gen.py\n",
+            "../shared",
+        ),
         ("src/lib.rs", "// see SPEC.md\n", "SPEC.md"),
-        ("tests/t.rs", "let p = \"/work/shared/testdata\";\n", "/work/"),
+        (
+            "tests/t.rs",
+            "let p = \"/work/shared/testdata\";\n",
+            "/work/",
+        ),
         ("bench/x.sh", "cd /home/dev/trailkeep\n", "/home/"),
         ("README.md", "Read [the spec](../SPEC.md).\n", "SPEC.md"),
         ("docs/a.md", "See [b](b.md).\n", "missing file"),
-        ("docs/c.md", "See [c](../../outside.md).\n", "leaves the repository"),
+        (
+            "docs/c.md",
+            "See [c](../../outside.md).\n",
+            "leaves the repository",
+        ),
     ];
     for (path, content, what) in cases {
         let dir = repo(&[("README.md", "# ok\n"), (path, content)]);
@@ -79,4 +97,33 @@ fn references_outside_the_repository_are_refused() {
             "the refusal names {path} and {what}: {err}"
         );
     }
+}
+
+/// A developer's shell may hold `TRAILKEEP_*` variables (a client key, an unknown variable that
+/// `serve` refuses, a listen address): the tests run the same with them. This test runs two
+/// tests of this binary again in a child process with such variables set.
+#[test]
+fn tests_do_not_inherit_the_developers_trailkeep_variables() {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "cli::key_create_prints_only_the_key_and_it_works_while_the_server_runs",
+            "cli::ingest_query_and_tail",
+            "--test-threads",
+            "1",
+        ])
+        .env("TRAILKEEP_SHARED", "/nonexistent/shared")
+        .env("TRAILKEEP_LISTEN", "not-an-address")
+        .env("TRAILKEEP_KEY", "not-a-key")
+        .env("TRAILKEEP_URL", "http://127.0.0.1:9")
+        .env("TRAILKEEP_DATA_DIR", "/nonexistent/data")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("2 passed"),
+        "with TRAILKEEP_* variables set, the tests failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -8,6 +8,19 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_trailkeep");
 pub const ADMIN: &str = "e2e-admin-secret";
 
+/// The `trailkeep` binary without any of the developer's `TRAILKEEP_*` variables: a test states
+/// the configuration it runs with, and a variable set in the shell that runs the tests (an
+/// unknown one is refused by `serve`) cannot change or break it.
+pub fn trailkeep() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TRAILKEEP_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 pub struct Server {
     pub child: Child,
     pub url: String,
@@ -21,7 +34,7 @@ impl Server {
 
     /// Like [`Server::start`], with extra environment variables (configuration overrides).
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(BIN)
+        let mut child = trailkeep()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("TRAILKEEP_ADMIN_KEY", ADMIN)

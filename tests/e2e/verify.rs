@@ -5,13 +5,13 @@ use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 use trailkeep_tlog::{sign_checkpoint, Checkpoint, Signer};
 
 /// Runs `trailkeep verify ARGS`; returns (exit code, stdout).
 fn verify(args: &[&str]) -> (i32, String) {
-    let out: Output = Command::new(BIN)
+    let out: Output = trailkeep()
         .arg("verify")
         .args(args)
         .env_remove("TRAILKEEP_KEY")
