@@ -25,7 +25,8 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         title = "trailkeep",
         description = "Self-hosted, verifiable audit log. Every 4xx/5xx answer carries the \
             `Error` body. Authenticate with `Authorization: Bearer <key>`; the roles a key needs \
-            are named in each operation's description.",
+            are named in each operation's description. Unknown query parameters are refused \
+            (400); a query parameter given an empty value counts as absent.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -248,6 +249,7 @@ pub struct Unavailable(pub ErrorBody);
 /// `crawl.run`, …) have required payload fields; other types take a free-form payload.
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
+#[schema(example = example_event)]
 pub struct NewEvent {
     /// The idempotency key; assigned (UUIDv7) when absent.
     #[schema(format = "uuid")]
@@ -271,13 +273,66 @@ pub struct NewEvent {
     pub approval_id: Option<String>,
 }
 
-/// The body of `POST /v1/events` as JSON: one event or an array of up to 10,000.
-#[derive(ToSchema, Serialize)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum NewEvents {
-    One(NewEvent),
-    Many(Vec<NewEvent>),
+/// The id of the example event.
+pub const EXAMPLE_EVENT_ID: &str = "0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f";
+/// The tenant of the example event.
+pub const EXAMPLE_TENANT: &str = "t_0042";
+
+/// A valid `prompt.update` event (SPEC §2's example with real hashes).
+pub fn example_event() -> serde_json::Value {
+    let hash = format!("sha256:{}", "ab".repeat(32));
+    serde_json::json!({
+        "event_id": EXAMPLE_EVENT_ID,
+        "event_type": "prompt.update",
+        "actor": "user:ana3@acme.example",
+        "tenant_id": EXAMPLE_TENANT,
+        "payload": {
+            "before": {"prompt_hash": hash},
+            "after": {"prompt_hash": hash},
+            "editor": "user:ana3@acme.example",
+            "reason": "tone fix",
+            "prompt_id": "pr_7"
+        },
+        "timestamp": "2026-11-23T10:15:00.123Z",
+        "source_ip": "203.0.113.7",
+        "impersonation_session": "imp_8812"
+    })
+}
+
+/// The body of `POST /v1/events` as JSON: one event, or an array of 1 to 10,000.
+pub struct NewEvents;
+
+impl utoipa::PartialSchema for NewEvents {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref};
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("NewEvent"))
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name("NewEvent"))
+                    .min_items(Some(1))
+                    .max_items(Some(10_000)),
+            )
+            .description(Some(
+                "One event, or an array of 1 to 10,000 events (all or nothing).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for NewEvents {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            NewEvent::name().into(),
+            <NewEvent as utoipa::PartialSchema>::schema(),
+        ));
+        <NewEvent as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Answer to `POST /v1/events`, receipts in request order.
@@ -360,7 +415,10 @@ pub struct EventPage {
 #[allow(dead_code)]
 pub struct EventListParams {
     /// Only this tenant (a tenant-bound key reads only its own).
-    #[param(pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$")]
+    #[param(
+        example = "t_0042",
+        pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$"
+    )]
     pub tenant_id: Option<String>,
     /// An exact type (`prompt.update`) or a prefix wildcard (`billing.*`).
     #[param(pattern = r"^([a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.\*)?|\*)$")]

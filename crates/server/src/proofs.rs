@@ -145,7 +145,7 @@ pub async fn public_key(State(state): State<AppState>) -> Result<Response, ApiEr
     path = "/v1/tenants/{tenant}/checkpoint",
     tag = "proofs",
     security(("bearer" = [])),
-    params(("tenant" = String, Path, pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`")),
+    params(("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`")),
     responses(
         (status = 200, description = "The signed checkpoint: origin, size, root, blank line, signatures",
             body = String, content_type = "text/plain"),
@@ -177,8 +177,8 @@ pub async fn checkpoint(
     tag = "proofs",
     security(("bearer" = [])),
     params(
-        ("tenant" = String, Path, pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
-        ("seq" = u64, Query, minimum = 0, description = "The leaf's index"),
+        ("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
+        ("seq" = u64, Query, minimum = 0, example = json!(0), description = "The leaf's index"),
         ("tree_size" = Option<u64>, Query, minimum = 1, description = "Tree size; default: the latest checkpoint's"),
     ),
     responses(
@@ -231,8 +231,8 @@ pub async fn inclusion(
     tag = "proofs",
     security(("bearer" = [])),
     params(
-        ("tenant" = String, Path, pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
-        ("from" = u64, Query, minimum = 1, description = "The older tree size"),
+        ("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
+        ("from" = u64, Query, minimum = 1, example = json!(1), description = "The older tree size"),
         ("to" = Option<u64>, Query, minimum = 1, description = "The newer tree size; default: the latest checkpoint's"),
     ),
     responses(
@@ -284,7 +284,7 @@ pub const MAX_LEAVES: u64 = 10_000;
     tag = "proofs",
     security(("bearer" = [])),
     params(
-        ("tenant" = String, Path, pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
+        ("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
         ("start" = Option<u64>, Query, minimum = 0, description = "First leaf (default 0)"),
         ("end" = Option<u64>, Query, minimum = 0, description = "End, exclusive (default and cap: the log's size, and start + 10,000)"),
     ),
@@ -335,7 +335,7 @@ pub async fn leaves(
     path = "/v1/events/{event_id}/proof",
     tag = "proofs",
     security(("bearer" = [])),
-    params(("event_id" = String, Path, format = "uuid", description = "The event's id")),
+    params(("event_id" = String, Path, format = "uuid", example = json!("0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f"), description = "The event's id")),
     responses(
         (status = 200, description = "`c2sp.org/tlog-proof@v1`, `index N`, the proof hashes (base64), a blank line, the checkpoint",
             body = String, content_type = "text/plain",

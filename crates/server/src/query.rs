@@ -135,7 +135,7 @@ pub async fn list_events(
     path = "/v1/events/{event_id}",
     tag = "events",
     security(("bearer" = [])),
-    params(("event_id" = String, Path, format = "uuid", description = "The event's id")),
+    params(("event_id" = String, Path, format = "uuid", example = json!("0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f"), description = "The event's id")),
     responses(
         (status = 200, description = "The event", body = crate::openapi::Event),
         (status = 400, response = crate::openapi::BadRequest),
