@@ -25,8 +25,9 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         title = "trailkeep",
         description = "Self-hosted, verifiable audit log. Every 4xx/5xx answer carries the \
             `Error` body. Authenticate with `Authorization: Bearer <key>`; the roles a key needs \
-            are named in each operation's description. Unknown query parameters are refused \
-            (400); a query parameter given an empty value counts as absent.",
+            are named in each operation's description. Operations with query parameters refuse \
+            unknown ones and ones given twice (400); a query parameter given an empty value \
+            counts as absent.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(

@@ -196,7 +196,7 @@ pub async fn inclusion(
     State(state): State<AppState>,
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
     let p = params::query_params(p, &["seq", "tree_size"])?;
@@ -250,7 +250,7 @@ pub async fn consistency(
     State(state): State<AppState>,
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
     let p = params::query_params(p, &["from", "to"])?;
@@ -302,7 +302,7 @@ pub async fn leaves(
     State(state): State<AppState>,
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
     let p = params::query_params(p, &["start", "end"])?;

@@ -5,7 +5,7 @@
 //! by timestamp) also catches back-filled events.
 
 use crate::auth::{authenticate, READ_ROLES};
-use crate::params::{self, Params};
+use crate::params;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -103,7 +103,7 @@ pub struct StatsBody {
 pub async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read events")?;
@@ -231,7 +231,7 @@ pub async fn tenants(
 pub async fn stats(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read stats")?;
