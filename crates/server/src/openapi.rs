@@ -407,6 +407,7 @@ pub struct Event {
 pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass as `cursor` for the next page; null on the last page (and with `from_seq`).
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -31,6 +31,7 @@ pub struct InclusionProof {
     #[schema(minimum = 1)]
     pub tree_size: u64,
     /// The leaf's hash (null only if the leaf could not be read back).
+    #[schema(required = true)]
     pub leaf_hash: Option<String>,
     /// Sibling hashes, leaf to root.
     pub proof: Vec<String>,

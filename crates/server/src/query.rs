@@ -56,9 +56,9 @@ pub struct Tenant {
     #[schema(minimum = 0)]
     pub event_count: u64,
     /// The earliest event timestamp; null without events.
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub first_timestamp: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub last_timestamp: Option<String>,
     pub retention_days: u32,
     pub legal_hold: bool,
@@ -68,10 +68,11 @@ pub struct Tenant {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatsBody {
+    #[schema(required = true)]
     pub tenant_id: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub since: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub until: Option<String>,
     #[schema(minimum = 0)]
     pub total: u64,
