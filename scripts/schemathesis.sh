@@ -98,9 +98,10 @@ say "server at $BASE"
 
 # Seed events (the document's example event id and tenant among them), then wait for the first
 # checkpoint so that the proof endpoints have something to answer with.
-python3 - "$BASE" <<'PY'
-import json, sys, time, urllib.request, urllib.error
-base, key = sys.argv[1], __import__("os").environ["TRAILKEEP_ADMIN_KEY"]
+python3 - "$BASE" "$WORK/reader-key" <<'PY'
+import json, os, sys, time, urllib.request, urllib.error
+base, reader_key_file = sys.argv[1], sys.argv[2]
+key = os.environ["TRAILKEEP_ADMIN_KEY"]
 def call(method, path, body=None, ctype="application/json"):
     req = urllib.request.Request(base + path, method=method, data=body,
         headers={"Authorization": "Bearer " + key, "Content-Type": ctype})
@@ -128,9 +129,12 @@ events = [
 status, body = call("POST", "/v1/events", json.dumps(events).encode())
 if status != 200:
     sys.exit(f"seeding events failed: {status} {body[:500]!r}")
-status, body = call("POST", "/v1/keys", json.dumps({"role": "reader", "tenant_id": "t_0042"}).encode())
+status, body = call("POST", "/v1/keys",
+    json.dumps({"role": "reader", "tenant_id": example["tenant_id"]}).encode())
 if status != 201:
     sys.exit(f"creating a key failed: {status} {body[:500]!r}")
+with open(reader_key_file, "w") as f:
+    f.write(json.loads(body)["key"])
 for _ in range(100):
     if call("GET", "/v1/tenants/%s/checkpoint" % example["tenant_id"])[0] == 200:
         break
@@ -139,23 +143,34 @@ else:
     sys.exit("no checkpoint for the example tenant within 10 s")
 PY
 
-say "running schemathesis $SCHEMATHESIS_VERSION ($EXAMPLES examples per operation)"
-set +e
-# From the temp dir: schemathesis keeps a cache of crashes in the working directory.
-(cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
-  --url "$BASE" \
-  --header "Authorization: Bearer $TRAILKEEP_ADMIN_KEY" \
-  --checks "$CHECKS" \
-  --phases examples,coverage,fuzzing,stateful \
-  --max-examples "$EXAMPLES" \
-  --seed "${SCHEMATHESIS_SEED:-1}" \
-  --workers 1 \
-  --request-timeout 20 \
-  --generation-database none \
-  --no-color \
-  "$@")
-rc=$?
-set -e
+# One run per key: a reader key bound to the example tenant (403s and filtered reads), then the
+# admin key. One worker: with more, hypothesis trips over a CPython 3.11 bug ("AST
+# constructor recursion depth mismatch") when threads parse source at the same time.
+run_schemathesis() { # KEY PHASES EXAMPLES [extra args]
+  local key="$1" phases="$2" examples="$3"
+  shift 3
+  # From the temp dir: schemathesis keeps a cache of crashes in the working directory.
+  (cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+    --url "$BASE" \
+    --header "Authorization: Bearer $key" \
+    --checks "$CHECKS" \
+    --phases "$phases" \
+    --max-examples "$examples" \
+    --seed "${SCHEMATHESIS_SEED:-1}" \
+    --workers 1 \
+    --request-timeout 20 \
+    --generation-database none \
+    --no-color \
+    "$@")
+}
+
+rc=0
+# The reader first: the admin run's stateful phase revokes the keys it lists. (Its warning that
+# the key management and ingest operations answer only 403 is expected: a reader may not.)
+say "schemathesis $SCHEMATHESIS_VERSION with a tenant-bound reader key"
+run_schemathesis "$(cat "$WORK/reader-key")" examples,coverage,fuzzing "$(((EXAMPLES + 1) / 2))" "$@" || rc=$?
+say "schemathesis $SCHEMATHESIS_VERSION with the admin key ($EXAMPLES examples per operation)"
+run_schemathesis "$TRAILKEEP_ADMIN_KEY" examples,coverage,fuzzing,stateful "$EXAMPLES" "$@" || rc=$?
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
   say "the server exited during the run:"
   tail -n 50 "$WORK/server.log" >&2
