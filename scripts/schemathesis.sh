@@ -74,14 +74,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Port 0: the server picks a free port and prints it.
+# A free loopback port (asked of the kernel, then given to the server).
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
 env -u TRAILKEEP_POSTGRES_URL -u TRAILKEEP_DATA_DIR TRAILKEEP_LOG=warn \
-  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" 2>"$WORK/server.log" &
+  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" 2>"$WORK/server.log" &
 SERVER_PID=$!
-BASE=""
+ready=""
 for _ in $(seq 1 100); do
-  BASE="$(sed -n 's/^trailkeep listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$WORK/server.log" | head -n1)"
-  [ -n "$BASE" ] && break
+  if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+    "$BASE/readyz" 2>/dev/null; then
+    ready=1
+    break
+  fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     say "the server did not start:"
     cat "$WORK/server.log" >&2
@@ -89,8 +94,8 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.1
 done
-if [ -z "$BASE" ]; then
-  say "the server did not report its address in 10 s:"
+if [ -z "$ready" ]; then
+  say "the server was not ready within 10 s:"
   cat "$WORK/server.log" >&2
   exit 1
 fi
