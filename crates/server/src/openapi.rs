@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-/// The pattern of a tenant id (SPEC §1), `_global` included.
+/// The pattern of a tenant id (SPEC §1), `_global` included. The attributes below repeat it
+/// (they take literals); the API tests check every copy in the document against this one.
 pub const TENANT_PATTERN: &str = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$";
-/// The pattern of an event type (SPEC §2).
+/// The pattern of an event type (SPEC §2); checked like [`TENANT_PATTERN`].
 pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
 
 #[derive(OpenApi)]
@@ -82,7 +83,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.description = Some(
-            "An API key (`tk_…`, created with `trailkeep keys create` or `POST /v1/keys`), or \
+            "An API key (`tk_…`, created with `trailkeep key create` or `POST /v1/keys`), or \
              the server's TRAILKEEP_ADMIN_KEY."
                 .into(),
         );
@@ -105,11 +106,7 @@ pub fn document() -> &'static str {
         content_type = "application/json", body = Object)),
 )]
 pub async fn openapi_json() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        document().to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
 }
 
 /// `GET /healthz` (`ok`) and `GET /readyz` (`ready`).

@@ -245,3 +245,65 @@ async fn unknown_endpoint_points_to_the_api_description() {
     assert!(message.contains("/openapi.json"), "{message}");
     assert!(!message.contains("SPEC"), "{message}");
 }
+
+/// Every `(name, schema)` of a parameter or object property anywhere in `v`.
+fn named_schemas<'a>(v: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+    match v {
+        Value::Object(m) => {
+            if let (Some(Value::String(name)), Some(schema)) = (m.get("name"), m.get("schema")) {
+                out.push((name, schema));
+            }
+            if let Some(Value::Object(props)) = m.get("properties") {
+                for (name, schema) in props {
+                    out.push((name, schema));
+                }
+            }
+            m.values().for_each(|x| named_schemas(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| named_schemas(x, out)),
+        _ => {}
+    }
+}
+
+/// The patterns written out in the attributes are the ones the code names, and the tenant
+/// pattern accepts what the server accepts (spot checks against the validator).
+#[tokio::test]
+async fn tenant_and_event_type_patterns_are_one_and_match_the_validator() {
+    use trailkeep_core::validate::is_tenant_id;
+    use trailkeep_server::openapi::{EVENT_TYPE_PATTERN, TENANT_PATTERN};
+    let api = Api::new().await;
+    let doc = document(&api).await;
+    let mut all = Vec::new();
+    named_schemas(&doc, &mut all);
+    let mut tenants = 0;
+    for (name, schema) in &all {
+        let Some(pattern) = schema.get("pattern").and_then(Value::as_str) else {
+            continue;
+        };
+        match *name {
+            "tenant" | "tenant_id" => {
+                assert_eq!(pattern, TENANT_PATTERN, "{name}");
+                tenants += 1;
+            }
+            "event_type" if !pattern.contains('*') => assert_eq!(pattern, EVENT_TYPE_PATTERN),
+            _ => {}
+        }
+    }
+    assert!(tenants >= 6, "tenant patterns found: {tenants}");
+    // The pattern's shape: `_global` or a leading letter/digit then up to 127 of [A-Za-z0-9_.:-].
+    for (t, ok) in [
+        ("t_0042", true),
+        ("_global", true),
+        ("0", true),
+        ("a:b.c-d_e", true),
+        (&"a".repeat(128), true),
+        (&"a".repeat(129), false),
+        ("_other", false),
+        ("-a", false),
+        ("a b", false),
+        ("", false),
+    ] {
+        assert_eq!(is_tenant_id(t), ok, "{t:?}");
+    }
+    assert!(TENANT_PATTERN.contains("{0,127}") && TENANT_PATTERN.contains("_global"));
+}
