@@ -23,3 +23,4 @@ ensure_postgres() {
 
 ensure_postgres || true
 cargo test --workspace --locked "$@"
+scripts/schemathesis.sh  # the live API against its OpenAPI document

@@ -15,6 +15,36 @@ use trailkeep_core::validate::{parse_body, BodyError, BodyFormat, BodyRefusal};
 use trailkeep_core::Timestamp;
 use trailkeep_store::{AppendOutcome, PreparedEvent, Role};
 
+/// Appends events, all or nothing; answers once they are durable.
+///
+/// Needs an `admin` or `ingest` key (a tenant-bound key writes only its tenant). Re-sending an
+/// `event_id` with identical content returns its original receipt and counts as a duplicate.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    security(("bearer" = [])),
+    request_body(
+        description = "One event, a JSON array of up to 10,000 events, or NDJSON (one event per line).",
+        content(
+            (crate::openapi::NewEvents = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Stored (or already stored): one receipt per event, in request order",
+            body = crate::openapi::IngestResponse),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,

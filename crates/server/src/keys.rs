@@ -45,6 +45,25 @@ pub fn check_new_key(
     Ok((role, ttl))
 }
 
+/// Creates a key and shows its secret, once. Needs an `admin` key.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    security(("bearer" = [])),
+    request_body(content = crate::openapi::KeyRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new key, with its secret", body = crate::openapi::NewKey),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -79,6 +98,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
+/// Lists every key (without secrets). Needs an `admin` key.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The keys", body = crate::openapi::KeyList),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(&[Role::Admin], "manage keys")?;
@@ -87,6 +121,24 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     Ok(Json(json!({"keys": views})).into_response())
 }
 
+/// Revokes a key. Needs an `admin` key.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id (`key_…`)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,

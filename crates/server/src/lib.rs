@@ -11,13 +11,16 @@ pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod proofs;
 pub mod query;
 pub mod ratelimit;
 
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
 use trailkeep_store::Store;
@@ -87,34 +90,76 @@ impl AppState {
     }
 }
 
-/// The whole API.
+/// One route of the API.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("route {method} {path}: unsupported method"));
+    Route {
+        method,
+        path,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route of the API, the one table [`app`] is built from. Each must be documented in
+/// [`openapi::ApiDoc`] (`#[utoipa::path]` on the handler, listed in its `paths`): the API
+/// tests check the document against this table.
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(M::POST, "/v1/events", ingest::post_events),
+        route(M::GET, "/v1/events", query::list_events),
+        route(M::GET, "/v1/events/{event_id}", query::get_event),
+        route(M::GET, "/v1/tenants", query::tenants),
+        route(M::GET, "/v1/stats", query::stats),
+        route(M::POST, "/v1/keys", keys::create),
+        route(M::GET, "/v1/keys", keys::list),
+        route(M::DELETE, "/v1/keys/{id}", keys::revoke),
+        route(M::GET, "/v1/public-key", proofs::public_key),
+        route(
+            M::GET,
+            "/v1/tenants/{tenant}/checkpoint",
+            proofs::checkpoint,
+        ),
+        route(
+            M::GET,
+            "/v1/tenants/{tenant}/proof/inclusion",
+            proofs::inclusion,
+        ),
+        route(
+            M::GET,
+            "/v1/tenants/{tenant}/proof/consistency",
+            proofs::consistency,
+        ),
+        route(M::GET, "/v1/tenants/{tenant}/leaves", proofs::leaves),
+        route(M::GET, "/v1/events/{event_id}/proof", proofs::event_proof),
+        route(M::GET, "/healthz", ops::healthz),
+        route(M::GET, "/readyz", ops::readyz),
+        route(M::GET, "/metrics", ops::metrics),
+        route(M::GET, "/openapi.json", openapi::openapi_json),
+    ]
+}
+
+/// The whole API: the routes of [`routes`], a JSON 404/405 for everything else, and the
+/// recording of auditors' reads.
 pub fn app(state: AppState) -> Router {
     metrics::init();
-    Router::new()
-        .route(
-            "/v1/events",
-            post(ingest::post_events).get(query::list_events),
-        )
-        .route("/v1/events/{event_id}", get(query::get_event))
-        .route("/v1/tenants", get(query::tenants))
-        .route("/v1/stats", get(query::stats))
-        .route("/v1/keys", post(keys::create).get(keys::list))
-        .route("/v1/public-key", get(proofs::public_key))
-        .route("/v1/tenants/{tenant}/checkpoint", get(proofs::checkpoint))
-        .route(
-            "/v1/tenants/{tenant}/proof/inclusion",
-            get(proofs::inclusion),
-        )
-        .route(
-            "/v1/tenants/{tenant}/proof/consistency",
-            get(proofs::consistency),
-        )
-        .route("/v1/tenants/{tenant}/leaves", get(proofs::leaves))
-        .route("/v1/events/{event_id}/proof", get(proofs::event_proof))
-        .route("/v1/keys/{id}", delete(keys::revoke))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let mut router = Router::new();
+    for r in routes() {
+        // Routes of one path with different methods merge into one method router.
+        router = router.route(r.path, r.handler);
+    }
+    router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -8,6 +8,9 @@ use trailkeep_store::{Cursor, EventQuery, Order, TypeFilter};
 
 pub type Params = HashMap<String, String>;
 
+/// The query string as sent: every pair, in order (so a repeated parameter can be refused).
+pub type RawParams = Vec<(String, String)>;
+
 /// Parameters of `GET /v1/events`.
 pub const EVENT_PARAMS: &[&str] = &[
     "tenant_id",
@@ -23,21 +26,31 @@ pub const EVENT_PARAMS: &[&str] = &[
     "from_seq",
 ];
 
-/// The query string, refusing parameters the endpoint does not know: a typo such as
-/// `tenantid=` must not silently widen a listing to every tenant.
+/// The query string, refusing parameters the endpoint does not know (a typo such as
+/// `tenantid=` must not silently widen a listing to every tenant) and parameters given more
+/// than once (SPEC §3: which one would count is anyone's guess).
 pub fn query_params(
-    p: Result<axum::extract::Query<Params>, axum::extract::rejection::QueryRejection>,
+    p: Result<axum::extract::Query<RawParams>, axum::extract::rejection::QueryRejection>,
     allowed: &[&str],
 ) -> Result<Params, ApiError> {
-    let axum::extract::Query(p) =
+    let axum::extract::Query(pairs) =
         p.map_err(|_| ApiError::bad_request("the query string could not be parsed"))?;
-    if let Some(k) = p.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter {k:?}; this endpoint takes: {}",
-            allowed.join(", ")
-        )));
+    let mut params = Params::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {k:?}; this endpoint takes: {}",
+                allowed.join(", ")
+            )));
+        }
+        if params.contains_key(&k) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {k:?} is given more than once; give it once"
+            )));
+        }
+        params.insert(k, v);
     }
-    Ok(p)
+    Ok(params)
 }
 
 /// A path segment, with a JSON error when it is not valid UTF-8.

@@ -15,11 +15,52 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::Arc;
 use trailkeep_core::validate::{is_tenant_id, parse_uuid};
 use trailkeep_store::SignedCheckpoint;
 use trailkeep_tlog::TlogProof;
+use utoipa::ToSchema;
+
+/// `GET /v1/tenants/{tenant}/proof/inclusion`. Hashes are standard base64.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    #[schema(minimum = 0)]
+    pub seq: u64,
+    #[schema(minimum = 1)]
+    pub tree_size: u64,
+    /// The leaf's hash (null only if the leaf could not be read back).
+    #[schema(required = true)]
+    pub leaf_hash: Option<String>,
+    /// Sibling hashes, leaf to root.
+    pub proof: Vec<String>,
+    /// The root of the tree of `tree_size` leaves.
+    pub root: String,
+}
+
+/// `GET /v1/tenants/{tenant}/proof/consistency`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    #[schema(minimum = 1)]
+    pub from: u64,
+    #[schema(minimum = 1)]
+    pub to: u64,
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/tenants/{tenant}/leaves`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Leaves {
+    #[schema(minimum = 0)]
+    pub start: u64,
+    #[schema(minimum = 0)]
+    pub end: u64,
+    /// Leaf hashes `start..end`, standard base64.
+    pub leaves: Vec<String>,
+}
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
@@ -82,10 +123,42 @@ async fn size_or_latest(
     }
 }
 
+/// The log's Ed25519 verifier key in signed-note vkey form. Needs no key.
+#[utoipa::path(
+    get,
+    path = "/v1/public-key",
+    tag = "proofs",
+    responses(
+        (status = 200, description = "`<name>+<hash>+<base64 key>` and a newline",
+            body = String, content_type = "text/plain"),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn public_key(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(text(identity(&state)?.verifier.to_vkey() + "\n"))
 }
 
+/// The tenant's latest signed checkpoint (C2SP signed note).
+///
+/// Needs an `admin`, `reader` or `auditor` key allowed to read the tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/checkpoint",
+    tag = "proofs",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`")),
+    responses(
+        (status = 200, description = "The signed checkpoint: origin, size, root, blank line, signatures",
+            body = String, content_type = "text/plain"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn checkpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -95,11 +168,36 @@ pub async fn checkpoint(
     Ok(text(latest(&state, &tenant).await?.note))
 }
 
+/// An RFC 6962 inclusion proof of leaf `seq` in the tree of `tree_size` leaves (default: the
+/// latest checkpoint's size).
+///
+/// Needs an `admin`, `reader` or `auditor` key allowed to read the tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/proof/inclusion",
+    tag = "proofs",
+    security(("bearer" = [])),
+    params(
+        ("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
+        ("seq" = u64, Query, minimum = 0, example = json!(0), description = "The leaf's index"),
+        ("tree_size" = Option<u64>, Query, minimum = 1, description = "Tree size; default: the latest checkpoint's"),
+    ),
+    responses(
+        (status = 200, description = "The proof", body = InclusionProof),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn inclusion(
     State(state): State<AppState>,
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
     let p = params::query_params(p, &["seq", "tree_size"])?;
@@ -114,17 +212,46 @@ pub async fn inclusion(
     let proof = state.store.inclusion_proof(&tenant, seq, size).await?;
     let leaf = state.store.leaves(&tenant, seq, seq + 1).await?;
     let root = state.store.tree_root(&tenant, size).await?;
-    Ok(Json(json!({
-        "seq": seq, "tree_size": size, "leaf_hash": b64(&leaf).pop(), "proof": b64(&proof), "root": STANDARD.encode(root),
-    }))
+    Ok(Json(InclusionProof {
+        seq,
+        tree_size: size,
+        leaf_hash: b64(&leaf).pop(),
+        proof: b64(&proof),
+        root: STANDARD.encode(root),
+    })
     .into_response())
 }
 
+/// An RFC 6962 consistency proof between tree sizes `from` and `to` (default: the latest
+/// checkpoint's size).
+///
+/// Needs an `admin`, `reader` or `auditor` key allowed to read the tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/proof/consistency",
+    tag = "proofs",
+    security(("bearer" = [])),
+    params(
+        ("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
+        ("from" = u64, Query, minimum = 1, example = json!(1), description = "The older tree size"),
+        ("to" = Option<u64>, Query, minimum = 1, description = "The newer tree size; default: the latest checkpoint's"),
+    ),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProof),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn consistency(
     State(state): State<AppState>,
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
     let p = params::query_params(p, &["from", "to"])?;
@@ -137,17 +264,46 @@ pub async fn consistency(
         )));
     }
     let proof = state.store.consistency_proof(&tenant, from, to).await?;
-    Ok(Json(json!({"from": from, "to": to, "proof": b64(&proof)})).into_response())
+    Ok(Json(ConsistencyProof {
+        from,
+        to,
+        proof: b64(&proof),
+    })
+    .into_response())
 }
 
 /// At most this many leaves per call.
 pub const MAX_LEAVES: u64 = 10_000;
 
+/// The leaf hashes `start..end` of the tenant's log (at most 10,000 per call), for auditors
+/// rebuilding the tree.
+///
+/// Needs an `admin`, `reader` or `auditor` key allowed to read the tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/leaves",
+    tag = "proofs",
+    security(("bearer" = [])),
+    params(
+        ("tenant" = String, Path, example = json!("t_0042"), pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$", description = "A tenant id, or `_global`"),
+        ("start" = Option<u64>, Query, minimum = 0, description = "First leaf (default 0)"),
+        ("end" = Option<u64>, Query, minimum = 0, description = "End, exclusive (default and cap: the log's size, and start + 10,000)"),
+    ),
+    responses(
+        (status = 200, description = "The leaf hashes", body = Leaves),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn leaves(
     State(state): State<AppState>,
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
     let p = params::query_params(p, &["start", "end"])?;
@@ -163,9 +319,37 @@ pub async fn leaves(
         )));
     }
     let hs = state.store.leaves(&tenant, start, end).await?;
-    Ok(Json(json!({"start": start, "end": end, "leaves": b64(&hs)})).into_response())
+    Ok(Json(Leaves {
+        start,
+        end,
+        leaves: b64(&hs),
+    })
+    .into_response())
 }
 
+/// A C2SP `tlog-proof` for the event against the tenant's latest checkpoint.
+///
+/// Needs an `admin`, `reader` or `auditor` key; another tenant's event is a 404 for a
+/// tenant-bound key.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}/proof",
+    tag = "proofs",
+    security(("bearer" = [])),
+    params(("event_id" = String, Path, format = "uuid", example = json!("0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f"), description = "The event's id")),
+    responses(
+        (status = 200, description = "`c2sp.org/tlog-proof@v1`, `index N`, the proof hashes (base64), a blank line, the checkpoint",
+            body = String, content_type = "text/plain",
+            headers(("X-Trailkeep-Tree-Size" = u64, description = "The size of the checkpoint the proof is against"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn event_proof(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -5,17 +5,19 @@
 //! by timestamp) also catches back-filled events.
 
 use crate::auth::{authenticate, READ_ROLES};
-use crate::params::{self, Params};
+use crate::params;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use trailkeep_core::render::write_event;
 use trailkeep_core::validate::parse_uuid;
 use trailkeep_core::StoredEvent;
 use trailkeep_store::StatsQuery;
+use utoipa::ToSchema;
 
 fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -39,10 +41,70 @@ fn events_body(events: &[StoredEvent], next_cursor: Option<String>) -> Vec<u8> {
     out
 }
 
+/// `GET /v1/tenants`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantList {
+    pub tenants: Vec<Tenant>,
+}
+
+/// One tenant's log.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub tenant_id: String,
+    #[schema(minimum = 0)]
+    pub event_count: u64,
+    /// The earliest event timestamp; null without events.
+    #[schema(required = true, format = DateTime)]
+    pub first_timestamp: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub last_timestamp: Option<String>,
+    pub retention_days: u32,
+    pub legal_hold: bool,
+}
+
+/// Event counts by type and by UTC day.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatsBody {
+    #[schema(required = true)]
+    pub tenant_id: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub since: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub until: Option<String>,
+    #[schema(minimum = 0)]
+    pub total: u64,
+    pub counts_by_type: BTreeMap<String, u64>,
+    /// Keyed by `YYYY-MM-DD`.
+    pub counts_by_day: BTreeMap<String, u64>,
+}
+
+/// Lists events, newest first unless `order=asc`, paged with `cursor`.
+///
+/// Needs an `admin`, `reader` or `auditor` key (a tenant-bound key reads only its tenant).
+/// With `tenant_id` and `from_seq`, lists that tenant's log in `seq` order instead.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    security(("bearer" = [])),
+    params(crate::openapi::EventListParams),
+    responses(
+        (status = 200, description = "A page of events", body = crate::openapi::EventPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read events")?;
@@ -65,6 +127,27 @@ pub async fn list_events(
     )))
 }
 
+/// One event, with `seq`, `received_at` and `leaf_hash`.
+///
+/// Needs an `admin`, `reader` or `auditor` key; another tenant's event is a 404 for a
+/// tenant-bound key.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("event_id" = String, Path, format = "uuid", example = json!("0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f"), description = "The event's id")),
+    responses(
+        (status = 200, description = "The event", body = crate::openapi::Event),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn get_event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -85,6 +168,23 @@ pub async fn get_event(
     }
 }
 
+/// The tenants with events (a tenant-bound key sees only its own).
+///
+/// Needs an `admin`, `reader` or `auditor` key.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "events",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tenants", body = TenantList),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn tenants(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -96,26 +196,43 @@ pub async fn tenants(
     let tenants: Vec<_> = list
         .into_iter()
         .filter(|t| principal.can_see_tenant(&t.tenant_id))
-        .map(|t| {
-            json!({
-                "tenant_id": t.tenant_id,
-                "event_count": t.event_count,
-                "first_timestamp": t.first_timestamp.map(|x| x.to_rfc3339()),
-                "last_timestamp": t.last_timestamp.map(|x| x.to_rfc3339()),
-                "retention_days": days,
-                "legal_hold": false,
-            })
+        .map(|t| Tenant {
+            tenant_id: t.tenant_id,
+            event_count: t.event_count,
+            first_timestamp: t.first_timestamp.map(|x| x.to_rfc3339()),
+            last_timestamp: t.last_timestamp.map(|x| x.to_rfc3339()),
+            retention_days: days,
+            legal_hold: false,
         })
         .collect();
     Ok(json_response(
-        serde_json::to_vec(&json!({"tenants": tenants})).unwrap_or_default(),
+        serde_json::to_vec(&TenantList { tenants }).unwrap_or_default(),
     ))
 }
 
+/// Event counts by type and by UTC day.
+///
+/// Needs an `admin`, `reader` or `auditor` key (a tenant-bound key counts only its tenant).
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "events",
+    security(("bearer" = [])),
+    params(crate::openapi::StatsParams),
+    responses(
+        (status = 200, description = "The counts", body = StatsBody),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+)]
 pub async fn stats(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read stats")?;
@@ -131,13 +248,13 @@ pub async fn stats(
             until,
         })
         .await?;
-    let body = json!({
-        "tenant_id": tenant,
-        "since": since.map(|t| t.to_rfc3339()),
-        "until": until.map(|t| t.to_rfc3339()),
-        "total": s.total,
-        "counts_by_type": s.counts_by_type,
-        "counts_by_day": s.counts_by_day,
-    });
+    let body = StatsBody {
+        tenant_id: tenant,
+        since: since.map(|t| t.to_rfc3339()),
+        until: until.map(|t| t.to_rfc3339()),
+        total: s.total,
+        counts_by_type: s.counts_by_type,
+        counts_by_day: s.counts_by_day,
+    };
     Ok(json_response(serde_json::to_vec(&body).unwrap_or_default()))
 }

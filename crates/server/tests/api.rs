@@ -24,3 +24,6 @@ mod proofs;
 
 #[path = "api/audit.rs"]
 mod audit;
+
+#[path = "api/openapi.rs"]
+mod openapi;

@@ -695,3 +695,41 @@ async fn invalid_path_parameter_is_json_error() {
     });
     assert!(v["error"]["code"].is_string(), "{v}");
 }
+
+/// SPEC §3: a query parameter given twice is a 400 (which value would count is anyone's guess),
+/// and so is one the endpoint does not know, on every endpoint that takes query parameters.
+#[tokio::test]
+async fn repeated_or_unknown_query_parameters_are_400() {
+    let (api, snap) = seeded().await;
+    for (path, param, value) in [
+        ("/v1/events", "tenant_id", "t_1"),
+        ("/v1/events", "limit", "1"),
+        ("/v1/stats", "tenant_id", "t_1"),
+        ("/v1/tenants/t_1/proof/inclusion", "seq", "0"),
+        ("/v1/tenants/t_1/proof/consistency", "from", "1"),
+        ("/v1/tenants/t_1/leaves", "start", "0"),
+    ] {
+        let once = api.get(ADMIN, &format!("{path}?{param}={value}")).await;
+        assert!(
+            once.status != 400 || !once.text().contains("more than once"),
+            "{path}: {}",
+            once.text()
+        );
+        let twice = api
+            .get(ADMIN, &format!("{path}?{param}={value}&{param}={value}"))
+            .await;
+        assert_error(&twice, 400, "bad_request");
+        assert!(twice.text().contains("more than once"), "{}", twice.text());
+        let unknown = api
+            .get(ADMIN, &format!("{path}?{param}={value}&tenantid=t_2"))
+            .await;
+        assert_error(&unknown, 400, "bad_request");
+        assert!(unknown.text().contains("tenantid"), "{}", unknown.text());
+    }
+    // The same value or different ones alike.
+    let r = api
+        .get(ADMIN, "/v1/events?tenant_id=t_1&tenant_id=t_2")
+        .await;
+    assert_error(&r, 400, "bad_request");
+    api.assert_unchanged(&snap).await;
+}
