@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# trailkeep vs PostgreSQL, side by side in one run (SPEC §11).
+# trailkeep vs PostgreSQL, side by side in one run (BENCHMARKS.md).
 #
 # usage: bench/compare.sh [N]          N events (default 1000000; e.g. 200000 for a quick run)
 #
@@ -507,7 +507,7 @@ SUMMARY="$WORK/summary.md"
     echo "PostgreSQL: $(psql "$PG_URL" -Atqc 'SHOW server_version' 2>/dev/null | cut -d' ' -f1 || echo '?'), stock settings (fsync on, synchronous_commit on), table with primary key + 3 indexes; COPY in one transaction; queries with plan_cache_mode=force_custom_plan."
     echo "Query: tenant \`$QUERY_TENANT\`, \`event_type=${QUERY_PREFIX}*\`, [$QUERY_SINCE, $QUERY_UNTIL), limit 100, newest first; first page holds $(val "$QR") events (PostgreSQL: $(val "$PR") rows)."
     echo
-    echo "| measurement | trailkeep | PostgreSQL | trailkeep / PG | goal (SPEC §11) | met |"
+    echo "| measurement | trailkeep | PostgreSQL | trailkeep / PG | goal (BENCHMARKS.md) | met |"
     echo "|---|---:|---:|---:|---|:-:|"
     echo "| durable batched ingest, $BATCH events/request, $BATCH_CLIENTS clients (events/s; median of $RUNS interleaved runs) | $(num "$B_EPS") | $(num "$PG_RPS") (COPY) | $RATIO_INGEST | ≥ 10× PG | $MET_INGEST |"
     echo "| batched ingest request latency p50 / p99 (ms) | $(val "$B_P50") / $(val "$B_P99") | — | | | |"

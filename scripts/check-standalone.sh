@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refuses a tree that depends on anything outside the repository: code, scripts and docs must
-# not point at a folder beside the checkout (`../shared`, the product contract `SPEC.md`) or at
+# not point at a folder beside the checkout (`../shared`, the product contract `SPEC.md` and its sections) or at
 # a path of one machine (`/work/…`, `/home/…`, `/root/…`, `/Users/…`), and every relative link
 # in a Markdown file must name a file or folder that exists in the repository.
 # Usage: scripts/check-standalone.sh [REPO_DIR]   (default: this repository)
@@ -14,7 +14,7 @@ files() {
     git ls-files -z --cached --others --exclude-standard -- \
         ':!Cargo.lock' ':!crates/tlog/tests/testdata/**' ':!scripts/check-standalone.sh' ':!tests/e2e/standalone.rs'
 }
-hits=$(files | xargs -0 grep -nIE '\.\./shared|\bSPEC\.md\b|(^|[^A-Za-z0-9_.~-])/(work|home|root|Users)/[A-Za-z0-9_.-]' 2>/dev/null || true)
+hits=$(files | xargs -0 grep -nIE '\.\./shared|\bSPEC(\.md| §| section [0-9])|(^|[^A-Za-z0-9_.~-])/(work|home|root|Users)/[A-Za-z0-9_.-]' 2>/dev/null || true)
 if [[ -n $hits ]]; then
     echo "check-standalone: these lines point outside the repository:" >&2
     echo "$hits" >&2

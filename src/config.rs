@@ -1,4 +1,4 @@
-//! Configuration: the TOML file of SPEC §10, overridden by `TRAILKEEP_*` environment variables
+//! Configuration: the TOML file of docs/configuration.md, overridden by `TRAILKEEP_*` environment variables
 //! (`__` between levels), overridden by flags.
 //!
 //! Sections that later features read (`alerts`, `approvals`, `impersonation`, `sinks`) are

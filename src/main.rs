@@ -1,4 +1,4 @@
-//! The `trailkeep` command line: the server and every client-side tool (SPEC §5).
+//! The `trailkeep` command line: the server and every client-side tool (docs/cli.md).
 
 mod client;
 mod config;
@@ -52,7 +52,7 @@ enum Cmd {
     /// Run the server.
     #[command(after_help = serve::HELP)]
     Serve {
-        /// TOML configuration file (SPEC §10).
+        /// TOML configuration file (docs/configuration.md).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listen address, HOST:PORT (default 127.0.0.1:7438; 0.0.0.0:PORT listens on every

@@ -1,4 +1,4 @@
-//! Recomputing an event's leaf hash from the event as the API returns it (SPEC §7).
+//! Recomputing an event's leaf hash from the event as the API returns it (docs/verification.md).
 //!
 //! The leaf data is built from the event's own fields — never from `leaf_hash`, which is only
 //! what the event *claims*. The payload is re-canonicalised (RFC 8785, so a pretty-printed or
@@ -124,7 +124,7 @@ impl ApiEvent<'_> {
         Ok(c)
     }
 
-    /// The leaf hash recomputed from the event's fields (SPEC §7).
+    /// The leaf hash recomputed from the event's fields (docs/verification.md).
     pub fn recompute_leaf(&self) -> Result<Hash, LeafProblem> {
         let commitment = self.commitment()?;
         let fields = LeafFields {
@@ -237,7 +237,7 @@ mod tests {
     use trailkeep_store::PreparedEvent;
     use trailkeep_tlog::hash::encode_hash;
 
-    /// The event of SPEC §2, with a fixed salt.
+    /// The event of docs/events.md, with a fixed salt.
     const SPEC_EVENT: &str = r#"{
         "event_id": "0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f",
         "event_type": "prompt.update",
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn known_vector() {
         // Computed independently (Python: json.dumps(sort_keys=True, separators=(",", ":")),
-        // hashlib.sha256) for the SPEC §2 event with salt 0x5a × 32.
+        // hashlib.sha256) for the docs/events.md event with salt 0x5a × 32.
         let (_, json) = server_side(SPEC_EVENT, [0x5a; 32]);
         let ev = parse_event(&json).unwrap();
         assert_eq!(

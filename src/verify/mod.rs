@@ -1,4 +1,4 @@
-//! `trailkeep verify`: check that a log is what its signed checkpoints say (SPEC §4.4, §5, §7).
+//! `trailkeep verify`: check that a log is what its signed checkpoints say (docs/api.md, docs/cli.md, docs/verification.md).
 //!
 //! Three inputs, one rule: every leaf is recomputed from the event itself (never taken from its
 //! `leaf_hash`), every checkpoint must carry a valid signature by the log key and name the

@@ -1,4 +1,4 @@
-//! Several `trailkeep serve --postgres` processes on one database (SPEC §6): concurrent ingest
+//! Several `trailkeep serve --postgres` processes on one database (docs/operations.md): concurrent ingest
 //! through all of them keeps every tenant's seq gap-free and unique, loses and duplicates
 //! nothing, SIGKILL of one process mid-ingest loses nothing it acknowledged (and never half a
 //! request), and every process serves the same signed checkpoint.

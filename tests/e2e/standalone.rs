@@ -74,6 +74,7 @@ fn references_outside_the_repository_are_refused() {
             "../shared",
         ),
         ("src/lib.rs", "// see SPEC.md\n", "SPEC.md"),
+        ("src/api.rs", "/// Errors (SPEC §3).\n", "SPEC §3"),
         (
             "tests/t.rs",
             "let p = \"/work/shared/testdata\";\n",

@@ -1,5 +1,5 @@
 //! `trailkeep-bench`: load generators for trailkeep's HTTP API and the PostgreSQL side of the
-//! side-by-side figures of SPEC §11. `bench/compare.sh` drives it; each subcommand prints a
+//! side-by-side figures of BENCHMARKS.md. `bench/compare.sh` drives it; each subcommand prints a
 //! human-readable report and one `RESULT <name> key=value …` line for scripts, and exits
 //! non-zero if any request failed or was answered wrongly.
 
@@ -210,7 +210,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             events,
         } => {
             if batch == 0 || batch > 10_000 {
-                bail!("--batch must be 1..=10000 (SPEC §4.1)");
+                bail!("--batch must be 1..=10000 (docs/api.md)");
             }
             let lines = read_lines(&file, events)?;
             let total = lines.len();

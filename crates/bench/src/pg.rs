@@ -1,4 +1,4 @@
-//! The PostgreSQL side of SPEC §11: binary COPY of the generator's events into an indexed
+//! The PostgreSQL side of the benchmarks (BENCHMARKS.md): binary COPY of the generator's events into an indexed
 //! table, and the same filtered first page as trailkeep's `GET /v1/events`.
 
 use crate::stats::{per_sec, Latencies, ResultLine};
@@ -33,7 +33,7 @@ const DDL: &[&str] = &[
     "CREATE INDEX bench_events_tenant_actor_ts ON bench_events (tenant_id, actor, ts)",
 ];
 
-/// The first page of SPEC §11's filtered query. The LIKE pattern is a literal, as an
+/// The first page of the benchmarks' filtered query (BENCHMARKS.md). The LIKE pattern is a literal, as an
 /// application would write it, so the planner sees the prefix.
 fn query_sql(pattern: &str) -> String {
     format!(

@@ -33,7 +33,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     if a.batch == 0 || a.batch > trailkeep_core::MAX_BATCH_EVENTS {
-        bail!("--batch must be 1..=10000 (SPEC §4.1)");
+        bail!("--batch must be 1..=10000 (docs/api.md)");
     }
     let lines = crate::read_lines(&a.file, a.events)?;
     let total = lines.len();

@@ -1,4 +1,4 @@
-//! The built-in event catalogue (SPEC §2.1): required payload fields per type, and risk levels.
+//! The built-in event catalogue (docs/events.md): required payload fields per type, and risk levels.
 //!
 //! Types outside the catalogue that match the `event_type` pattern carry a free-form payload.
 //! Types trailkeep writes itself (`approval.*`, `review.*`, `retention.*`, `audit.read`,
@@ -46,7 +46,7 @@ pub fn is_reserved(event_type: &str) -> bool {
 
 /// Read access to one JSON value, as the payload checks need it. Implemented for
 /// `serde_json::Value` (the reference path) and for the ingest fast path's borrowed tree
-/// (`crate::json`), so both run this one implementation of SPEC §2.1.
+/// (`crate::json`), so both run this one implementation of docs/events.md.
 pub(crate) trait JsonValue<'v>: Copy {
     type Object: JsonObject<'v, Value = Self>;
     /// The string, if the value is one.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 /// A validated, normalised event, ready to be sequenced.
 ///
-/// Built only by [`crate::validate::parse_event`], so every field already satisfies SPEC §2.
+/// Built only by [`crate::validate::parse_event`], so every field already satisfies docs/events.md.
 /// `payload` holds the RFC 8785 canonical JSON of the payload object: the API returns payloads
 /// in that form, and the leaf commits to exactly those bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

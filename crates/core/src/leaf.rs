@@ -1,4 +1,4 @@
-//! Leaf data and leaf hashes (SPEC §7).
+//! Leaf data and leaf hashes (docs/verification.md).
 //!
 //! The leaf data of an event is the RFC 8785 canonical JSON of its envelope fields with the payload
 //! replaced by `payload_commitment` = hex SHA-256(salt ‖ canonical payload). All values are

@@ -2,7 +2,7 @@
 //!
 //! An *event* is one action on the platform (a prompt edit, a crawl, an impersonation…). Clients
 //! send events as JSON; [`validate::parse_event`] turns one JSON value into a [`NewEvent`] — every
-//! rule of the envelope (SPEC §2) and of the built-in catalogue (§2.1) checked, every value
+//! rule of the envelope and of the built-in catalogue (docs/events.md) checked, every value
 //! normalised — or into the list of [`Issue`]s that make it invalid, each with its JSON path.
 //! [`validate::parse_body`] does it for a whole request body; bodies whose events are all valid
 //! take a single-pass path (private modules `json` and `fast`: a borrowed JSON tree written
@@ -10,7 +10,7 @@
 //! both give the same events and the same refusals.
 //!
 //! A valid event becomes a leaf of its tenant's Merkle log. [`leaf`] builds the leaf data of
-//! SPEC §7 (RFC 8785 canonical JSON with a salted commitment to the payload) and its RFC 6962
+//! docs/verification.md (RFC 8785 canonical JSON with a salted commitment to the payload) and its RFC 6962
 //! leaf hash, and [`render`] writes stored events back out as the JSON the API returns.
 //!
 //! Architecture invariant: this crate does no I/O and has no async code. "Now" and salts are
@@ -34,9 +34,9 @@ pub use issue::Issue;
 pub use timestamp::Timestamp;
 pub use uuid::Uuid;
 
-/// Largest accepted serialised size of one event (SPEC §2).
+/// Largest accepted serialised size of one event (docs/events.md).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
-/// Most events accepted in one ingest request (SPEC §4.1).
+/// Most events accepted in one ingest request (docs/api.md).
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Deepest nesting of a payload (objects and arrays, the payload object itself counting as 1).
 pub const MAX_PAYLOAD_DEPTH: usize = 32;

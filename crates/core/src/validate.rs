@@ -1,4 +1,4 @@
-//! Turning a request body into validated events (SPEC §2, §3, §4.1).
+//! Turning a request body into validated events (docs/events.md, docs/api.md).
 //!
 //! [`split_body`] splits a body (one object, an array, or NDJSON) into per-event raw JSON without
 //! validating content, so size limits can be checked per event; [`parse_event`] validates one event

@@ -1,11 +1,11 @@
-//! Reads by `auditor` keys are themselves logged (SPEC §1, §9) as `audit.read` events.
+//! Reads by `auditor` keys are themselves logged (docs/api.md) as `audit.read` events.
 //!
 //! A middleware in front of every route: when a GET carrying a live auditor key succeeds, an
 //! `audit.read` event is appended, durably, to the log of the tenant read (the path's tenant,
 //! else the `tenant_id` parameter, else the key's bound tenant, else `_global`) before the
 //! response leaves. If it cannot be logged, the answer is replaced by a 503: an auditor's read
 //! is never served unrecorded. Refused reads (4xx) are not logged: a refused request changes
-//! nothing (SPEC §3). The payload names the key, method, path and query.
+//! nothing (docs/api.md#errors). The payload names the key, method, path and query.
 
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};

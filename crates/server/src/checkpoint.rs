@@ -1,4 +1,4 @@
-//! Signed checkpoints (SPEC §7): at most once per second per grown log, and never for a tree
+//! Signed checkpoints (docs/verification.md): at most once per second per grown log, and never for a tree
 //! that is not consistent with the tenant's previous checkpoint.
 //!
 //! [`checkpoint_round`] does one pass over every tenant: a log that grew since its last

@@ -1,4 +1,4 @@
-//! `POST /v1/events` (SPEC §4.1): parse, validate, authorise, hash, then append durably.
+//! `POST /v1/events` (docs/api.md): parse, validate, authorise, hash, then append durably.
 //!
 //! Order of refusals: key (401/403/429) → content type (400) → body size (413) → framing (400)
 //! → event count and event size (413) → validation of every event (422, all issues at once) →

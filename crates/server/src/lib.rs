@@ -30,7 +30,7 @@ pub use error::ApiError;
 /// Server settings that handlers need.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Largest accepted request body (SPEC §3: default 16 MiB).
+    /// Largest accepted request body (docs/api.md#errors: default 16 MiB).
     pub max_body_bytes: usize,
     /// Retention shown for tenants without their own setting.
     pub default_retention_days: u32,

@@ -22,7 +22,7 @@ use trailkeep_store::Store;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// The error codes a refusal can carry (SPEC §3), registered at 0.
+/// The error codes a refusal can carry (docs/api.md#errors), registered at 0.
 pub const REJECTION_CODES: &[&str] = &[
     "bad_request",
     "unauthorized",

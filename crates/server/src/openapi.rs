@@ -14,10 +14,10 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-/// The pattern of a tenant id (SPEC §1), `_global` included. The attributes below repeat it
+/// The pattern of a tenant id (docs/api.md), `_global` included. The attributes below repeat it
 /// (they take literals); the API tests check every copy in the document against this one.
 pub const TENANT_PATTERN: &str = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$";
-/// The pattern of an event type (SPEC §2); checked like [`TENANT_PATTERN`].
+/// The pattern of an event type (docs/events.md); checked like [`TENANT_PATTERN`].
 pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
 
 #[derive(OpenApi)]
@@ -124,7 +124,7 @@ pub enum HealthStatus {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Errors (SPEC §3).
+// Errors (docs/api.md#errors).
 
 /// Every 4xx/5xx body.
 #[derive(ToSchema, Serialize)]
@@ -241,9 +241,9 @@ pub struct Internal(pub ErrorBody);
 pub struct Unavailable(pub ErrorBody);
 
 // ---------------------------------------------------------------------------------------------
-// Events (SPEC §2, §4.1, §4.2).
+// Events (docs/events.md, docs/api.md).
 
-/// An event as sent to `POST /v1/events` (SPEC §2). Built-in event types (`prompt.update`,
+/// An event as sent to `POST /v1/events` (docs/events.md). Built-in event types (`prompt.update`,
 /// `crawl.run`, …) have required payload fields; other types take a free-form payload.
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -276,7 +276,7 @@ pub const EXAMPLE_EVENT_ID: &str = "0192f0c4-7d1e-7a53-8f0e-3c1d2b4a5e6f";
 /// The tenant of the example event.
 pub const EXAMPLE_TENANT: &str = "t_0042";
 
-/// A valid `prompt.update` event (SPEC §2's example with real hashes).
+/// A valid `prompt.update` event (docs/events.md's example with real hashes).
 pub fn example_event() -> serde_json::Value {
     let hash = format!("sha256:{}", "ab".repeat(32));
     serde_json::json!({
@@ -408,7 +408,7 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
-/// Filters of `GET /v1/events` (SPEC §4.2). Unknown parameters are refused (400).
+/// Filters of `GET /v1/events` (docs/api.md). Unknown parameters are refused (400).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
@@ -470,7 +470,7 @@ pub struct StatsParams {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keys (SPEC §4.5).
+// Keys (docs/api.md).
 
 #[derive(ToSchema, Serialize)]
 #[serde(rename_all = "lowercase")]

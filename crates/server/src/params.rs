@@ -28,7 +28,7 @@ pub const EVENT_PARAMS: &[&str] = &[
 
 /// The query string, refusing parameters the endpoint does not know (a typo such as
 /// `tenantid=` must not silently widen a listing to every tenant) and parameters given more
-/// than once (SPEC §3: which one would count is anyone's guess).
+/// than once (docs/api.md#errors: which one would count is anyone's guess).
 pub fn query_params(
     p: Result<axum::extract::Query<RawParams>, axum::extract::rejection::QueryRejection>,
     allowed: &[&str],
@@ -92,7 +92,7 @@ pub fn u64_param(p: &Params, k: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-/// The filters of SPEC §4.2 (tenant scope applied by the caller).
+/// The filters of docs/api.md (tenant scope applied by the caller).
 pub fn event_query(p: &Params) -> Result<EventQuery, ApiError> {
     let limit = match opt(p, "limit") {
         None => 100,

@@ -1,4 +1,4 @@
-//! Verifiability endpoints (SPEC §4.4): public key, checkpoints, inclusion and consistency
+//! Verifiability endpoints (docs/api.md): public key, checkpoints, inclusion and consistency
 //! proofs, C2SP tlog-proofs for events, and raw leaf hashes for auditors.
 //!
 //! `tree_size` / `to` default to the latest checkpoint's size, so a proof fetched without them

@@ -1,4 +1,4 @@
-//! Reads (SPEC §4.2): event listings, one event, tenants, stats.
+//! Reads (docs/api.md): event listings, one event, tenants, stats.
 //!
 //! Beyond the spec, `GET /v1/events?tenant_id=T&from_seq=N` lists a tenant's events in log
 //! order (`seq` ≥ N, ascending); `trailkeep tail` follows a log with it, which (unlike a listing

@@ -1,4 +1,4 @@
-//! The idempotency rules of SPEC §4.1, shared by every backend.
+//! The idempotency rules of docs/api.md, shared by every backend.
 //!
 //! An event whose `event_id` was seen before is a duplicate (answered with the original
 //! receipt) when its content is the same, and a conflict (the whole request fails, nothing

@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
 
-/// Proof of acceptance for one event (SPEC §4.1).
+/// Proof of acceptance for one event (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
     pub event_id: Uuid,
@@ -93,7 +93,7 @@ impl Cursor {
     }
 }
 
-/// A filtered listing request (SPEC §4.2). `tenant_id: None` means every tenant.
+/// A filtered listing request (docs/api.md). `tenant_id: None` means every tenant.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub tenant_id: Option<String>,

@@ -1,4 +1,4 @@
-//! The storage conformance suite (SPEC §6: both backends pass one shared suite).
+//! The storage conformance suite (docs/operations.md: both backends pass one shared suite).
 //!
 //! `store_conformance_suite!(name, factory)` expands every test for one backend, in the style of
 //! Quickwit's `metastore_test_suite!`. `factory` is an expression evaluating to a future of

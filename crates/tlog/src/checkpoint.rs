@@ -18,7 +18,7 @@
 //! (the log only grew since an earlier checkpoint). A log must never sign two
 //! checkpoints that are not consistent with each other.
 //!
-//! In trailkeep the origin is `trailkeep/<log-name>/<tenant>` (SPEC section 7).
+//! In trailkeep the origin is `trailkeep/<log-name>/<tenant>` (docs/verification.md).
 
 use crate::hash::{decode_hash, encode_hash, Hash};
 use crate::note::{open_note, sign_note, Signer, Verifier};

@@ -9,7 +9,7 @@
 //! * empty tree = SHA-256("") ([`EMPTY_ROOT`])
 //!
 //! In trailkeep the leaf data is the RFC 8785 canonical JSON of an event's
-//! leaf fields (SPEC section 7); this module does not care what the bytes are.
+//! leaf fields (docs/verification.md); this module does not care what the bytes are.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -17,7 +17,7 @@
 //! the entry itself), the log's public key and the expected origin: open the
 //! checkpoint, then check the inclusion proof of the leaf at `index` against
 //! the checkpoint's size and root. trailkeep serves one of these per event at
-//! `GET /v1/events/{event_id}/proof` (SPEC section 4.4).
+//! `GET /v1/events/{event_id}/proof` (docs/api.md).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -1,4 +1,4 @@
-//! Reads by auditor keys are logged as `audit.read` events in the tenant read (SPEC §1, §9).
+//! Reads by auditor keys are logged as `audit.read` events in the tenant read (docs/api.md).
 
 use crate::common::*;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! The built-in catalogue (SPEC §2.1): one valid event per type, and invalid ones rejected with
+//! The built-in catalogue (docs/events.md): one valid event per type, and invalid ones rejected with
 //! the JSON path of the problem.
 
 use crate::common::*;

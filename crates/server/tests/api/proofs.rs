@@ -1,4 +1,4 @@
-//! SPEC §4.4: public key, checkpoints (and the checkpoint round), inclusion and consistency
+//! docs/api.md: public key, checkpoints (and the checkpoint round), inclusion and consistency
 //! proofs, tlog-proofs for events, leaves; their refusals and tenant scoping.
 
 use crate::common::*;

@@ -861,7 +861,7 @@ async fn stats_exact_counts_with_partial_days() {
 
 #[tokio::test]
 async fn q_is_case_insensitive_beyond_ascii() {
-    // SPEC §4.2: `q` is a case-insensitive substring search over the payload and actor.
+    // docs/api.md: `q` is a case-insensitive substring search over the payload and actor.
     let api = Api::new().await;
     let v = api
         .ingest(&json!([

@@ -696,7 +696,7 @@ async fn invalid_path_parameter_is_json_error() {
     assert!(v["error"]["code"].is_string(), "{v}");
 }
 
-/// SPEC §3: a query parameter given twice is a 400 (which value would count is anyone's guess),
+/// docs/api.md#errors: a query parameter given twice is a 400 (which value would count is anyone's guess),
 /// and so is one the endpoint does not know, on every endpoint that takes query parameters.
 #[tokio::test]
 async fn repeated_or_unknown_query_parameters_are_400() {

@@ -1,5 +1,5 @@
 //! The PostgreSQL store: the same behaviour as the embedded store, for several `trailkeep serve`
-//! processes on one database (SPEC §6).
+//! processes on one database (docs/operations.md).
 //!
 //! # Model
 //!
