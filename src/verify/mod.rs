@@ -52,10 +52,11 @@ holding one.
 Monitoring: keep each tenant's history of checkpoints so that a rewritten log is caught.
 --save-checkpoint DIR writes each verified tenant's latest checkpoint to DIR/<tenant>.txt, but
 only when everything about that tenant verified (a failure never overwrites the evidence).
-Run it from cron with the same directory as input (use a reader key: auditor keys expire):
+Run it from cron with the same directory as input (use a reader key: auditor keys expire; give
+it in TRAILKEEP_KEY, e.g. from the crontab's environment, so it never shows in `ps`):
 
   mkdir -p /var/lib/trailkeep-monitor
-  */15 * * * * trailkeep verify --url https://audit.example --key \"$MONITOR_KEY\" \\
+  */15 * * * * trailkeep verify --url https://audit.example \\
       --public-key /etc/trailkeep/log.vkey \\
       --checkpoint /var/lib/trailkeep-monitor --save-checkpoint /var/lib/trailkeep-monitor \\
       || alert-oncall
