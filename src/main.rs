@@ -59,6 +59,8 @@ enum Cmd {
         listen: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        integrity: serve::Integrity,
     },
     /// Manage API keys directly in the store.
     Key {
@@ -128,7 +130,8 @@ fn main() -> ExitCode {
             config,
             listen,
             store,
-        } => serve::run(config, listen, store),
+            integrity,
+        } => serve::run(config, listen, store, integrity),
         Cmd::Key { cmd } => keys_cmd::run(cmd),
         Cmd::Ingest {
             file,

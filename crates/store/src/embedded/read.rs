@@ -34,6 +34,7 @@ fn meta(t: &TenantMem, tenant: u32, seq: u64) -> Result<&Meta, StoreError> {
 
 /// [`load`] for a tenant already looked up.
 fn load_from(mem: &Mem, tenant: u32, t: &TenantMem, seq: u64) -> Result<StoredEvent, StoreError> {
+    mem.check(tenant)?;
     let m = meta(t, tenant, seq)?;
     let bytes = mem.segments.read(m.segment(), m.offset(), m.len as usize)?;
     let mut r = codec::Reader::new(&bytes);
