@@ -24,3 +24,6 @@ mod proofs;
 
 #[path = "api/audit.rs"]
 mod audit;
+
+#[path = "api/integrity.rs"]
+mod integrity;
