@@ -11,4 +11,5 @@ mod postgres;
 mod quickstart;
 mod standalone;
 mod support;
+mod tamper;
 mod verify;
