@@ -101,6 +101,8 @@ pub struct Faults {
     pub writes_until_full: std::sync::atomic::AtomicI64,
     /// Every `fdatasync` fails with EIO while set.
     pub fail_syncs: std::sync::atomic::AtomicBool,
+    /// Cutting the log back after a failed write fails with EIO while set.
+    pub fail_cuts: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -228,6 +230,13 @@ impl LogWriter {
     /// success the log on disk is exactly what it was at `to` (everything durable then) and
     /// writing can go on from there.
     pub fn cut_back(&mut self, to: Saved) -> Result<(), StoreError> {
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.fail_cuts.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Err(std::io::Error::from_raw_os_error(5).into());
+        }
         for n in (to.seg + 1..=self.seg).rev() {
             match std::fs::remove_file(segment_path(&self.dir, n)) {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),

@@ -399,7 +399,7 @@ fn write_all(
                     shared.fail(format!(
                         "a write to the log failed ({e}) and cutting it back failed too ({cut}); writes are refused: free space or fix the disk, then restart trailkeep (recovery settles the log's end)"
                     ));
-                    Err("the write could not be made durable; nothing of this request was stored")
+                    Err("the write could not be made durable and the log's end is unknown until a restart; send the request again after the restart (events with an event_id are then stored once)")
                 }
             }
         }

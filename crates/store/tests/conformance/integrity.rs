@@ -664,3 +664,43 @@ async fn a_real_full_file_system_never_stores_a_request_answered_503() {
     assert_exactly_acknowledged(&stored(&s, &tenants).await, &ok, &no, "tmpfs, restarted");
     close(s).await;
 }
+
+/// If even cutting the log back fails, the file's end is unknown: every later write is
+/// refused, `health` and `ready` say why, until a restart settles the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_cut_refuses_writes_and_says_so_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let opts = EmbeddedOptions {
+        faults: Some(faults.clone()),
+        ..plain()
+    };
+    let t = tenant("int-cutfail");
+    let s = open(dir.path(), opts);
+    let kept = put(&s, &t, 2).await;
+    assert!(s.health().is_healthy());
+    faults
+        .fail_cuts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    faults.fill_disk_after(0);
+    let r = s.append(vec![prep(ev(&t, "int.x", |_| {}))]).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let h = s.health();
+    assert!(h.writes_refused, "{h:?}");
+    assert!(
+        h.problems.join(" ").contains("cutting it back failed"),
+        "{h:?}"
+    );
+    assert!(s.ready().await.is_err());
+    // Room again, but the log's end is unknown: still refused.
+    faults.free_disk();
+    let r = s.append(vec![prep(ev(&t, "int.x", |_| {}))]).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    close(s).await;
+    let s = open(dir.path(), plain());
+    assert!(s.health().is_healthy());
+    let got: Vec<Uuid> = log_of(&s, &t).await.iter().map(|e| e.event_id).collect();
+    assert_eq!(got[..2], kept[..], "acknowledged events are kept");
+    put(&s, &t, 1).await;
+    close(s).await;
+}
