@@ -208,10 +208,7 @@ async fn whole_blocks_cut_off_the_end_are_refused() {
     for keep in [ends[3], ends[2]] {
         std::fs::write(&seg, &full[..keep as usize]).unwrap();
         let err = refused(dir.path(), plain(), "blocks cut off the end");
-        assert!(
-            err.contains(&format!("bytes of durable log are missing")),
-            "{err}"
-        );
+        assert!(err.contains("bytes of durable log are missing"), "{err}");
         assert!(err.contains(&format!("tenant {t} had 12 events")), "{err}");
     }
     // Put back, it opens with everything.
@@ -310,9 +307,9 @@ fn replace(b: &mut [u8], from: &[u8], to: &[u8]) {
 fn forge(seg: &Path, e: &StoredEvent, from: &str, to: &str) {
     let mut b = std::fs::read(seg).unwrap();
     let mut forged = e.clone();
-    let p = String::from_utf8(e.payload.clone().unwrap().to_vec()).unwrap();
+    let p = String::from_utf8(e.payload.clone().unwrap()).unwrap();
     assert!(p.contains(from), "{p}");
-    forged.payload = Some(p.replace(from, to).into_bytes().into());
+    forged.payload = Some(p.replace(from, to).into_bytes());
     let leaf = trailkeep_core::leaf::stored_event_leaf_hash(&forged).unwrap();
     replace(&mut b, from.as_bytes(), to.as_bytes());
     replace(&mut b, &e.leaf_hash, &leaf);
