@@ -61,26 +61,51 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
+/// What the mark needs of one tenant, copied out of memory quickly (the read lock is held
+/// while the apply thread may wait for it).
+pub struct TenantState {
+    name: trailkeep_core::CompactString,
+    events: u64,
+    checkpoint: Option<(u64, [u8; 32])>,
+}
+
+/// Every tenant's state: a copy per tenant, no formatting (done after the lock is let go).
+pub fn tenants(mem: &Mem) -> Result<Vec<TenantState>, StoreError> {
+    let mut out = Vec::with_capacity(mem.tenants.len());
+    for (sym, t) in &mem.tenants {
+        if t.size() == 0 && t.latest_checkpoint.is_none() {
+            continue;
+        }
+        out.push(TenantState {
+            name: mem.sym(*sym)?.into(),
+            events: t.size(),
+            checkpoint: t.latest_checkpoint.as_ref().map(|c| (c.size, c.root)),
+        });
+    }
+    Ok(out)
+}
+
 impl Mark {
     /// The mark for log `log_id` at `pos`, with memory's tenants.
     pub fn new(log_id: u64, pos: Pos, mem: &Mem) -> Result<Mark, StoreError> {
-        let mut tenants = BTreeMap::new();
-        for (sym, t) in &mem.tenants {
-            if t.size() == 0 && t.latest_checkpoint.is_none() {
-                continue;
-            }
-            tenants.insert(
-                mem.sym(*sym)?.to_string(),
-                TenantMark {
-                    events: t.size(),
-                    checkpoint: t
-                        .latest_checkpoint
-                        .as_ref()
-                        .map(|c| (c.size, hex::encode(c.root))),
-                },
-            );
-        }
-        Ok(Mark {
+        Ok(Mark::from_parts(log_id, pos, tenants(mem)?))
+    }
+
+    /// The mark for log `log_id` at `pos` with these tenants (see [`tenants`]).
+    pub fn from_parts(log_id: u64, pos: Pos, states: Vec<TenantState>) -> Mark {
+        let tenants = states
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    TenantMark {
+                        events: t.events,
+                        checkpoint: t.checkpoint.map(|(s, r)| (s, hex::encode(r))),
+                    },
+                )
+            })
+            .collect();
+        Mark {
             format: 1,
             log_id: format!("{log_id:016x}"),
             length: pos.length,
@@ -88,7 +113,7 @@ impl Mark {
                 .last_block
                 .map(|(segment, end, crc)| BlockMark { segment, end, crc }),
             tenants,
-        })
+        }
     }
 }
 

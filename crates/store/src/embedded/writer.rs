@@ -429,10 +429,12 @@ fn run_mark(shared: &Shared, mut m: MarkWriter, stop: mpsc::Receiver<()>) {
             Err(_) => return,
         };
         if pos != m.written || stopping {
-            let mark = match shared.mem.read() {
-                Ok(mem) => super::mark::Mark::new(m.log_id, pos, &mem),
+            // Only a copy under the lock; the rest after it is let go.
+            let states = match shared.mem.read() {
+                Ok(mem) => super::mark::tenants(&mem),
                 Err(_) => return,
             };
+            let mark = states.map(|t| super::mark::Mark::from_parts(m.log_id, pos, t));
             match mark.and_then(|mk| Ok(super::mark::write(&m.dir, &mk)?)) {
                 Ok(()) => {
                     m.written = pos;
