@@ -61,6 +61,8 @@ enum Cmd {
         listen: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        integrity: serve::Integrity,
     },
     /// Manage API keys: in the store directly, or through a running server with --url.
     Key {
@@ -209,7 +211,8 @@ fn main() -> ExitCode {
             config,
             listen,
             store,
-        } => serve::run(config, listen, store),
+            integrity,
+        } => serve::run(config, listen, store, integrity),
         Cmd::Key { cmd } => keys_cmd::run(
             cmd,
             matches

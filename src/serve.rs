@@ -26,7 +26,28 @@ Environment:
 
 Settings come from the defaults, then the --config file, then TRAILKEEP_* variables, then flags.";
 
-pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) -> Result<ExitCode> {
+/// What an operator accepts at start that the integrity checks would otherwise refuse (see
+/// docs/operations.md, "Integrity checks at start"). Embedded store only.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Integrity {
+    /// Start even though the log is behind its high-water mark (the data directory was
+    /// restored from a backup on purpose); what is missing is recorded as a `log.restored`
+    /// event in `_global`.
+    #[arg(long)]
+    pub accept_restored_log: bool,
+    /// Sign checkpoints with a key other than the one recorded in the log; the rotation is
+    /// recorded as a `log.key_rotated` event in `_global` (old checkpoints stay verifiable
+    /// with the old key).
+    #[arg(long)]
+    pub rotate_signing_key: bool,
+}
+
+pub fn run(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    store: StoreArgs,
+    integrity: Integrity,
+) -> Result<ExitCode> {
     init_logging();
     let mut cfg = Config::load(config.as_deref())?;
     if let Some(l) = listen {
@@ -41,7 +62,7 @@ pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) ->
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg))?;
+    rt.block_on(serve(cfg, integrity))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,12 +132,17 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         })
 }
 
-async fn serve(cfg: Config) -> Result<()> {
+async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
     let listener = bind(&cfg.listen).await?;
     // PostgreSQL when a URL is configured (several processes may share the database; give them
     // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
     let seed = signing_seed(&cfg)?;
     let (store, where_): (Arc<dyn Store>, String) = match &cfg.postgres {
+        Some(_) if integrity.accept_restored_log || integrity.rotate_signing_key => {
+            anyhow::bail!(
+                "--accept-restored-log and --rotate-signing-key apply to the embedded store only"
+            )
+        }
         Some(url) => {
             let store = PostgresStore::open(url, PostgresOptions::default())
                 .await
@@ -129,7 +155,11 @@ async fn serve(cfg: Config) -> Result<()> {
             (Arc::new(store), "PostgreSQL store".to_string())
         }
         None => {
-            let store = match EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default()) {
+            let opts = EmbeddedOptions {
+                accept_rollback: integrity.accept_restored_log,
+                ..EmbeddedOptions::default()
+            };
+            let store = match EmbeddedStore::open(&cfg.data_dir, opts) {
                 Ok(s) => s,
                 // Already one sentence naming the directory and what to do.
                 Err(e @ StoreError::InUse(_)) => return Err(e.into()),
@@ -139,6 +169,9 @@ async fn serve(cfg: Config) -> Result<()> {
                     })
                 }
             };
+            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
+                .map_err(anyhow::Error::msg)?;
+            store.claim_signing_key(&id.verifier.to_vkey(), integrity.rotate_signing_key)?;
             (
                 Arc::new(store),
                 format!("embedded store in {}", cfg.data_dir.display()),

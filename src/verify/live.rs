@@ -71,6 +71,14 @@ fn is_status(e: &anyhow::Error, status: u16) -> bool {
         .is_some_and(|r| r.status == status)
 }
 
+/// The server's message when it refused because its stored data failed an integrity check
+/// (codes `corrupt` and `quarantined`).
+fn integrity_refusal(e: &anyhow::Error) -> Option<String> {
+    let r = e.downcast_ref::<Refused>()?;
+    let code = r.envelope()?.get("code")?.as_str()?.to_string();
+    matches!(code.as_str(), "corrupt" | "quarantined").then(|| r.message())
+}
+
 async fn get(client: &Client, path: &str) -> Result<Vec<u8>> {
     client.send(reqwest::Method::GET, path, None, None).await
 }
@@ -260,12 +268,26 @@ async fn audit_tenant(
     }
     while tree.size() < cp.size {
         let next = tree.size();
-        let body = get(
+        let body = match get(
             client,
             &format!("/v1/events?tenant_id={tenant}&from_seq={next}&limit={PAGE}"),
         )
         .await
-        .with_context(|| format!("fetching tenant {tenant}'s events from seq {next}"))?;
+        {
+            Ok(b) => b,
+            // The server found its own stored data altered: a failed check, not an I/O error.
+            Err(e) if integrity_refusal(&e).is_some() => {
+                let why = integrity_refusal(&e).unwrap_or_default();
+                fail(
+                    report,
+                    format!("the server cannot serve the events from seq {next}: {why}"),
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e.context(format!("fetching tenant {tenant}'s events from seq {next}")))
+            }
+        };
         let page: Page = match serde_json::from_slice(&body) {
             Ok(p) => p,
             Err(e) => {

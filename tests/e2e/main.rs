@@ -12,4 +12,5 @@ mod quickstart;
 mod serve;
 mod standalone;
 mod support;
+mod tamper;
 mod verify;

@@ -2,7 +2,7 @@
 //!
 //! Types outside the catalogue that match the `event_type` pattern carry a free-form payload.
 //! Types trailkeep writes itself (`approval.*`, `review.*`, `retention.*`, `audit.read`,
-//! `sink.*`) are refused from clients so that nobody can forge the log's own records.
+//! `sink.*`, `log.*`) are refused from clients so that nobody can forge the log's own records.
 
 use crate::Issue;
 use serde_json::{Map, Value};
@@ -39,7 +39,7 @@ pub fn risk_of(event_type: &str) -> Risk {
 /// Whether a type is reserved for events trailkeep writes itself.
 pub fn is_reserved(event_type: &str) -> bool {
     event_type == "audit.read"
-        || ["approval.", "review.", "retention.", "sink."]
+        || ["approval.", "review.", "retention.", "sink.", "log."]
             .iter()
             .any(|p| event_type.starts_with(p))
 }
@@ -305,10 +305,20 @@ mod tests {
             "retention.purge",
             "audit.read",
             "sink.failed",
+            "log.restored",
+            "log.key_rotated",
+            "log.checkpoint_refused",
         ] {
             assert!(is_reserved(t), "{t}");
         }
-        for t in ["audit.reader", "approvals.x", "prompt.update", "reviewer.x"] {
+        for t in [
+            "audit.reader",
+            "approvals.x",
+            "prompt.update",
+            "reviewer.x",
+            "login.success",
+            "logs.x",
+        ] {
             assert!(!is_reserved(t), "{t}");
         }
     }

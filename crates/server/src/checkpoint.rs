@@ -59,7 +59,11 @@ pub async fn checkpoint_round(
     let mut signed = Vec::new();
     for t in state.store.tenants().await? {
         let tenant = t.tenant_id;
-        let size = state.store.tree_size(&tenant).await?;
+        let size = match state.store.tree_size(&tenant).await {
+            // Refused at open (its log failed the integrity check): never signed again.
+            Err(StoreError::Quarantined { .. }) => continue,
+            other => other?,
+        };
         if !last.contains_key(&tenant) {
             if let Some(cp) = state.store.latest_checkpoint(&tenant).await? {
                 last.insert(tenant.clone(), (cp.size, cp.root));
@@ -77,6 +81,7 @@ pub async fn checkpoint_round(
                     "the log is not consistent with its previous checkpoint; refusing to sign");
                 metrics::counter!("trailkeep_checkpoints_refused_total").increment(1);
                 report.refused += 1;
+                refused(state, &tenant, psize, size, &e.to_string()).await;
                 continue;
             }
         }
@@ -118,6 +123,54 @@ pub async fn checkpoint_round(
         return Err(e);
     }
     Ok(report)
+}
+
+/// Records a refusal to sign once per tenant: a `/readyz` degradation and a
+/// `log.checkpoint_refused` event in `_global` (the round retries every second; the event is
+/// written again only after a restart).
+async fn refused(state: &AppState, tenant: &str, from: u64, to: u64, why: &str) {
+    let problem = format!(
+        "the log of tenant {tenant} at size {to} is not consistent with its checkpoint of size {from} ({why}); no checkpoint is signed for it: restore the data directory from a backup"
+    );
+    let new = match state.degraded.lock() {
+        Ok(mut d) => d
+            .insert(format!("checkpoint:{tenant}"), problem.clone())
+            .is_none(),
+        Err(_) => false,
+    };
+    if !new {
+        return;
+    }
+    let payload = serde_json::json!({
+        "tenant_id": tenant, "checkpoint_size": from, "tree_size": to, "reason": why,
+    });
+    let Ok(canonical) = serde_json_canonicalizer::to_vec(&payload) else {
+        return;
+    };
+    let now = trailkeep_core::Timestamp::now_micros();
+    let event = trailkeep_core::NewEvent {
+        event_id: trailkeep_core::Uuid::now_v7(),
+        event_id_assigned: true,
+        event_type: "log.checkpoint_refused".into(),
+        actor: "trailkeep".into(),
+        tenant_id: trailkeep_core::GLOBAL_TENANT.into(),
+        payload: canonical.into(),
+        timestamp: trailkeep_core::Timestamp::from_nanos(
+            now.nanos - now.nanos.rem_euclid(1_000_000),
+            3,
+        ),
+        timestamp_assigned: true,
+        source_ip: None,
+        impersonation_session: None,
+        approval_id: None,
+    };
+    if let Err(e) = state
+        .store
+        .append(vec![trailkeep_store::PreparedEvent::new(event, now)])
+        .await
+    {
+        tracing::warn!(error = %e, "could not record log.checkpoint_refused");
+    }
 }
 
 /// Runs [`checkpoint_round`] every second until the runtime shuts down.

@@ -84,8 +84,16 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %m, "stored data is corrupt");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
+                    "corrupt",
+                    format!("stored data is corrupt and is not served: {m}"),
+                )
+            }
+            StoreError::Quarantined { .. } => {
+                tracing::warn!(error = %e, "read of a quarantined tenant refused");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "quarantined",
+                    e.to_string(),
                 )
             }
         }

@@ -60,6 +60,9 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::Limiter>,
     /// The log's signing identity; checkpoints and proof endpoints need it.
     pub log: Option<Arc<checkpoint::LogIdentity>>,
+    /// Problems noticed while running (a checkpoint the checkpointer refused to sign), by
+    /// what they concern; `/readyz` reports them.
+    pub degraded: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
                 .map(trailkeep_store::keys::hash_secret),
             limiter,
             log: None,
+            degraded: Arc::default(),
         }
     }
 

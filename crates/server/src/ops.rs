@@ -18,7 +18,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: storage is reachable. Needs no key.
+/// 200 when the store takes writes and nothing is degraded; else 503 naming every problem
+/// (code `unavailable` when the store cannot take writes, `degraded` otherwise).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -29,8 +30,29 @@ pub async fn healthz() -> Json<serde_json::Value> {
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.ready().await?;
-    Ok(Json(json!({"status": "ready"})))
+    let ready = state.store.ready().await;
+    let mut problems = state.store.health().problems;
+    if let Ok(d) = state.degraded.lock() {
+        problems.extend(d.values().cloned());
+    }
+    let mut err = match ready {
+        Ok(()) if problems.is_empty() => return Ok(Json(json!({"status": "ready"}))),
+        Ok(()) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            format!("degraded: {}", problems.join("; ")),
+        ),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    };
+    err.details = problems
+        .into_iter()
+        .map(|p| json!({"problem": p}))
+        .collect();
+    Err(err)
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).

@@ -25,5 +25,7 @@ mod proofs;
 #[path = "api/audit.rs"]
 mod audit;
 
+#[path = "api/integrity.rs"]
+mod integrity;
 #[path = "api/openapi.rs"]
 mod openapi;

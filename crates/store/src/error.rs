@@ -20,6 +20,10 @@ pub enum StoreError {
     /// Stored data that does not decode: a bug or disk corruption.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A tenant whose stored log failed an integrity check at open (its rebuilt tree does not
+    /// match a checkpoint it signed): none of its data is served until an operator acts.
+    #[error("the log of tenant {tenant} failed an integrity check and is not served: {reason}")]
+    Quarantined { tenant: String, reason: String },
 }
 
 impl From<std::io::Error> for StoreError {

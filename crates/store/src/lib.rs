@@ -25,6 +25,21 @@ use async_trait::async_trait;
 use trailkeep_core::{StoredEvent, Uuid};
 pub use trailkeep_tlog::Hash;
 
+/// What [`Store::health`] reports: empty when all is well.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Whether writes are refused (a failed write whose effect could not be undone).
+    pub writes_refused: bool,
+    /// Each problem in a sentence, naming what is affected and what to do.
+    pub problems: Vec<String>,
+}
+
+impl StoreHealth {
+    pub fn is_healthy(&self) -> bool {
+        !self.writes_refused && self.problems.is_empty()
+    }
+}
+
 /// What every storage backend provides.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -100,6 +115,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether storage is reachable and accepting writes.
     async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Problems found by integrity checks or failed writes that the store lives with (a
+    /// quarantined tenant, writes refused after a failed write). `/readyz` reports them.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
 
     /// Flushes and stops background work; later calls fail with `Unavailable`.
     async fn shutdown(&self);

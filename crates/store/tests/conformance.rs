@@ -722,13 +722,13 @@ macro_rules! store_conformance_suite {
                            "2026-01-02T00:00:00Z", "2026-01-04T00:00:00Z"];
                 let mut ids_in_order = Vec::new();
                 for at in ats {
-                    let p = prep(ev_at(&t, "log.x", &uuid(), at));
+                    let p = prep(ev_at(&t, "ledger.x", &uuid(), at));
                     ids_in_order.push(p.event.event_id);
                     store.append(vec![p]).await.unwrap();
                 }
                 // A tenant whose name extends this one must not leak into its log.
                 let longer = format!("{t}0");
-                store.append(vec![prep(ev(&longer, "log.x", |_| {}))]).await.unwrap();
+                store.append(vec![prep(ev(&longer, "ledger.x", |_| {}))]).await.unwrap();
                 let all = store.read_log(&t, 0, 100).await.unwrap();
                 assert_eq!(all.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids_in_order);
                 assert!(all.iter().all(|e| e.tenant_id == t));
@@ -1087,3 +1087,6 @@ mod durability;
 
 #[path = "conformance/engine.rs"]
 mod engine;
+
+#[path = "conformance/integrity.rs"]
+mod integrity;

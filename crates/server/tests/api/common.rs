@@ -81,6 +81,11 @@ impl Api {
         }
     }
 
+    /// The embedded store's data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn request(
         &self,
         method: Method,

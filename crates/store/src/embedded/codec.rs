@@ -19,6 +19,10 @@
 //!   [u16 LE len ‖ approval_id] ‖ canonical payload` (parts present as flagged), compressed
 //!   with dictionary `dict` when `dict` ≠ 0, stored as is when 0.
 //! - `CHECKPOINT` (4): `tenant sym ‖ size varint ‖ root [32] ‖ signed note text`.
+//! - `KEY` (5): `verifier key text` (C2SP vkey): the key the log's checkpoints are signed
+//!   with from here on. The first start records it; a later start with another key is refused
+//!   unless a rotation is requested, which records the new key (every key stays in the log, so
+//!   older checkpoints stay verifiable).
 //!
 //! Unsigned integers marked varint are LEB128. A reader refuses unknown kinds and versions
 //! rather than guessing.
@@ -30,6 +34,7 @@ pub const SYMBOL: u8 = 1;
 pub const DICT: u8 = 2;
 pub const EVENT: u8 = 3;
 pub const CHECKPOINT: u8 = 4;
+pub const KEY: u8 = 5;
 
 pub const F_TS_ASSIGNED: u8 = 1;
 pub const F_IP: u8 = 2;
@@ -83,6 +88,10 @@ pub fn put_checkpoint(out: &mut Vec<u8>, tenant: u32, size: u64, root: &[u8; 32]
         o.extend_from_slice(root);
         o.extend_from_slice(note.as_bytes());
     });
+}
+
+pub fn put_key(out: &mut Vec<u8>, vkey: &str) {
+    put_entry(out, KEY, |o| o.extend_from_slice(vkey.as_bytes()));
 }
 
 /// The uncompressed body of an event: optional source IP and approval id, then the payload.

@@ -20,7 +20,7 @@
 //! applied is exactly what one event at a time would have applied.
 
 use super::chunked::{ChunkedVec, TreeHashes};
-use super::codec::{self, Reader, CHECKPOINT, DICT, EVENT, F_SESSION, SYMBOL};
+use super::codec::{self, Reader, CHECKPOINT, DICT, EVENT, F_SESSION, KEY, SYMBOL};
 use super::compress::Dict;
 use super::segment::Segments;
 use crate::{SignedCheckpoint, StoreError};
@@ -141,6 +141,12 @@ pub struct Mem {
     pending: Vec<Unindexed>,
     pub dicts: Vec<Arc<Dict>>,
     pub segments: Segments,
+    /// The log's signing keys (C2SP vkeys) in the order they were recorded; the last one is
+    /// the key checkpoints are signed with now.
+    pub signing_keys: Vec<String>,
+    /// Tenants that failed the integrity check at open (tenant symbol → why). Decided once,
+    /// from the log as it was at open; not changed by later blocks.
+    pub quarantined: HashMap<u32, String>,
 }
 
 /// Runs `f` on each pending event with its tenant's log (one pass of [`Mem::index_pending`]).
@@ -380,6 +386,8 @@ impl Mem {
             pending: Vec::new(),
             dicts: Vec::new(),
             segments,
+            signing_keys: Vec::new(),
+            quarantined: HashMap::default(),
         }
     }
 
@@ -439,6 +447,21 @@ impl Mem {
         self.tenant(tenant)
             .map(|(_, t)| &t.tree)
             .unwrap_or(&super::chunked::EMPTY_TREE)
+    }
+
+    /// Refuses reads of a quarantined tenant (symbol `sym`).
+    #[inline]
+    pub fn check(&self, sym: u32) -> Result<(), StoreError> {
+        if self.quarantined.is_empty() {
+            return Ok(());
+        }
+        match self.quarantined.get(&sym) {
+            Some(why) => Err(StoreError::Quarantined {
+                tenant: self.sym(sym).unwrap_or("?").to_string(),
+                reason: why.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn dict(&self, number: u32) -> Result<&Arc<Dict>, StoreError> {
@@ -555,6 +578,11 @@ impl Mem {
                     }
                 },
                 CHECKPOINT => self.apply_checkpoint(bytes)?,
+                KEY => self.signing_keys.push(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| corrupt("a signing key is not UTF-8".into()))?
+                        .to_string(),
+                ),
                 k => return Err(corrupt(format!("unknown log entry kind {k}"))),
             }
         }

@@ -1,8 +1,17 @@
 //! The embedded store: a log of blocks in the data directory, everything else in memory.
 //!
 //! Layout of `DATA_DIR`: `log/NNNNNNNN.seg` (the durable log, see [`segment`] and [`codec`]),
-//! `keys.json` (API keys, see [`keyfile`]), `store.lock` (held while a process has the store
-//! open), and the signing key the binary keeps there.
+//! `high-water` (how far the log is known to have got, see [`mark`]), `keys.json` (API keys,
+//! see [`keyfile`]), `store.lock` (held while a process has the store open), and the signing
+//! key the binary keeps there.
+//!
+//! Integrity checks at open, after the log is replayed: the log must not be behind the
+//! high-water mark (else it was rolled back: refused, unless
+//! [`EmbeddedOptions::accept_rollback`], which records a `log.restored` event in `_global`);
+//! and every tenant's rebuilt tree must have, at the size of its latest signed checkpoint, that
+//! checkpoint's root, with a signature by one of the log's recorded keys (else the tenant is
+//! quarantined: its reads fail with [`StoreError::Quarantined`] and [`Store::health`] names
+//! it, while the other tenants are served).
 //!
 //! Write path: request handlers validate, salt and hash events ([`crate::PreparedEvent`]);
 //! [`EmbeddedStore::append`] finds repeated ids in the request and encodes and compresses its
@@ -23,17 +32,21 @@ mod codec;
 mod compress;
 mod index;
 mod keyfile;
+mod mark;
 mod memory;
 mod read;
 mod segment;
 mod writer;
 
+pub use segment::Faults;
+
 use crate::{
     AppendOutcome, EventPage, EventQuery, Hash, KeyRecord, NewKey, PreparedEvent, SignedCheckpoint,
-    Stats, StatsQuery, Store, StoreError, TenantSummary,
+    Stats, StatsQuery, Store, StoreError, StoreHealth, TenantSummary,
 };
 use async_trait::async_trait;
 use memory::Mem;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -53,6 +66,15 @@ pub struct EmbeddedOptions {
     /// reads wait for memory to catch up with what was answered. Zero outside tests.
     #[doc(hidden)]
     pub apply_delay: std::time::Duration,
+    /// Open a log that is behind its high-water mark (restored from a backup on purpose): what
+    /// is missing is recorded as a `log.restored` event in `_global` and the mark starts over
+    /// from the log as it is. Without it such a log is refused.
+    pub accept_rollback: bool,
+    /// How often, at most, the high-water mark is rewritten while the log grows.
+    pub mark_interval: std::time::Duration,
+    /// Injected write failures (tests).
+    #[doc(hidden)]
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl Default for EmbeddedOptions {
@@ -62,6 +84,9 @@ impl Default for EmbeddedOptions {
             dict_train_events: 20_000,
             segment_bytes: segment::SEGMENT_TARGET,
             apply_delay: std::time::Duration::ZERO,
+            accept_rollback: false,
+            mark_interval: std::time::Duration::from_millis(200),
+            faults: None,
         }
     }
 }
@@ -77,10 +102,32 @@ pub(crate) struct Shared {
     pub mem: RwLock<Mem>,
     /// The dictionary new events are compressed with.
     pub dict: RwLock<Option<Arc<compress::Dict>>>,
-    /// Set when a write failed: no more writes until a restart.
+    /// Set when a write failed and could not be undone: no more writes until a restart.
     pub failed: AtomicBool,
+    /// Why `failed` was set.
+    pub failure: Mutex<Option<String>>,
+    /// Bumped each time the log is cut back after a failed write: blocks decided before it
+    /// are refused, and the commit thread starts deciding afresh from memory.
+    pub write_epoch: AtomicU64,
+    /// Where the durable log ends (the sync thread publishes it after each fsync; the mark
+    /// thread writes it down).
+    pub durable: Mutex<mark::Pos>,
     /// How far answers and memory have got (see [`Visibility`]).
     pub visible: Visibility,
+}
+
+/// Why writes are refused when they are.
+pub(crate) const FAILED: &str =
+    "an earlier write to the log failed and could not be undone; restart trailkeep to recover the log";
+
+impl Shared {
+    /// Refuses every later write, for `why` (reported by `health` and `ready`).
+    pub fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(why);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
 }
 
 /// Read-your-writes across the sync and apply threads.
@@ -118,6 +165,14 @@ impl Visibility {
         self.cv.notify_all();
     }
 
+    /// Waits until the apply thread is done with every block up to `number` (or gave up).
+    pub fn wait_applied(&self, number: u64) {
+        while self.applied.load(Ordering::Acquire) < number && !self.gave_up.load(Ordering::Acquire)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Waits until memory holds every block answered so far.
     fn wait(&self) {
         let want = self.answered.load(Ordering::Acquire);
@@ -150,6 +205,8 @@ pub struct EmbeddedStore {
     keys: Arc<keyfile::KeyFile>,
     dir: PathBuf,
     opts: EmbeddedOptions,
+    /// Tenants that failed the integrity check at open, with why (fixed at open).
+    quarantined: Arc<BTreeMap<String, String>>,
     _lock: Arc<std::fs::File>,
 }
 
@@ -184,28 +241,184 @@ impl EmbeddedStore {
         let log_dir = segment::log_dir(dir);
         let mut mem = Mem::new(segment::Segments::new(&log_dir));
         let started = std::time::Instant::now();
-        let log = segment::recover(&log_dir, opts.segment_bytes, |seg, off, body| {
+        mark::clean(dir);
+        let high_water = mark::read(dir)?;
+        // The block the mark says was last: its CRC as recovery finds it.
+        let watch = high_water
+            .as_ref()
+            .and_then(|m| m.last_block.as_ref().map(|b| (b.segment, b.end)));
+        let mut seen_crc = None;
+        let mut log = segment::recover(&log_dir, opts.segment_bytes, |seg, off, body| {
+            if watch == Some((seg, off + body.len() as u64)) {
+                seen_crc = Some(crc32fast::hash(body));
+            }
             mem.apply_block(seg, off, body)
         })?;
         let events: u64 = mem.tenants.values().map(|t| t.size()).sum();
         tracing::info!(events, elapsed = ?started.elapsed(), "embedded store opened");
+        let missing = match &high_water {
+            Some(m) => mark::missing(m, log.id(), log.pos(), seen_crc, &mem),
+            None => Vec::new(),
+        };
+        if !missing.is_empty() && !opts.accept_rollback {
+            return Err(StoreError::Corrupt(format!(
+                "the log in {} is behind its high-water mark ({}): acknowledged data is missing: {}. Restore the missing data (the data directory's backup) and start again; if this data directory was restored from a backup on purpose, start with --accept-restored-log to accept the loss (it is recorded in the log as a log.restored event)",
+                log_dir.display(),
+                mark::path(dir).display(),
+                missing.join("; ")
+            )));
+        }
+        mem.quarantined = check_trees(&mem, high_water.as_ref());
+        let mut quarantined = BTreeMap::new();
+        for (sym, why) in &mem.quarantined {
+            let name = mem.sym(*sym)?.to_string();
+            tracing::error!(tenant = %name, problem = %why, "quarantined a tenant: its log failed the integrity check at open and is not served");
+            quarantined.insert(name, why.clone());
+        }
+        // The mark starts from the log as it is now (also the first time, and after an
+        // accepted restore).
+        let pos = log.pos();
+        mark::write(dir, &mark::Mark::new(log.id(), pos, &mem)?).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot write the high-water mark {}: {e}",
+                mark::path(dir).display()
+            ))
+        })?;
+        log.set_faults(opts.faults.clone());
+        let marker = writer::MarkWriter {
+            dir: dir.to_path_buf(),
+            interval: opts.mark_interval,
+            log_id: log.id(),
+            written: pos,
+        };
         let dict = mem.dicts.last().cloned();
         let shared = Arc::new(Shared {
             mem: RwLock::new(mem),
             dict: RwLock::new(dict),
             failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            write_epoch: AtomicU64::new(0),
+            durable: Mutex::new(pos),
             visible: Visibility::default(),
         });
-        let handle = writer::spawn(shared.clone(), log, opts.max_group_events, opts.apply_delay)?;
-        Ok(EmbeddedStore {
+        let handle = writer::spawn(
+            shared.clone(),
+            log,
+            opts.max_group_events,
+            opts.apply_delay,
+            marker,
+        )?;
+        let store = EmbeddedStore {
             shared,
             writer: Arc::new(Mutex::new(Some(handle))),
             sampler: Arc::new(Mutex::new(Sampler::default())),
             keys: Arc::new(keys),
             dir: dir.to_path_buf(),
             opts,
+            quarantined: Arc::new(quarantined),
             _lock: Arc::new(lock),
-        })
+        };
+        if !missing.is_empty() {
+            tracing::warn!(missing = %missing.join("; "), "opening a log that is behind its high-water mark, as asked (--accept-restored-log); recording it as log.restored");
+            store.record(
+                "log.restored",
+                serde_json::json!({
+                    "missing": missing,
+                    "high_water_mark": high_water,
+                }),
+            )?;
+        }
+        Ok(store)
+    }
+
+    /// Appends an event trailkeep writes itself (`log.*`) to `_global` and waits until it is
+    /// durable. Usable from synchronous code, also inside an async runtime (it polls).
+    pub fn record(&self, event_type: &str, payload: serde_json::Value) -> Result<(), StoreError> {
+        let canonical = serde_json_canonicalizer::to_vec(&payload)
+            .map_err(|e| StoreError::Invalid(format!("payload of {event_type}: {e}")))?;
+        let now = Timestamp::now_micros();
+        let event = trailkeep_core::NewEvent {
+            event_id: Uuid::now_v7(),
+            event_id_assigned: true,
+            event_type: event_type.into(),
+            actor: "trailkeep".into(),
+            tenant_id: trailkeep_core::GLOBAL_TENANT.into(),
+            payload: canonical.into(),
+            timestamp: Timestamp::from_nanos(now.nanos - now.nanos.rem_euclid(1_000_000), 3),
+            timestamp_assigned: true,
+            source_ip: None,
+            impersonation_session: None,
+            approval_id: None,
+        };
+        let req = Arc::new(self.request(vec![PreparedEvent::new(event, now)])?);
+        let (tx, rx) = oneshot::channel();
+        self.send(writer::Msg::Append(req, tx))?;
+        wait_reply(rx).map(|_| ())
+    }
+
+    /// Pins the log's signing key: the first start records `vkey` (the C2SP verifier key of
+    /// the checkpoint signer) in the log; later starts must offer the same key. Another key is
+    /// refused (`Invalid`: the signing key was lost or replaced) unless `rotate`, which records
+    /// a `log.key_rotated` event in `_global` naming the old and the new key, then the new key:
+    /// every recorded key stays in the log, so older checkpoints stay verifiable.
+    pub fn claim_signing_key(&self, vkey: &str, rotate: bool) -> Result<(), StoreError> {
+        let verifier = trailkeep_tlog::Verifier::from_vkey(vkey)
+            .map_err(|e| StoreError::Invalid(format!("the signing key is not usable: {e}")))?;
+        let (current, unverified) = {
+            let mem = self.mem()?;
+            let current = mem.signing_keys.last().cloned();
+            // A log from before keys were recorded: its checkpoints must verify with this key.
+            let unverified = if current.is_none() {
+                mem.tenants
+                    .iter()
+                    .filter_map(|(sym, t)| Some((*sym, t.latest_checkpoint.as_ref()?)))
+                    .find(|(_, cp)| trailkeep_tlog::open_checkpoint(&cp.note, &verifier).is_err())
+                    .and_then(|(sym, _)| mem.sym(sym).ok().map(str::to_string))
+            } else {
+                None
+            };
+            (current, unverified)
+        };
+        let old = match (current, unverified) {
+            (Some(k), _) if k == vkey => {
+                if rotate {
+                    tracing::warn!(%vkey, "--rotate-signing-key given, but this is already the log's signing key: nothing to rotate");
+                }
+                return Ok(());
+            }
+            (None, None) => {
+                self.write_key(vkey)?;
+                tracing::info!(%vkey, "recorded the log's signing key in the log");
+                return Ok(());
+            }
+            (Some(old), _) => old,
+            (None, Some(tenant)) => {
+                format!("(not recorded; the key that signed the checkpoints of {tenant})")
+            }
+        };
+        if !rotate {
+            return Err(StoreError::Invalid(format!(
+                "the log's checkpoints are signed with the key {old}, but this process has the key {vkey} (was the signing-key file replaced or lost?). Restore the original key; or, to change it on purpose, start once with --rotate-signing-key: the rotation is recorded in the log and older checkpoints stay verifiable with the old key"
+            )));
+        }
+        self.record(
+            "log.key_rotated",
+            serde_json::json!({"old_vkey": old, "new_vkey": vkey}),
+        )?;
+        self.write_key(vkey)?;
+        tracing::warn!(old = %old, new = %vkey, "rotated the log's signing key, as asked (--rotate-signing-key); recorded as log.key_rotated");
+        Ok(())
+    }
+
+    /// The log's signing keys (C2SP vkeys), oldest first; the last is the current one.
+    pub fn signing_keys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.mem()?.signing_keys.clone())
+    }
+
+    fn write_key(&self, vkey: &str) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(writer::Msg::Key(vkey.to_string(), tx))?;
+        wait_reply(rx)
     }
 
     /// Opens only the key file of a data directory (for `trailkeep key …` while a server runs).
@@ -230,6 +443,35 @@ impl EmbeddedStore {
                 dir.display()
             ))
         })
+    }
+
+    /// Why writes are refused.
+    fn failure(&self) -> String {
+        self.shared
+            .failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_else(|| FAILED.to_string())
+    }
+
+    /// Refuses a quarantined tenant.
+    fn check_tenants<'a>(
+        &self,
+        tenants: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        if self.quarantined.is_empty() {
+            return Ok(());
+        }
+        for t in tenants {
+            if let Some(why) = self.quarantined.get(t) {
+                return Err(StoreError::Quarantined {
+                    tenant: t.to_string(),
+                    reason: why.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The data directory.
@@ -395,6 +637,88 @@ impl EmbeddedStore {
     }
 }
 
+/// Waits for the commit thread's answer without an async runtime (polls).
+fn wait_reply<T>(mut rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return r,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                if started.elapsed() > std::time::Duration::from_secs(60) {
+                    return Err(StoreError::Unavailable(
+                        "the commit thread did not answer within a minute".into(),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Err(StoreError::Unavailable("the commit thread stopped".into()))
+            }
+        }
+    }
+}
+
+/// The integrity check at open: every tenant's rebuilt tree must have, at the size of its
+/// latest stored checkpoint, that checkpoint's root; the signed note must say the same size
+/// and root and verify with one of the log's recorded keys (when any are recorded); and the
+/// high-water mark's checkpoint root must match too. Tenants that fail, with why.
+fn check_trees(mem: &Mem, high_water: Option<&mark::Mark>) -> foldhash::HashMap<u32, String> {
+    let mut out = foldhash::HashMap::default();
+    let verifiers: Vec<_> = mem
+        .signing_keys
+        .iter()
+        .filter_map(|k| trailkeep_tlog::Verifier::from_vkey(k).ok())
+        .collect();
+    for (sym, t) in &mem.tenants {
+        let mut problems = Vec::new();
+        let root_at = |size: u64| trailkeep_tlog::tree::tree_hash(size, &t.tree).ok();
+        if let Some(cp) = &t.latest_checkpoint {
+            if root_at(cp.size) != Some(cp.root) {
+                problems.push(format!(
+                    "its events 0..{} no longer hash to the root of its signed checkpoint of size {} (events were altered on disk)",
+                    cp.size, cp.size
+                ));
+            }
+            if !verifiers.is_empty() {
+                let opened = verifiers
+                    .iter()
+                    .find_map(|v| trailkeep_tlog::open_checkpoint(&cp.note, v).ok());
+                match opened {
+                    None => problems.push(format!(
+                        "its checkpoint of size {} does not verify with any of the log's signing keys",
+                        cp.size
+                    )),
+                    Some(c) if c.size != cp.size || c.root != cp.root => problems.push(format!(
+                        "its stored checkpoint of size {} differs from the signed note it carries",
+                        cp.size
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        if let (Some(m), Ok(name)) = (high_water, mem.sym(*sym)) {
+            if let Some((size, root)) = m.tenants.get(name).and_then(|tm| tm.checkpoint.as_ref()) {
+                if *size <= t.size() && root_at(*size).map(hex::encode).as_ref() != Some(root) {
+                    problems.push(format!(
+                        "its events 0..{size} no longer hash to the root of the checkpoint of size {size} the high-water mark recorded (events were altered on disk)"
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            problems.dedup();
+            out.insert(
+                *sym,
+                format!(
+                    "{}; restore the data directory from a backup",
+                    problems.join("; ")
+                ),
+            );
+        }
+    }
+    out
+}
+
 /// Key management on a data directory without opening the database.
 pub struct KeysOnly(keyfile::KeyFile);
 
@@ -413,6 +737,9 @@ impl KeysOnly {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
+        if !self.quarantined.is_empty() {
+            self.check_tenants(events.iter().map(|p| p.event.tenant_id.as_str()))?;
+        }
         let req = Arc::new(self.request(events)?);
         let (tx, rx) = oneshot::channel();
         self.send(writer::Msg::Append(req.clone(), tx))?;
@@ -440,6 +767,7 @@ impl Store for EmbeddedStore {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.check_tenants([tenant_id])?;
         let t = tenant_id.to_string();
         self.blocking(move |m| read::read_log(m, &t, from_seq, limit))
             .await
@@ -464,6 +792,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn stats(&self, q: StatsQuery) -> Result<Stats, StoreError> {
+        if let Some(t) = &q.tenant_id {
+            self.check_tenants([t.as_str()])?;
+        }
         self.blocking(move |m| read::stats(m, &q)).await
     }
 
@@ -491,10 +822,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn tree_size(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        self.check_tenants([tenant_id])?;
         Ok(read::tree_size(&*self.mem()?, tenant_id))
     }
 
     async fn tree_root(&self, tenant_id: &str, size: u64) -> Result<Hash, StoreError> {
+        self.check_tenants([tenant_id])?;
         read::root(&*self.mem()?, tenant_id, size)
     }
 
@@ -504,6 +837,7 @@ impl Store for EmbeddedStore {
         index: u64,
         size: u64,
     ) -> Result<Vec<Hash>, StoreError> {
+        self.check_tenants([tenant_id])?;
         read::inclusion(&*self.mem()?, tenant_id, index, size)
     }
 
@@ -513,10 +847,12 @@ impl Store for EmbeddedStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<Hash>, StoreError> {
+        self.check_tenants([tenant_id])?;
         read::consistency(&*self.mem()?, tenant_id, from, to)
     }
 
     async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_tenants([tenant_id])?;
         let t = tenant_id.to_string();
         self.blocking(move |m| read::leaves(m, &t, start, end))
             .await
@@ -537,6 +873,7 @@ impl Store for EmbeddedStore {
         &self,
         tenant_id: &str,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
+        self.check_tenants([tenant_id])?;
         Ok(self
             .mem()?
             .tenant(tenant_id)
@@ -556,11 +893,26 @@ impl Store for EmbeddedStore {
             ));
         }
         if self.shared.failed.load(Ordering::Acquire) {
-            return Err(StoreError::Unavailable(
-                "a write to the log failed; restart trailkeep to recover".into(),
-            ));
+            return Err(StoreError::Unavailable(self.failure()));
         }
         Ok(())
+    }
+
+    fn health(&self) -> StoreHealth {
+        let writes_refused = self.shared.failed.load(Ordering::Acquire);
+        let mut problems = Vec::new();
+        if writes_refused {
+            problems.push(self.failure());
+        }
+        for (tenant, why) in self.quarantined.iter() {
+            problems.push(format!(
+                "tenant {tenant} is quarantined (not served): {why}"
+            ));
+        }
+        StoreHealth {
+            writes_refused,
+            problems,
+        }
     }
 
     async fn shutdown(&self) {

@@ -34,7 +34,27 @@ fn meta(t: &TenantMem, tenant: u32, seq: u64) -> Result<&Meta, StoreError> {
 
 /// [`load`] for a tenant already looked up.
 fn load_from(mem: &Mem, tenant: u32, t: &TenantMem, seq: u64) -> Result<StoredEvent, StoreError> {
+    mem.check(tenant)?;
     let m = meta(t, tenant, seq)?;
+    decode_entry(mem, tenant, t, seq, m).map_err(|e| match e {
+        // Name the event: the operator restores it, an auditor reports it.
+        StoreError::Corrupt(why) if !why.starts_with("event ") => StoreError::Corrupt(format!(
+            "event {} ({}/{seq}) cannot be read back from the log ({why}): the log was altered or damaged on disk; restore the data directory from a backup",
+            Uuid::from_bytes(m.key.id),
+            mem.sym(tenant).unwrap_or("?"),
+        )),
+        other => other,
+    })
+}
+
+/// Reads and decodes the entry of event `seq` (metadata `m`) and checks it against its leaf.
+fn decode_entry(
+    mem: &Mem,
+    tenant: u32,
+    t: &TenantMem,
+    seq: u64,
+    m: &Meta,
+) -> Result<StoredEvent, StoreError> {
     let bytes = mem.segments.read(m.segment(), m.offset(), m.len as usize)?;
     let mut r = codec::Reader::new(&bytes);
     let h = codec::read_event_header(&mut r)?;

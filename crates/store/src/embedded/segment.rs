@@ -90,6 +90,44 @@ fn create_segment(dir: &Path, n: u32, start: u64, id: u64) -> Result<File, Store
     Ok(f)
 }
 
+/// Write failures injected by tests (see [`super::EmbeddedOptions::faults`]): a disk that
+/// fills up, or an fsync that fails, without needing a small file system.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// When positive, counts down with each block write; the write that brings it to zero
+    /// writes half its bytes and fails with ENOSPC, and so does every later one until it is
+    /// set again (0: no injected failures; set it back to 0 to let writes succeed).
+    pub writes_until_full: std::sync::atomic::AtomicI64,
+    /// Every `fdatasync` fails with EIO while set.
+    pub fail_syncs: std::sync::atomic::AtomicBool,
+    /// Cutting the log back after a failed write fails with EIO while set.
+    pub fail_cuts: std::sync::atomic::AtomicBool,
+}
+
+impl Faults {
+    /// Lets `n` more block writes through, then fails them with ENOSPC.
+    pub fn fill_disk_after(&self, n: i64) {
+        self.writes_until_full
+            .store(n + 1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes room again: writes succeed.
+    pub fn free_disk(&self) {
+        self.writes_until_full
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Where a [`LogWriter`] stood, to cut the log back to after a failed write or fsync.
+#[derive(Debug, Clone, Copy)]
+pub struct Saved {
+    seg: u32,
+    base: u64,
+    len: u64,
+    last_block: Option<(u32, u64, u32)>,
+}
+
 /// Appends blocks to the newest segment. Owned by the sync thread.
 pub struct LogWriter {
     dir: PathBuf,
@@ -103,6 +141,9 @@ pub struct LogWriter {
     buf: Vec<u8>,
     /// Blocks written since the last `fdatasync`.
     unsynced: bool,
+    /// The last block written: (segment, offset where it ends, CRC-32 of its body).
+    last_block: Option<(u32, u64, u32)>,
+    faults: Option<std::sync::Arc<Faults>>,
 }
 
 impl LogWriter {
@@ -135,16 +176,93 @@ impl LogWriter {
         }
         self.buf.clear();
         self.buf.extend_from_slice(&n.to_le_bytes());
-        self.buf
-            .extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        let crc = crc32fast::hash(body);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf.extend_from_slice(&self.id.to_le_bytes());
         // One write for header and body: fewer syscalls, and a torn write is caught by the CRC.
         self.buf.extend_from_slice(body);
-        self.file.write_all_at(&self.buf, self.len)?;
         self.unsynced = true;
+        if let Some(f) = &self.faults {
+            use std::sync::atomic::Ordering::SeqCst;
+            let left = f.writes_until_full.load(SeqCst);
+            if left == 1 || left < 0 {
+                f.writes_until_full.store(-1, SeqCst);
+                let half = &self.buf[..self.buf.len() / 2];
+                self.file.write_all_at(half, self.len)?;
+                return Err(std::io::Error::from_raw_os_error(28).into());
+            }
+            if left > 1 {
+                f.writes_until_full.store(left - 1, SeqCst);
+            }
+        }
+        self.file.write_all_at(&self.buf, self.len)?;
         let at = self.len + BLOCK_HEADER_LEN;
         self.len += BLOCK_HEADER_LEN + body.len() as u64;
+        self.last_block = Some((self.seg, self.len, crc));
         Ok((self.seg, at))
+    }
+
+    /// The log's id (in every segment header and block).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Where the log ends (durable once [`LogWriter::sync`] returned).
+    pub fn pos(&self) -> super::mark::Pos {
+        super::mark::Pos {
+            length: self.base + self.len,
+            last_block: self.last_block,
+        }
+    }
+
+    /// Where the writer stands now (take it when everything written is durable).
+    pub fn saved(&self) -> Saved {
+        Saved {
+            seg: self.seg,
+            base: self.base,
+            len: self.len,
+            last_block: self.last_block,
+        }
+    }
+
+    /// Cuts the log back to `to` after a failed write or fsync: segments started since are
+    /// removed, the segment of `to` is cut to its length then, and both are made durable. On
+    /// success the log on disk is exactly what it was at `to` (everything durable then) and
+    /// writing can go on from there.
+    pub fn cut_back(&mut self, to: Saved) -> Result<(), StoreError> {
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.fail_cuts.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Err(std::io::Error::from_raw_os_error(5).into());
+        }
+        for n in (to.seg + 1..=self.seg).rev() {
+            match std::fs::remove_file(segment_path(&self.dir, n)) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        if self.seg != to.seg {
+            sync_dir(&self.dir)?;
+            self.file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(segment_path(&self.dir, to.seg))?;
+        }
+        self.seg = to.seg;
+        self.base = to.base;
+        self.file.set_len(to.len)?;
+        self.file.sync_all()?;
+        self.len = to.len;
+        self.last_block = to.last_block;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Injects failures (tests).
+    pub fn set_faults(&mut self, faults: Option<std::sync::Arc<Faults>>) {
+        self.faults = faults;
     }
 
     /// Makes every block written so far durable.
@@ -153,6 +271,13 @@ impl LogWriter {
             return Ok(());
         }
         let t = std::time::Instant::now();
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.fail_syncs.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Err(std::io::Error::from_raw_os_error(5).into());
+        }
         self.file.sync_data()?;
         metrics::histogram!("trailkeep_fsync_seconds").record(t.elapsed().as_secs_f64());
         self.unsynced = false;
@@ -179,6 +304,7 @@ pub fn recover(
     let mut body = Vec::new();
     // Length of the log before the segment being read.
     let mut base = 0u64;
+    let mut last_block = None;
     for &n in &segs {
         let path = segment_path(dir, n);
         let corrupt = |what: String| {
@@ -266,6 +392,7 @@ pub fn recover(
                 damage = Some((pos, "the last block fails its checksum"));
                 break;
             }
+            last_block = Some((n, pos + BLOCK_HEADER_LEN + len, crc));
             on_block(n, pos + BLOCK_HEADER_LEN, &body).map_err(|e| match e {
                 StoreError::Corrupt(m) => corrupt(format!(
                     "has a block at byte {pos} that does not apply: {m}"
@@ -326,6 +453,8 @@ pub fn recover(
         target,
         unsynced: false,
         buf: Vec::new(),
+        last_block,
+        faults: None,
     })
 }
 

@@ -21,13 +21,20 @@
 //! nothing to the block; the others in its group are unaffected. A duplicate is answered only
 //! after its original's block is durable, because answers go out in block order.
 //!
-//! If a write or fsync fails, the state of the file is unknown: that group and every later one
-//! is answered with 503 and every later write is refused (`ready` fails) until a
-//! restart, whose recovery cuts any unfinished block off the log.
+//! If a write or fsync fails (a full disk), the sync thread cuts the log back to where it was
+//! after the last successful fsync (removing a segment started since, truncating and fsyncing
+//! the file) before it answers anything: every group of the failed fsync is answered 503 and
+//! is not in the log, so a 503 always means "nothing was stored", also after a restart. The
+//! groups decided after the failed ones counted on them (their seqs, symbols) and are refused
+//! too, unwritten; the commit thread then waits until memory has every durable block, starts
+//! deciding afresh from memory, and later writes are tried again: the store recovers by itself
+//! once there is room. Only if the cut itself fails is the file's state unknown: then every
+//! later write is refused, [`super::EmbeddedStore::health`] and `ready` say so, and a restart's
+//! recovery settles it.
 
 use super::codec::{self, EventHeader, F_APPROVAL, F_IP, F_SESSION, F_TS_ASSIGNED};
 use super::memory::Mem;
-use super::segment::LogWriter;
+use super::segment::{LogWriter, Saved};
 use super::Shared;
 use crate::dedupe::{Prior, RequestIds};
 use crate::{PreparedEvent, Receipt, SignedCheckpoint, StoreError};
@@ -92,6 +99,8 @@ pub(crate) enum Msg {
     /// applied (`Batch::keep`); whichever lets go last frees the events.
     Append(Arc<Request>, Reply<Vec<Slot>>),
     Checkpoint(String, SignedCheckpoint, Reply<()>),
+    /// Records the log's signing key (a C2SP vkey).
+    Key(String, Reply<()>),
     /// A freshly trained compression dictionary to write and then use.
     Dict(Vec<u8>),
     Stop,
@@ -131,6 +140,7 @@ pub(crate) fn spawn(
     log: LogWriter,
     max_group: usize,
     apply_delay: std::time::Duration,
+    mark: MarkWriter,
 ) -> Result<Handle, StoreError> {
     let (tx, rx) = mpsc::channel();
     // Blocks decided while the sync thread waits for the disk queue up and share its next
@@ -148,6 +158,13 @@ pub(crate) fn spawn(
                 shared.visible.give_up();
             })?
     };
+    let (mark_stop, mark_rx) = mpsc::channel::<()>();
+    let marker = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("trailkeep-mark".into())
+            .spawn(move || run_mark(&shared, mark, mark_rx))?
+    };
     let sync = {
         let shared = shared.clone();
         std::thread::Builder::new()
@@ -155,6 +172,9 @@ pub(crate) fn spawn(
             .spawn(move || {
                 run_sync(&shared, log, batch_rx, apply_tx);
                 let _ = apply.join();
+                // Memory has every block now: the last mark covers all of them.
+                drop(mark_stop);
+                let _ = marker.join();
             })?
     };
     let thread = std::thread::Builder::new()
@@ -180,11 +200,12 @@ fn run(
     let mut carry = match shared.mem.read() {
         Ok(mem) => Carry::new(&mem),
         Err(_) => {
-            shared.failed.store(true, Ordering::Release);
+            shared.fail("the store's memory lock is poisoned; restart trailkeep".into());
             Carry::empty()
         }
     };
     let mut block_no = 0u64;
+    let mut epoch = shared.write_epoch.load(Ordering::Acquire);
     loop {
         let mut group = Vec::new();
         let mut n = 0;
@@ -210,19 +231,32 @@ fn run(
             }
         }
         if shared.failed.load(Ordering::Acquire) {
-            refuse(
-                group,
-                "an earlier write failed; restart trailkeep to recover the log",
-            );
+            refuse(group, super::FAILED);
         } else {
+            let now = shared.write_epoch.load(Ordering::Acquire);
+            if now != epoch {
+                // The log was cut back after a failed write: the blocks handed over since the
+                // last good fsync are not in it. Once the apply thread is past all of them,
+                // memory is exactly the log, and deciding starts afresh from it.
+                shared.visible.wait_applied(block_no);
+                carry = match shared.mem.read() {
+                    Ok(mem) => Carry::new(&mem),
+                    Err(_) => {
+                        shared.fail("the store's memory lock is poisoned".into());
+                        Carry::empty()
+                    }
+                };
+                epoch = now;
+            }
             carry.prune(shared.visible.applied.load(Ordering::Acquire));
             let block = free_rx
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
             block_no += 1;
-            let batch = decide_group(shared, &mut carry, block_no, block, group);
+            let mut batch = decide_group(shared, &mut carry, block_no, block, group);
+            batch.epoch = epoch;
             if let Err(mpsc::SendError(b)) = batch_tx.send(batch) {
-                shared.failed.store(true, Ordering::Release);
+                shared.fail("the log writer thread stopped; restart trailkeep".into());
                 send_all(b.replies, b.outcomes, Some("the log writer stopped"));
             }
         }
@@ -247,6 +281,9 @@ fn refuse(group: Vec<Msg>, why: &str) {
 /// A decided group on its way to the disk.
 struct Batch {
     number: u64,
+    /// [`Shared::write_epoch`] when the block was decided: a block decided before the log was
+    /// last cut back may count on blocks that are gone, and is refused.
+    epoch: u64,
     block: Vec<u8>,
     /// The block's event entries, parsed already (so applying it needs no re-parse).
     headers: Vec<(usize, EventHeader)>,
@@ -268,6 +305,8 @@ fn run_sync(
     rx: mpsc::Receiver<Batch>,
     apply_tx: mpsc::Sender<Durable>,
 ) {
+    // Where the log stood after the last good fsync: what a failed write is cut back to.
+    let mut saved = log.saved();
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BLOCKS_PER_SYNC {
@@ -277,29 +316,16 @@ fn run_sync(
             }
         }
         // Write them all, then one fsync for all.
-        let written: Result<Vec<Option<(u32, u64)>>, &'static str> = if shared
-            .failed
-            .load(Ordering::Acquire)
-        {
-            Err("an earlier write failed; restart trailkeep to recover the log")
-        } else {
-            batches
-                    .iter()
-                    .map(|b| {
-                        (!b.block.is_empty())
-                            .then(|| log.write(&b.block))
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .and_then(|locs| log.sync().map(|()| locs))
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "commit failed; answering the group with 503 and refusing writes until restart");
-                        shared.failed.store(true, Ordering::Release);
-                        "the write could not be made durable"
-                    })
-        };
+        let epoch = shared.write_epoch.load(Ordering::Acquire);
+        let written: Result<Vec<Option<(u32, u64)>>, &'static str> =
+            if shared.failed.load(Ordering::Acquire) {
+                Err(super::FAILED)
+            } else {
+                write_all(shared, &mut log, &mut saved, &batches, epoch)
+            };
         for (i, mut batch) in batches.into_iter().enumerate() {
             let at = match &written {
+                Ok(_) if batch.epoch != epoch => Err(STALE),
                 Ok(locs) => Ok(locs.get(i).copied().flatten()),
                 Err(why) => Err(*why),
             };
@@ -312,7 +338,7 @@ fn run_sync(
                 shared.visible.answered.store(number, Ordering::Release);
             }
             if apply_tx.send(Durable { batch, at }).is_err() {
-                shared.failed.store(true, Ordering::Release);
+                shared.fail("the apply thread stopped; restart trailkeep".into());
                 shared.visible.give_up();
             }
             match at {
@@ -325,6 +351,104 @@ fn run_sync(
                 }
                 Err(why) => send_all(replies, outcomes, Some(why)),
             }
+        }
+    }
+}
+
+/// Refusal of a block decided before the log was cut back.
+const STALE: &str = "an earlier write in the same commit failed (is the disk full?); nothing of this request was stored";
+
+/// Writes the blocks of `batches` decided in `epoch` (the others are refused: they were decided
+/// before the log was last cut back) and fsyncs them once; their places in the log, in
+/// `batches` order. If a write or the fsync fails, the log is cut back to `saved` (what was
+/// durable before) before anything is answered; if even that fails, writes stop for good.
+fn write_all(
+    shared: &Shared,
+    log: &mut LogWriter,
+    saved: &mut Saved,
+    batches: &[Batch],
+    epoch: u64,
+) -> Result<Vec<Option<(u32, u64)>>, &'static str> {
+    let locs = batches
+        .iter()
+        .map(|b| {
+            (b.epoch == epoch && !b.block.is_empty())
+                .then(|| log.write(&b.block))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|locs| log.sync().map(|()| locs));
+    match locs {
+        Ok(locs) => {
+            *saved = log.saved();
+            if let Ok(mut d) = shared.durable.lock() {
+                *d = log.pos();
+            }
+            Ok(locs)
+        }
+        Err(e) => {
+            metrics::counter!("trailkeep_write_failures_total").increment(1);
+            match log.cut_back(*saved) {
+                Ok(()) => {
+                    tracing::error!(error = %e, "a write to the log failed; cut the log back to its last durable length, answered the group with 503 (nothing stored), and will try later writes again");
+                    shared.write_epoch.fetch_add(1, Ordering::AcqRel);
+                    Err("the write could not be made durable (is the disk full?); nothing of this request was stored")
+                }
+                Err(cut) => {
+                    tracing::error!(error = %e, cut_error = %cut, "a write to the log failed and the log could not be cut back to its last durable length; refusing writes until restart");
+                    shared.fail(format!(
+                        "a write to the log failed ({e}) and cutting it back failed too ({cut}); writes are refused: free space or fix the disk, then restart trailkeep (recovery settles the log's end)"
+                    ));
+                    Err("the write could not be made durable and the log's end is unknown until a restart; send the request again after the restart (events with an event_id are then stored once)")
+                }
+            }
+        }
+    }
+}
+
+/// What the mark thread needs: where to write, how often, and the log's id.
+pub(crate) struct MarkWriter {
+    pub dir: std::path::PathBuf,
+    pub interval: std::time::Duration,
+    pub log_id: u64,
+    /// The position the mark on disk describes now.
+    pub written: super::mark::Pos,
+}
+
+/// The mark thread: writes the high-water mark (see [`super::mark`]) when the durable log has
+/// moved on, at most once per interval, and once more when the store stops.
+fn run_mark(shared: &Shared, mut m: MarkWriter, stop: mpsc::Receiver<()>) {
+    let mut warned = false;
+    loop {
+        let stopping = !matches!(
+            stop.recv_timeout(m.interval),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        let pos = match shared.durable.lock() {
+            Ok(p) => *p,
+            Err(_) => return,
+        };
+        if pos != m.written || stopping {
+            // Only a copy under the lock; the rest after it is let go.
+            let states = match shared.mem.read() {
+                Ok(mem) => super::mark::tenants(&mem),
+                Err(_) => return,
+            };
+            let mark = states.map(|t| super::mark::Mark::from_parts(m.log_id, pos, t));
+            match mark.and_then(|mk| Ok(super::mark::write(&m.dir, &mk)?)) {
+                Ok(()) => {
+                    m.written = pos;
+                    warned = false;
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "cannot update the high-water mark; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -364,7 +488,7 @@ fn run_apply(
                 // memory no longer follows the log: refuse writes, fail readiness, and stop
                 // making reads wait for blocks that will not be applied.
                 tracing::error!(error = %e, "a durable block could not be applied to memory; refusing writes until restart");
-                shared.failed.store(true, Ordering::Release);
+                shared.fail(format!("a durable block could not be applied to memory ({e}); writes are refused: restart trailkeep"));
                 shared.visible.give_up();
                 broken = true;
             }
@@ -532,6 +656,7 @@ impl Carry {
 enum Item {
     Append(Arc<Request>),
     Checkpoint(String, SignedCheckpoint),
+    Key(String),
     Dict(Vec<u8>),
 }
 
@@ -559,6 +684,10 @@ fn split(group: Vec<Msg>) -> (Vec<Item>, Vec<AnyReply>) {
             }
             Msg::Checkpoint(t, cp, r) => {
                 items.push(Item::Checkpoint(t, cp));
+                replies.push(AnyReply::Checkpoint(r));
+            }
+            Msg::Key(k, r) => {
+                items.push(Item::Key(k));
                 replies.push(AnyReply::Checkpoint(r));
             }
             Msg::Dict(d) => {
@@ -600,7 +729,7 @@ fn decide_group(
             let poisoned = || StoreError::Unavailable("the store's memory lock is poisoned".into());
             outcomes.push(match item {
                 Item::Append(_) => Outcome::Append(Err(poisoned())),
-                Item::Checkpoint(..) => Outcome::Checkpoint(Err(poisoned())),
+                Item::Checkpoint(..) | Item::Key(_) => Outcome::Checkpoint(Err(poisoned())),
                 Item::Dict(_) => Outcome::None,
             });
             continue;
@@ -616,6 +745,10 @@ fn decide_group(
             Item::Checkpoint(tenant, cp) => {
                 let out = checkpoint(&mem, carry, &mut cur, &mut block, tenant, cp);
                 outcomes.push(Outcome::Checkpoint(out));
+            }
+            Item::Key(vkey) => {
+                codec::put_key(&mut block, vkey);
+                outcomes.push(Outcome::Checkpoint(Ok(())));
             }
             Item::Dict(bytes) => {
                 codec::put_dict(&mut block, carry.next_dict, bytes);
@@ -635,6 +768,7 @@ fn decide_group(
         .collect();
     Batch {
         number,
+        epoch: 0,
         block,
         headers,
         replies,
