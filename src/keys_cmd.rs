@@ -78,6 +78,7 @@ fn open(store: &StoreArgs) -> Result<Keys> {
                 PostgresOptions {
                     max_connections: 1,
                     committers: 1,
+                    ..PostgresOptions::default()
                 },
             ))
             .context("cannot open the PostgreSQL store")?;

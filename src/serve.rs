@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use trailkeep_server::{app, AppState, ServerConfig};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
-use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
+use trailkeep_store::postgres::PostgresStore;
 use trailkeep_store::Store;
 
 pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) -> Result<ExitCode> {
@@ -42,7 +42,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let seed = signing_seed(&cfg)?;
     let (store, where_): (Arc<dyn Store>, String) = match &cfg.postgres {
         Some(url) => {
-            let store = PostgresStore::open(url, PostgresOptions::default())
+            let store = PostgresStore::open(url, cfg.postgres_timeouts.options()?)
                 .await
                 .context("cannot open the PostgreSQL store")?;
             let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
