@@ -182,16 +182,17 @@ impl Pool {
             return Err(Self::closed_error());
         }
         let t = self.timeouts;
-        let permit = match tokio::time::timeout(t.pool_wait, self.permits.clone().acquire_owned())
-            .await
-        {
-            Ok(p) => p.map_err(|_| Self::closed_error())?,
-            Err(_) => return Err(StoreError::Unavailable(format!(
+        let permit =
+            match tokio::time::timeout(t.pool_wait, self.permits.clone().acquire_owned()).await {
+                Ok(p) => p.map_err(|_| Self::closed_error())?,
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
                 "every PostgreSQL connection of this process stayed busy for pool_wait ({} ms); \
                          the database is slow or unreachable, or max_connections is too small",
                 t.pool_wait.as_millis()
-            ))),
-        };
+            )))
+                }
+            };
         if self.is_closed() {
             return Err(Self::closed_error());
         }
