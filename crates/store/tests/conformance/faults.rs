@@ -25,11 +25,11 @@ use trailkeep_store::{AppendOutcome, PreparedEvent, Receipt, Store, StoreError};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cut {
     /// Forward the `COMMIT`, then close the connection before the answer is forwarded.
-    AfterCommit,
+    AnswerLost,
     /// Close the connection instead of forwarding the `COMMIT`.
-    BeforeCommit,
+    NeverSent,
     /// Freeze the whole proxy holding the `COMMIT` (it is forwarded on unfreeze).
-    FreezeAtCommit,
+    Frozen,
 }
 
 #[derive(Default)]
@@ -183,7 +183,7 @@ async fn pump(
             if let Some(cut) = st.take_cut() {
                 st.cuts_done.fetch_add(1, Ordering::SeqCst);
                 match cut {
-                    Cut::AfterCommit => {
+                    Cut::AnswerLost => {
                         link.cut.store(true, Ordering::SeqCst);
                         let _ = w.write_all(&buf[..n]).await;
                         let _ = w.flush().await;
@@ -192,12 +192,12 @@ async fn pump(
                         link.kill();
                         return;
                     }
-                    Cut::BeforeCommit => {
+                    Cut::NeverSent => {
                         link.cut.store(true, Ordering::SeqCst);
                         link.kill();
                         return;
                     }
-                    Cut::FreezeAtCommit => {
+                    Cut::Frozen => {
                         st.frozen.store(true, Ordering::SeqCst);
                         st.wait_unfrozen().await;
                     }
@@ -478,7 +478,7 @@ async fn a_lost_commit_answer_is_resolved_to_the_receipts() {
     let t = tenant("lostcommit");
     let mut expected = 0u64;
     for i in 0..20 {
-        s.proxy.cut_at_commit(Cut::AfterCommit);
+        s.proxy.cut_at_commit(Cut::AnswerLost);
         let b = batch(&t, 1 + i % 4);
         let n = b.len();
         let out = timed(
@@ -508,7 +508,7 @@ async fn a_commit_that_never_reached_the_server_is_answered_unavailable() {
     let s = setup(short_timeouts()).await;
     let t = tenant("cutbefore");
     s.store.append(batch(&t, 1)).await.unwrap();
-    s.proxy.cut_at_commit(Cut::BeforeCommit);
+    s.proxy.cut_at_commit(Cut::NeverSent);
     let b = batch(&t, 3);
     let r = timed(
         Duration::from_secs(6),
@@ -536,7 +536,7 @@ async fn a_commit_frozen_in_flight_is_answered_within_a_bound_and_a_resend_is_sa
     let s = setup(short_timeouts()).await;
     let t = tenant("frozencommit");
     s.store.append(batch(&t, 1)).await.unwrap();
-    s.proxy.cut_at_commit(Cut::FreezeAtCommit);
+    s.proxy.cut_at_commit(Cut::Frozen);
     let b = batch(&t, 3);
     // Operation bound (2 s) + resolution (statement + connect = 2 s, plus one last try).
     let r = timed(
@@ -569,9 +569,9 @@ async fn a_commit_frozen_in_flight_is_answered_within_a_bound_and_a_resend_is_sa
 async fn faults_never_misreport_a_write() {
     let s = setup(short_timeouts()).await;
     let tenants: Vec<String> = (0..3).map(|i| tenant(&format!("prop{i}"))).collect();
-    // Request → (events, answer).
-    type Answer = Result<AppendOutcome, String>;
-    let log: Arc<Mutex<Vec<(Vec<PreparedEvent>, Answer)>>> = Arc::default();
+    // Every request sent, with its answer (Err: a 503's message).
+    type Sent = Vec<(Vec<PreparedEvent>, Result<AppendOutcome, String>)>;
+    let log: Arc<Mutex<Sent>> = Arc::default();
     let seed = rand::random::<u64>();
     eprintln!("faults_never_misreport_a_write seed {seed}");
     let mut rng = seed;
@@ -592,7 +592,7 @@ async fn faults_never_misreport_a_write() {
                     let mut k = 0usize;
                     while !stop.load(Ordering::SeqCst) {
                         let mut b = batch(&t, 1 + k % 3);
-                        if k % 4 == 0 {
+                        if k.is_multiple_of(4) {
                             b.extend(batch(&mixed, 1));
                         }
                         k += 1;
@@ -620,12 +620,12 @@ async fn faults_never_misreport_a_write() {
             1 => s.proxy.drop_all(),
             2 => {
                 for _ in 0..3 {
-                    s.proxy.cut_at_commit(Cut::AfterCommit);
+                    s.proxy.cut_at_commit(Cut::AnswerLost);
                 }
             }
-            3 => s.proxy.cut_at_commit(Cut::BeforeCommit),
+            3 => s.proxy.cut_at_commit(Cut::NeverSent),
             _ => {
-                s.proxy.cut_at_commit(Cut::FreezeAtCommit);
+                s.proxy.cut_at_commit(Cut::Frozen);
                 tokio::time::sleep(Duration::from_millis(2500)).await;
                 s.proxy.unfreeze();
             }
