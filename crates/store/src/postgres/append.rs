@@ -215,7 +215,7 @@ enum Fate {
 }
 
 /// Learns whether the transaction of `at` committed, on fresh connections, for at most
-/// `statement_timeout + connect_timeout`, and answers each request accordingly: committed → its
+/// `statement_timeout + connect_timeout` in all, and answers each request accordingly: committed → its
 /// decided outcome; aborted → `Unavailable` (nothing stored); still unknown → `OutcomeUnknown`.
 /// Requests whose outcome did not depend on the commit (only duplicates, or a conflict) keep it.
 async fn resolve(pool: &Pool, at: Attempt, why: String) -> Outcomes {
@@ -277,7 +277,10 @@ async fn fate(pool: &Pool, txid: i64, pid: i32) -> Fate {
             }
             Ok::<_, StoreError>(status)
         };
-        let last = match tokio::time::timeout(t.operation() + t.connect, ask).await {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let last = match tokio::time::timeout(left, ask).await {
             Ok(Ok(Some(s))) if s == "committed" => return Fate::Committed,
             Ok(Ok(Some(s))) if s == "aborted" => return Fate::Aborted,
             Ok(Ok(Some(s))) => format!("the transaction was still {s}"),
@@ -395,15 +398,24 @@ async fn attempt_once(
     // The transaction id (to ask for the outcome should the answer to COMMIT be lost), sent
     // together with the first statement: no extra round trip.
     let names_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
-    let (ids_row, _) = tokio::try_join!(
+    let (first, second) = tokio::join!(
         tx.query_one("SELECT txid_current(), pg_backend_pid()", &[]),
         tx.execute(
             "INSERT INTO tenants (tenant_id) SELECT unnest($1::text[]) ORDER BY 1 \
              ON CONFLICT (tenant_id) DO NOTHING",
             &names_param,
         )
-    )
-    .map_err(pg)?;
+    );
+    let ids_row = match (first, second) {
+        (Ok(row), Ok(_)) => row,
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(pg(e)),
+        // One failed and the other was then refused as "transaction aborted": report the cause.
+        (Err(a), Err(b)) => {
+            let aborted =
+                |e: &tokio_postgres::Error| e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION);
+            return Err(pg(if aborted(&a) { b } else { a }));
+        }
+    };
     if let Ok(mut slot) = at.tx.lock() {
         *slot = Some((ids_row.get(0), ids_row.get(1)));
     }

@@ -30,6 +30,9 @@ pub enum Cut {
     NeverSent,
     /// Freeze the whole proxy holding the `COMMIT` (it is forwarded on unfreeze).
     Frozen,
+    /// Hold the `COMMIT` forever on that one connection (a half-dead socket); other
+    /// connections keep working.
+    Held,
 }
 
 #[derive(Default)]
@@ -201,6 +204,7 @@ async fn pump(
                         st.frozen.store(true, Ordering::SeqCst);
                         st.wait_unfrozen().await;
                     }
+                    Cut::Held => std::future::pending::<()>().await,
                 }
             }
         }
@@ -560,6 +564,34 @@ async fn a_commit_frozen_in_flight_is_answered_within_a_bound_and_a_resend_is_sa
     assert_eq!(assert_gap_free(&s.store, &t).await.len(), 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_stuck_on_one_connection_is_rolled_back_and_answered_unavailable() {
+    let s = setup(short_timeouts()).await;
+    let t = tenant("heldcommit");
+    s.store.append(batch(&t, 1)).await.unwrap();
+    s.proxy.cut_at_commit(Cut::Held);
+    let b = batch(&t, 2);
+    // The server still waits for the COMMIT ("in progress"): the store ends that session on a
+    // fresh connection, after which the transaction is rolled back for sure.
+    let r = timed(
+        Duration::from_secs(5),
+        "append with COMMIT held",
+        s.store.append(b.clone()),
+    )
+    .await;
+    assert_eq!(s.proxy.cuts_done(), 1);
+    match &r {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("rolled back"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    for p in &b {
+        assert!(s.store.get_event(p.event.event_id).await.unwrap().is_none());
+    }
+    let o = s.store.append(b).await.unwrap();
+    assert_eq!(o.receipts[0].seq, 1);
+    assert_gap_free(&s.store, &t).await;
+}
+
 /// The property of issue "never misreport a write": under random faults (frozen network,
 /// dropped connections, COMMIT answers lost, COMMITs cut or frozen) with writers running
 /// concurrently, the stored events are exactly the acknowledged ones plus whole unanswered
@@ -610,7 +642,7 @@ async fn faults_never_misreport_a_write() {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let fault = next() % 5;
+        let fault = next() % 6;
         match fault {
             0 => {
                 s.proxy.freeze();
@@ -624,6 +656,7 @@ async fn faults_never_misreport_a_write() {
                 }
             }
             3 => s.proxy.cut_at_commit(Cut::NeverSent),
+            4 => s.proxy.cut_at_commit(Cut::Held),
             _ => {
                 s.proxy.cut_at_commit(Cut::Frozen);
                 tokio::time::sleep(Duration::from_millis(2500)).await;
