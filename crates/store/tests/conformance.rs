@@ -1088,5 +1088,8 @@ mod durability;
 #[path = "conformance/engine.rs"]
 mod engine;
 
+#[path = "conformance/proxy.rs"]
+mod proxy;
+
 #[path = "conformance/faults.rs"]
 mod faults;
