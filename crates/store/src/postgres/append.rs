@@ -275,6 +275,7 @@ async fn fate(pool: &Pool, txid: i64, pid: i32) -> Fate {
                     .await
                     .map_err(unavailable)?;
             }
+            link.close();
             Ok::<_, StoreError>(status)
         };
         let left = deadline

@@ -190,7 +190,9 @@ pub fn parse_url(url: &str) -> Result<Config, StoreError> {
 pub async fn migrate(url: &str) -> Result<Vec<i64>, StoreError> {
     let config = parse_url(url)?;
     let mut link = pool::connect(&config, &migration_timeouts(&PostgresOptions::default())).await?;
-    migrate_client(&mut link.client).await
+    let applied = migrate_client(&mut link.client).await;
+    link.close();
+    applied
 }
 
 /// Migrations may take long and wait for another process's migration: only connecting is
@@ -262,7 +264,7 @@ impl PostgresStore {
         if !applied.is_empty() {
             tracing::info!(?applied, "applied PostgreSQL schema migrations");
         }
-        drop(link);
+        link.close();
         let pool = Arc::new(Pool::new(config, opts.max_connections, opts.timeouts()));
         let committer = append::Committer::spawn(pool.clone(), opts.committers);
         Ok(PostgresStore {

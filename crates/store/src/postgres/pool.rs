@@ -36,15 +36,25 @@ impl Timeouts {
     }
 }
 
-/// A connection and the task driving its socket (aborted to close the socket for sure).
+/// A connection and the task driving its socket. Dropping it aborts that task, which closes the
+/// socket at once even if the peer stopped answering; [`Link::close`] ends a healthy one
+/// politely (the server sees a Terminate message, not a broken connection).
 pub(crate) struct Link {
     pub client: Client,
-    task: AbortHandle,
+    task: Option<AbortHandle>,
+}
+
+impl Link {
+    pub fn close(mut self) {
+        self.task = None;
+    }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
     }
 }
 
@@ -129,7 +139,10 @@ pub(crate) async fn connect(config: &Config, t: &Timeouts) -> Result<Link, Store
             }
         })
         .abort_handle();
-        let link = Link { client, task };
+        let link = Link {
+            client,
+            task: Some(task),
+        };
         link.client
             .batch_execute(&format!(
                 "SET statement_timeout = {}; SET lock_timeout = {}; \
@@ -236,21 +249,38 @@ impl Pool {
         ))
     }
 
+    /// Drops idle connections without a goodbye (they may be as dead as the one that failed).
     pub fn discard_idle(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
     }
 
-    /// Drops idle connections and refuses later checkouts. Connections in use close when their
+    /// Closes idle connections and refuses later checkouts. Connections in use close when their
     /// holders finish.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.permits.close();
-        self.discard_idle();
+        self.close_idle();
+    }
+
+    fn close_idle(&self) {
+        let idle = match self.idle.lock() {
+            Ok(mut idle) => std::mem::take(&mut *idle),
+            Err(_) => return,
+        };
+        for l in idle {
+            l.close();
+        }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_idle();
     }
 }
