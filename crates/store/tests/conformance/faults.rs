@@ -132,7 +132,7 @@ async fn frozen_database_fails_within_the_timeouts_then_serves_again() {
     let r = timed(bound, "tenants while frozen", s.store.tenants()).await;
     assert!(is_unavailable(&r), "{r:?}");
     let r = timed(
-        Duration::from_millis(2500),
+        Duration::from_millis(3000),
         "ready while frozen",
         s.store.ready(),
     )
@@ -237,11 +237,12 @@ async fn a_table_lock_held_elsewhere_fails_within_lock_timeout() {
         .await
         .unwrap();
 
-    // lock_timeout is 500 ms.
+    // lock_timeout is 500 ms; the operation bound (statement_timeout + 1 s) would be 2 s, and
+    // the message names lock_timeout.
     let b = batch(&t, 2);
     let ids: Vec<Uuid> = b.iter().map(|p| p.event.event_id).collect();
     let r = timed(
-        Duration::from_millis(1500),
+        Duration::from_millis(2500),
         "append under a lock",
         s.store.append(b),
     )
@@ -251,7 +252,7 @@ async fn a_table_lock_held_elsewhere_fails_within_lock_timeout() {
         other => panic!("{other:?}"),
     }
     let r = timed(
-        Duration::from_millis(1500),
+        Duration::from_millis(2500),
         "tenants under a lock",
         s.store.tenants(),
     )
