@@ -12,6 +12,13 @@
 //! A transaction that loses a race with another process (a unique violation on `event_id`, a
 //! deadlock, a serialization failure) is rolled back whole and run again; the retry sees the
 //! winner's rows.
+//!
+//! A group never waits without a bound (see `pool.rs`) and is never misreported: until `COMMIT`
+//! is sent, any failure means nothing was stored (`Unavailable`). The transaction's id is
+//! fetched with its first statement; if the answer to `COMMIT` is lost (the connection broke or
+//! stopped answering), [`resolve`] asks `txid_status` on fresh connections, ending the old
+//! session if it still runs the transaction, and answers each request with its receipts
+//! (committed), `Unavailable` (rolled back) or `OutcomeUnknown` (no answer within the bound).
 
 use super::pool::{connect, describe, unavailable, Conn, Pool};
 use super::read::{event_from_row, EVENT_COLS};
