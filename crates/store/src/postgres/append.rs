@@ -156,8 +156,12 @@ async fn commit_group(pool: &Arc<Pool>, group: Vec<Job>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "PostgreSQL commit failed; answering the group with 503");
+            let msg = match &e {
+                StoreError::Unavailable(m) => m.clone(),
+                other => other.to_string(),
+            };
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
             }
         }
     }
