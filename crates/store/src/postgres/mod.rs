@@ -137,6 +137,9 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     committer: Arc<append::Committer>,
     keys: Arc<KeyCache>,
+    /// The readiness probe's own connection, outside the pool: `/readyz` reports whether the
+    /// database answers, not whether this process's connections are all busy.
+    probe: Arc<tokio::sync::Mutex<Option<pool::Link>>>,
 }
 
 /// `find_key` answers (found or not) kept for at most [`KEY_CACHE_TTL`]: every API request
@@ -271,6 +274,7 @@ impl PostgresStore {
             pool,
             committer: Arc::new(committer),
             keys: Arc::default(),
+            probe: Arc::default(),
         })
     }
 
@@ -471,28 +475,38 @@ impl Store for PostgresStore {
         on_conn!(self.pool, |c| tree::latest_checkpoint(&c, tenant_id))
     }
 
-    /// Bounded by [`READY_TIMEOUT`] as a whole (checkout, connect and `SELECT 1`), so a probe
-    /// gets its 503 quickly when the database does not answer.
+    /// Bounded by [`READY_TIMEOUT`] as a whole (connect and `SELECT 1` on the probe's own
+    /// connection), so a probe gets its 503 quickly when the database does not answer.
     async fn ready(&self) -> Result<(), StoreError> {
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
         let probe = async {
-            let c = self.pool.get().await?;
-            c.simple_query("SELECT 1").await.map_err(unavailable)?;
-            c.release();
+            let mut slot = self.probe.lock().await;
+            let link = match slot.take() {
+                Some(l) if !l.client.is_closed() => l,
+                _ => pool::connect(self.pool.config(), &self.pool.timeouts).await?,
+            };
+            link.client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(unavailable)?;
+            *slot = Some(link);
             Ok(())
         };
         match tokio::time::timeout(READY_TIMEOUT, probe).await {
             Ok(r) => r,
-            Err(_) => {
-                self.pool.discard_idle();
-                Err(StoreError::Unavailable(format!(
-                    "PostgreSQL did not answer a readiness probe within {} ms",
-                    READY_TIMEOUT.as_millis()
-                )))
-            }
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "PostgreSQL did not answer a readiness probe within {} ms",
+                READY_TIMEOUT.as_millis()
+            ))),
         }
     }
 
     async fn shutdown(&self) {
         self.pool.close();
+        if let Some(l) = self.probe.lock().await.take() {
+            l.close();
+        }
     }
 }

@@ -268,6 +268,53 @@ async fn a_table_lock_held_elsewhere_fails_within_lock_timeout() {
     assert_gap_free(&s.store, &t).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_about_the_database_not_busy_connections() {
+    let s = setup(PostgresOptions {
+        max_connections: 1,
+        lock_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(10),
+        ..short_timeouts()
+    })
+    .await;
+    let t = tenant("busy");
+    s.store.append(batch(&t, 1)).await.unwrap();
+    let (mut other, conn) = tokio_postgres::connect(&s.direct_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = other.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // The one connection waits for the lock...
+    let store = s.store.clone();
+    let busy = tokio::spawn(async move { store.tenants().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...other requests wait at most pool_wait (1 s) for it...
+    let r = timed(
+        Duration::from_millis(2000),
+        "read with the pool busy",
+        s.store.get_event(Uuid::nil()),
+    )
+    .await;
+    match &r {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("pool_wait"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // ...and readiness still answers from the database.
+    timed(
+        Duration::from_millis(1500),
+        "ready with the pool busy",
+        s.store.ready(),
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(busy.await.unwrap().unwrap().len(), 1);
+    s.store.ready().await.unwrap();
+}
+
 /// Resending a request returns exactly `receipts` (every event a duplicate).
 async fn assert_resend_returns(store: &PostgresStore, b: Vec<PreparedEvent>, receipts: &[Receipt]) {
     let again = store.append(b).await.unwrap();
