@@ -26,7 +26,7 @@ use super::tree::MapReader;
 use crate::dedupe::RequestIds;
 use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -40,11 +40,32 @@ const MAX_ATTEMPTS: usize = 20;
 pub(crate) const MAX_GROUP_EVENTS: usize = 20_000;
 
 type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
-type Job = (Vec<PreparedEvent>, Reply);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+/// One append request in the queue. `state` decides, once, whether a committer took it or its
+/// caller gave up waiting: a request given up on is never run, so its "nothing was stored" holds.
+struct Job {
+    events: Vec<PreparedEvent>,
+    reply: Reply,
+    state: Arc<AtomicU8>,
+}
+
+impl Job {
+    fn take(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, TAKEN, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+}
 
 /// The queue in front of the committer tasks.
 pub(crate) struct Committer {
     tx: mpsc::UnboundedSender<Job>,
+    /// Longest a request waits in the queue for a committer (`pool_wait`).
+    queue_wait: Duration,
 }
 
 impl Committer {
@@ -58,14 +79,22 @@ impl Committer {
                 loop {
                     let group = {
                         let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut n = first.0.len();
-                        let mut group = vec![first];
+                        let mut group: Vec<Job> = Vec::new();
+                        let mut n = 0;
+                        while group.is_empty() {
+                            let Some(job) = rx.recv().await else { return };
+                            if job.take() {
+                                n += job.events.len();
+                                group.push(job);
+                            }
+                        }
                         while n < MAX_GROUP_EVENTS {
                             match rx.try_recv() {
                                 Ok(job) => {
-                                    n += job.0.len();
-                                    group.push(job);
+                                    if job.take() {
+                                        n += job.events.len();
+                                        group.push(job);
+                                    }
                                 }
                                 Err(_) => break,
                             }
@@ -76,7 +105,10 @@ impl Committer {
                 }
             });
         }
-        Committer { tx }
+        Committer {
+            tx,
+            queue_wait: pool.timeouts.pool_wait,
+        }
     }
 
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
@@ -87,12 +119,32 @@ impl Committer {
                 receipts: Vec::new(),
             });
         }
-        let (tx, rx) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the committer stopped".into());
+        let (tx, mut rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         self.tx
-            .send((events, tx))
-            .map_err(|_| StoreError::Unavailable("the committer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the committer stopped".into()))?
+            .send(Job {
+                events,
+                reply: tx,
+                state: state.clone(),
+            })
+            .map_err(|_| stopped())?;
+        tokio::select! {
+            r = &mut rx => return r.map_err(|_| stopped())?,
+            _ = tokio::time::sleep(self.queue_wait) => {}
+        }
+        if state
+            .compare_exchange(QUEUED, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable(format!(
+                "every committer stayed busy for pool_wait ({} ms); the database is slow or \
+                 unreachable. Nothing was stored",
+                self.queue_wait.as_millis()
+            )));
+        }
+        // A committer has it: its answer comes within the group's own bounds.
+        rx.await.map_err(|_| stopped())?
     }
 }
 
@@ -139,7 +191,8 @@ struct Attempt {
 }
 
 async fn commit_group(pool: &Arc<Pool>, group: Vec<Job>) {
-    let (requests, replies): (Vec<Vec<PreparedEvent>>, Vec<Reply>) = group.into_iter().unzip();
+    let (requests, replies): (Vec<Vec<PreparedEvent>>, Vec<Reply>) =
+        group.into_iter().map(|j| (j.events, j.reply)).unzip();
     let result = run_group(pool, &requests).await;
     match result {
         Ok(outcomes) => {

@@ -80,7 +80,8 @@ pub struct PostgresOptions {
     pub statement_timeout: Duration,
     /// Longest a statement waits for a lock held by another session (`lock_timeout`).
     pub lock_timeout: Duration,
-    /// Longest a request waits for a free connection when all `max_connections` are busy.
+    /// Longest a request waits for a free connection when all `max_connections` are busy, and
+    /// an append for a free committer (it is then answered `Unavailable`, nothing stored).
     pub pool_wait: Duration,
 }
 

@@ -171,6 +171,48 @@ async fn frozen_database_fails_within_the_timeouts_then_serves_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_a_busy_committer_at_most_pool_wait() {
+    let s = setup(PostgresOptions {
+        committers: 1,
+        ..short_timeouts()
+    })
+    .await;
+    let t = tenant("queued");
+    s.store.append(batch(&t, 1)).await.unwrap();
+    s.proxy.freeze();
+    // The one committer gets stuck on the first request (up to its 2 s operation bound)...
+    let store = s.store.clone();
+    let first = batch(&t, 1);
+    let first_id = first[0].event.event_id;
+    let stuck = tokio::spawn(async move { store.append(first).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...and the next one gives up waiting for it after pool_wait (1 s), storing nothing.
+    let queued = batch(&t, 2);
+    let ids: Vec<Uuid> = queued.iter().map(|p| p.event.event_id).collect();
+    let r = timed(
+        Duration::from_millis(1600),
+        "queued append",
+        s.store.append(queued),
+    )
+    .await;
+    match &r {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("committer"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let r = timed(Duration::from_secs(4), "stuck append", stuck)
+        .await
+        .unwrap();
+    assert!(is_unavailable(&r), "{r:?}");
+    s.proxy.unfreeze();
+    let o = s.store.append(batch(&t, 1)).await.unwrap();
+    assert_eq!(o.receipts[0].seq, 1);
+    for id in ids.into_iter().chain([first_id]) {
+        assert!(s.store.get_event(id).await.unwrap().is_none());
+    }
+    assert_gap_free(&s.store, &t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_are_replaced() {
     let s = setup(short_timeouts()).await;
     let t = tenant("dropped");
