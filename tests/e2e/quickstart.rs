@@ -80,14 +80,8 @@ fn readme_quick_start_runs_as_one_pasted_block() {
         out.status
     );
     // What each step should have shown.
-    assert!(
-        stdout.contains("\"accepted\":1"),
-        "one event accepted:\n{stdout}"
-    );
-    assert!(
-        stdout.contains("\"tenant_id\":\"t_0042\""),
-        "tenants listed:\n{stdout}"
-    );
+    assert!(stdout.contains("\"accepted\":1"), "one event accepted:\n{stdout}");
+    assert!(stdout.contains("\"tenant_id\":\"t_0042\""), "tenants listed:\n{stdout}");
     assert!(
         stdout.contains("\"event_type\":\"billing."),
         "billing events queried:\n{stdout}"

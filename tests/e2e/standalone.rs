@@ -51,14 +51,8 @@ fn this_repository_stands_alone() {
 #[test]
 fn a_clean_tree_passes_the_check() {
     let dir = repo(&[
-        (
-            "README.md",
-            "See [the docs](docs/api.md) and <https://example.com>.\n",
-        ),
-        (
-            "docs/api.md",
-            "# API\nBack to [the README](../README.md#top).\n",
-        ),
+        ("README.md", "See [the docs](docs/api.md) and <https://example.com>.\n"),
+        ("docs/api.md", "# API\nBack to [the README](../README.md#top).\n"),
         ("src/main.rs", "fn main() { let _ = \"/tmp/x\"; }\n"),
     ]);
     let (ok, err) = check(dir.path());
@@ -68,25 +62,13 @@ fn a_clean_tree_passes_the_check() {
 #[test]
 fn references_outside_the_repository_are_refused() {
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "scripts/gen.sh",
-            "python3 ../shared/tools/gen.py\n",
-            "../shared",
-        ),
+        ("scripts/gen.sh", "python3 ../shared/tools/gen.py\n", "../shared"),
         ("src/lib.rs", "// see SPEC.md\n", "SPEC.md"),
-        (
-            "tests/t.rs",
-            "let p = \"/work/shared/testdata\";\n",
-            "/work/",
-        ),
+        ("tests/t.rs", "let p = \"/work/shared/testdata\";\n", "/work/"),
         ("bench/x.sh", "cd /home/dev/trailkeep\n", "/home/"),
         ("README.md", "Read [the spec](../SPEC.md).\n", "SPEC.md"),
         ("docs/a.md", "See [b](b.md).\n", "missing file"),
-        (
-            "docs/c.md",
-            "See [c](../../outside.md).\n",
-            "leaves the repository",
-        ),
+        ("docs/c.md", "See [c](../../outside.md).\n", "leaves the repository"),
     ];
     for (path, content, what) in cases {
         let dir = repo(&[("README.md", "# ok\n"), (path, content)]);
