@@ -5,7 +5,7 @@
 //! accepted now so a full configuration file loads; unknown top-level keys are refused so that
 //! typos surface at start instead of being silently ignored.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub retention: Retention,
     pub limits: Limits,
+    /// How long to wait for PostgreSQL (read only with `postgres`).
+    #[serde(default)]
+    pub postgres_timeouts: PostgresTimeouts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +58,62 @@ pub struct Limits {
     pub burst: f64,
 }
 
+/// Bounds on every wait for PostgreSQL, as durations (`500ms`, `5s`, `1m`). A request that hits
+/// one gets 503 with `Retry-After` instead of hanging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresTimeouts {
+    pub connect_timeout: String,
+    pub statement_timeout: String,
+    pub lock_timeout: String,
+    pub pool_wait: String,
+}
+
+impl Default for PostgresTimeouts {
+    fn default() -> Self {
+        PostgresTimeouts {
+            connect_timeout: "5s".into(),
+            statement_timeout: "10s".into(),
+            lock_timeout: "5s".into(),
+            pool_wait: "5s".into(),
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a whole number and a unit) into a non-zero duration.
+fn parse_timeout(key: &str, s: &str) -> Result<std::time::Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("postgres_timeouts.{key} = {s:?} is not a duration: write a whole number greater than zero and a unit, e.g. \"5s\" or \"500ms\"")
+    })?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => anyhow::bail!(
+            "postgres_timeouts.{key} = {s:?} has an unknown unit {other:?}: use ms, s, m or h, e.g. \"5s\""
+        ),
+    }
+    .with_context(|| format!("postgres_timeouts.{key} = {s:?} is too long"))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+impl PostgresTimeouts {
+    /// The PostgreSQL store's options with these timeouts (the rest at their defaults).
+    pub fn options(&self) -> Result<trailkeep_store::postgres::PostgresOptions> {
+        Ok(trailkeep_store::postgres::PostgresOptions {
+            connect_timeout: parse_timeout("connect_timeout", &self.connect_timeout)?,
+            statement_timeout: parse_timeout("statement_timeout", &self.statement_timeout)?,
+            lock_timeout: parse_timeout("lock_timeout", &self.lock_timeout)?,
+            pool_wait: parse_timeout("pool_wait", &self.pool_wait)?,
+            ..Default::default()
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -73,6 +132,7 @@ impl Default for Config {
                 requests_per_second: 0.0,
                 burst: 0.0,
             },
+            postgres_timeouts: PostgresTimeouts::default(),
             alerts: None,
             approvals: None,
             impersonation: None,
@@ -285,6 +345,50 @@ project_id = "p"
             Ok(_) => panic!("{} loaded", file.display()),
             Err(e) => format!("{e:#}"),
         }
+    }
+
+    #[test]
+    fn postgres_timeouts_load_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(
+            &f,
+            "[postgres_timeouts]\nconnect_timeout = \"2s\"\nlock_timeout = \"750ms\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        let o = c.postgres_timeouts.options().unwrap();
+        assert_eq!(o.connect_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(o.lock_timeout, std::time::Duration::from_millis(750));
+        // Unset keys keep their defaults.
+        assert_eq!(o.statement_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(o.pool_wait, std::time::Duration::from_secs(5));
+        let d = Config::default().postgres_timeouts.options().unwrap();
+        let s = trailkeep_store::postgres::PostgresOptions::default();
+        assert_eq!(
+            (
+                d.connect_timeout,
+                d.statement_timeout,
+                d.lock_timeout,
+                d.pool_wait
+            ),
+            (
+                s.connect_timeout,
+                s.statement_timeout,
+                s.lock_timeout,
+                s.pool_wait
+            )
+        );
+        for bad in ["5", "0s", "5 sec", "s", "-1s", "1.5s"] {
+            let t = PostgresTimeouts {
+                pool_wait: bad.into(),
+                ..Default::default()
+            };
+            let e = t.options().unwrap_err().to_string();
+            assert!(e.contains("postgres_timeouts.pool_wait"), "{bad}: {e}");
+        }
+        std::fs::write(&f, "[postgres_timeouts]\nconect_timeout = \"2s\"\n").unwrap();
+        assert!(Config::load(Some(&f)).is_err());
     }
 
     #[test]

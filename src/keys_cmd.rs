@@ -115,6 +115,7 @@ fn open(store: &StoreArgs, init: bool) -> Result<Keys> {
                 PostgresOptions {
                     max_connections: 1,
                     committers: 1,
+                    ..PostgresOptions::default()
                 },
             ))
             .context("cannot open the PostgreSQL store")?;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use trailkeep_server::{app, AppState, ServerConfig};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
-use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
+use trailkeep_store::postgres::PostgresStore;
 use trailkeep_store::{Store, StoreError};
 
 /// The environment `serve` reads besides the configuration settings (shown by `serve --help`).
@@ -144,7 +144,7 @@ async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
             )
         }
         Some(url) => {
-            let store = PostgresStore::open(url, PostgresOptions::default())
+            let store = PostgresStore::open(url, cfg.postgres_timeouts.options()?)
                 .await
                 .context("cannot open the PostgreSQL store")?;
             let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)

@@ -8,6 +8,10 @@ mod client;
 mod crash;
 mod docs;
 mod postgres;
+/// The fault proxy of the store's tests.
+#[allow(dead_code)]
+#[path = "../../crates/store/tests/conformance/proxy.rs"]
+mod proxy;
 mod quickstart;
 mod serve;
 mod standalone;

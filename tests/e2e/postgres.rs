@@ -68,8 +68,14 @@ impl Drop for Db {
 
 /// Starts `trailkeep serve --postgres` with a shared signing key and its own data directory.
 fn start_pg(db: &Db, seed_hex: &str, data_dir: &Path) -> Server {
+    start_pg_at(&db.url, seed_hex, data_dir, &[])
+}
+
+/// Starts `trailkeep serve --postgres url` with extra environment variables.
+fn start_pg_at(url: &str, seed_hex: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = trailkeep()
-        .args(["serve", "--listen", "127.0.0.1:0", "--postgres", &db.url])
+        .args(["serve", "--listen", "127.0.0.1:0", "--postgres", url])
+        .envs(env.iter().copied())
         .env("TRAILKEEP_ADMIN_KEY", ADMIN)
         .env("TRAILKEEP_LOG", "warn")
         .env("TRAILKEEP_SIGNING_KEY", seed_hex)
@@ -461,6 +467,111 @@ fn migrate_and_keys_on_postgres() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+    });
+    server.stop();
+}
+
+/// PostgreSQL that stops answering without closing connections (a partition, a hung server):
+/// ingest, `/v1/tenants` and `/readyz` answer `503` with `Retry-After` within the configured
+/// timeouts instead of hanging, and the same server serves again once the database answers.
+#[test]
+fn a_frozen_database_gets_503_with_retry_after_and_the_server_recovers() {
+    let db = Db::create();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = rt();
+    let upstream: std::net::SocketAddr = {
+        let admin = admin_url();
+        let host_port = admin
+            .split('@')
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .expect("admin URL is postgres://user@host:port/db")
+            .to_string();
+        let addrs: Vec<std::net::SocketAddr> = rt
+            .block_on(tokio::net::lookup_host(host_port.as_str()))
+            .expect("resolve PostgreSQL")
+            .collect();
+        addrs[0]
+    };
+    let proxy = rt.block_on(crate::proxy::Proxy::start(upstream));
+    let via = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    let server = start_pg_at(
+        &via,
+        &"42".repeat(32),
+        dir.path(),
+        &[
+            ("TRAILKEEP_POSTGRES_TIMEOUTS__CONNECT_TIMEOUT", "1s"),
+            ("TRAILKEEP_POSTGRES_TIMEOUTS__STATEMENT_TIMEOUT", "1s"),
+            ("TRAILKEEP_POSTGRES_TIMEOUTS__LOCK_TIMEOUT", "500ms"),
+            ("TRAILKEEP_POSTGRES_TIMEOUTS__POOL_WAIT", "1s"),
+        ],
+    );
+    let url = server.url.clone();
+    let c = client();
+    let post = |c: &reqwest::Client, k: u64| {
+        c.post(format!("{url}/v1/events"))
+            .bearer_auth(ADMIN)
+            .json(&event(&uuid(k, 0xf2), "pg_frozen", 0))
+            .send()
+    };
+    rt.block_on(async {
+        let r = post(&c, 1).await.expect("post");
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+        proxy.freeze();
+        let t0 = Instant::now();
+        let r = post(&c, 2).await.expect("post while frozen");
+        let took = t0.elapsed();
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert!(
+            took < Duration::from_secs(5),
+            "ingest answered after {took:?}"
+        );
+
+        let t0 = Instant::now();
+        let r = c.get(format!("{url}/readyz")).send().await.expect("readyz");
+        assert_eq!(r.status(), 503);
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "readyz took {:?}",
+            t0.elapsed()
+        );
+
+        let t0 = Instant::now();
+        let r = c
+            .get(format!("{url}/v1/tenants"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("tenants");
+        assert_eq!(r.status(), 503);
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "tenants took {:?}",
+            t0.elapsed()
+        );
+
+        proxy.unfreeze();
+        // The same process serves again without a restart (its broken connections replaced).
+        let t0 = Instant::now();
+        let r = post(&c, 3).await.expect("post after unfreeze");
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        let r = c.get(format!("{url}/readyz")).send().await.expect("readyz");
+        assert_eq!(r.status(), 200);
+        let log = read_log(&c, &url, "pg_frozen").await;
+        let ids: Vec<&str> = log
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap())
+            .collect();
+        // The event answered 503 before COMMIT was sent was not stored.
+        assert_eq!(ids, [uuid(1, 0xf2), uuid(3, 0xf2)]);
     });
     server.stop();
 }

@@ -80,6 +80,17 @@ impl From<StoreError> for ApiError {
                 err.retry_after = Some(1);
                 err
             }
+            StoreError::OutcomeUnknown(m) => {
+                tracing::error!(error = %m, "outcome of a write unknown");
+                let mut err = ApiError::unavailable(
+                    "storage stopped answering after the write was sent, so it is unknown whether \
+                     the events were stored: either all of them are or none is. Resending the \
+                     same events with the same event_ids is safe: events already stored come \
+                     back as duplicates with their original receipts and are never stored twice.",
+                );
+                err.retry_after = Some(1);
+                err
+            }
             StoreError::Corrupt(m) => {
                 tracing::error!(error = %m, "stored data is corrupt");
                 ApiError::new(

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use trailkeep_core::leaf::write_json_string;
 use trailkeep_core::validate::{parse_body, BodyError, BodyFormat, BodyRefusal};
 use trailkeep_core::Timestamp;
-use trailkeep_store::{AppendOutcome, PreparedEvent, Role};
+use trailkeep_core::Uuid;
+use trailkeep_store::{AppendOutcome, PreparedEvent, Role, StoreError};
 
 /// Appends events, all or nothing; answers once they are durable.
 ///
@@ -57,7 +58,14 @@ pub async fn post_events(
     let received_at = Timestamp::now_micros();
     let prepared = prepare(&principal, &bytes, format, received_at)?;
     metrics::histogram!("trailkeep_ingest_batch_events").record(prepared.len() as f64);
-    let outcome = state.store.append(prepared).await?;
+    // Kept for the one answer that needs them: a write whose outcome is unknown names every
+    // event_id (server-assigned ones included) so the client can resend exactly these events.
+    let ids: Vec<Uuid> = prepared.iter().map(|p| p.event.event_id).collect();
+    let outcome = state
+        .store
+        .append(prepared)
+        .await
+        .map_err(|e| append_error(e, &ids))?;
     metrics::counter!("trailkeep_events_accepted_total").increment(outcome.accepted as u64);
     metrics::counter!("trailkeep_events_duplicate_total").increment(outcome.duplicates as u64);
     Ok((
@@ -65,6 +73,24 @@ pub async fn post_events(
         outcome_json(&outcome),
     )
         .into_response())
+}
+
+/// The answer to a failed append. An unknown outcome (503) lists each event's `event_id`: resending
+/// the same events with these ids is safe (stored ones come back with their original receipts).
+pub fn append_error(e: StoreError, ids: &[Uuid]) -> ApiError {
+    let unknown = matches!(e, StoreError::OutcomeUnknown(_));
+    let mut err = ApiError::from(e);
+    if unknown {
+        err.details = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                serde_json::json!({"index": i, "path": "event_id", "event_id": id.to_string(),
+                "message": "outcome unknown; resend this event with this event_id"})
+            })
+            .collect();
+    }
+    err
 }
 
 /// Everything before the store: framing, validation, tenant binding, salting and hashing.
@@ -216,6 +242,33 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
 mod tests {
     use super::*;
     use trailkeep_store::Receipt;
+
+    #[test]
+    fn an_unknown_outcome_is_a_503_naming_every_event_id() {
+        let ids = [Uuid::from_u128(7), Uuid::from_u128(9)];
+        let e = append_error(StoreError::OutcomeUnknown("connection lost".into()), &ids);
+        assert_eq!(e.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "unavailable");
+        assert_eq!(e.retry_after, Some(1));
+        assert!(e.message.contains("unknown whether"), "{}", e.message);
+        assert!(
+            e.message.contains("same event_ids is safe"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !e.message.contains("connection lost"),
+            "internal detail leaked"
+        );
+        assert_eq!(e.details.len(), 2);
+        assert_eq!(e.details[1]["index"], 1);
+        assert_eq!(e.details[1]["event_id"], ids[1].to_string());
+        // A plain 503 still says nothing was stored and lists nothing.
+        let e = append_error(StoreError::Unavailable("down".into()), &ids);
+        assert_eq!(e.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.message.contains("nothing was stored"), "{}", e.message);
+        assert!(e.details.is_empty());
+    }
 
     #[test]
     fn outcome_json_is_what_serde_json_writes() {

@@ -14,6 +14,12 @@ pub enum StoreError {
     /// sentence naming the directory and what to do.
     #[error("{0}")]
     InUse(String),
+    /// A write was sent but its outcome could not be learned (the database stopped answering
+    /// after `COMMIT` was sent, and asking again afterwards failed too). The events are either
+    /// all stored or none is; resending the same events (same `event_id`s) is safe: stored ones
+    /// come back as duplicates with their original receipts.
+    #[error("the outcome of the write is unknown: {0}")]
+    OutcomeUnknown(String),
     /// A request the store refuses (bad cursor, unknown id…).
     #[error("{0}")]
     Invalid(String),

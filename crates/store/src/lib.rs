@@ -48,6 +48,9 @@ pub trait Store: Send + Sync + 'static {
     /// Events whose `event_id` is already stored with the same content come back as duplicates
     /// with their original receipt; one with different content fails the whole request with
     /// [`StoreError::Conflict`] and stores nothing.
+    /// [`StoreError::Unavailable`] means nothing of the request was stored;
+    /// [`StoreError::OutcomeUnknown`] (PostgreSQL only) that all of it or none is, and a resend
+    /// of the same events returns the stored ones' original receipts.
     async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError>;
 
     /// One event by id.

@@ -1090,3 +1090,9 @@ mod engine;
 
 #[path = "conformance/integrity.rs"]
 mod integrity;
+
+#[path = "conformance/proxy.rs"]
+mod proxy;
+
+#[path = "conformance/faults.rs"]
+mod faults;

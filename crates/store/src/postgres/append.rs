@@ -12,17 +12,25 @@
 //! A transaction that loses a race with another process (a unique violation on `event_id`, a
 //! deadlock, a serialization failure) is rolled back whole and run again; the retry sees the
 //! winner's rows.
+//!
+//! A group never waits without a bound (see `pool.rs`) and is never misreported: until `COMMIT`
+//! is sent, any failure means nothing was stored (`Unavailable`). The transaction's id is
+//! fetched with its first statement; if the answer to `COMMIT` is lost (the connection broke or
+//! stopped answering), [`resolve`] asks `txid_status` on fresh connections, ending the old
+//! session if it still runs the transaction, and answers each request with its receipts
+//! (committed), `Unavailable` (rolled back) or `OutcomeUnknown` (no answer within the bound).
 
-use super::pool::{unavailable, Pool};
+use super::pool::{connect, describe, unavailable, Conn, Pool};
 use super::read::{event_from_row, EVENT_COLS};
 use super::tree::MapReader;
 use crate::dedupe::RequestIds;
 use crate::{AppendOutcome, PreparedEvent, Receipt, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
 use trailkeep_core::{StoredEvent, Uuid};
 use trailkeep_tlog::Appender;
 
@@ -32,11 +40,32 @@ const MAX_ATTEMPTS: usize = 20;
 pub(crate) const MAX_GROUP_EVENTS: usize = 20_000;
 
 type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
-type Job = (Vec<PreparedEvent>, Reply);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+/// One append request in the queue. `state` decides, once, whether a committer took it or its
+/// caller gave up waiting: a request given up on is never run, so its "nothing was stored" holds.
+struct Job {
+    events: Vec<PreparedEvent>,
+    reply: Reply,
+    state: Arc<AtomicU8>,
+}
+
+impl Job {
+    fn take(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, TAKEN, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+}
 
 /// The queue in front of the committer tasks.
 pub(crate) struct Committer {
     tx: mpsc::UnboundedSender<Job>,
+    /// Longest a request waits in the queue for a committer (`pool_wait`).
+    queue_wait: Duration,
 }
 
 impl Committer {
@@ -50,14 +79,22 @@ impl Committer {
                 loop {
                     let group = {
                         let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut n = first.0.len();
-                        let mut group = vec![first];
+                        let mut group: Vec<Job> = Vec::new();
+                        let mut n = 0;
+                        while group.is_empty() {
+                            let Some(job) = rx.recv().await else { return };
+                            if job.take() {
+                                n += job.events.len();
+                                group.push(job);
+                            }
+                        }
                         while n < MAX_GROUP_EVENTS {
                             match rx.try_recv() {
                                 Ok(job) => {
-                                    n += job.0.len();
-                                    group.push(job);
+                                    if job.take() {
+                                        n += job.events.len();
+                                        group.push(job);
+                                    }
                                 }
                                 Err(_) => break,
                             }
@@ -68,7 +105,10 @@ impl Committer {
                 }
             });
         }
-        Committer { tx }
+        Committer {
+            tx,
+            queue_wait: pool.timeouts.pool_wait,
+        }
     }
 
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, StoreError> {
@@ -79,12 +119,32 @@ impl Committer {
                 receipts: Vec::new(),
             });
         }
-        let (tx, rx) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the committer stopped".into());
+        let (tx, mut rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         self.tx
-            .send((events, tx))
-            .map_err(|_| StoreError::Unavailable("the committer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the committer stopped".into()))?
+            .send(Job {
+                events,
+                reply: tx,
+                state: state.clone(),
+            })
+            .map_err(|_| stopped())?;
+        tokio::select! {
+            r = &mut rx => return r.map_err(|_| stopped())?,
+            _ = tokio::time::sleep(self.queue_wait) => {}
+        }
+        if state
+            .compare_exchange(QUEUED, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable(format!(
+                "every committer stayed busy for pool_wait ({} ms); the database is slow or \
+                 unreachable. Nothing was stored",
+                self.queue_wait.as_millis()
+            )));
+        }
+        // A committer has it: its answer comes within the group's own bounds.
+        rx.await.map_err(|_| stopped())?
     }
 }
 
@@ -92,6 +152,9 @@ enum Failure {
     /// Lost a race with another transaction: roll back and run again.
     Retry(String),
     Fatal(StoreError),
+    /// `COMMIT` was sent but its answer never came (the connection broke): the outcome must be
+    /// asked for (see [`resolve`]).
+    CommitLost(String),
 }
 
 impl From<StoreError> for Failure {
@@ -113,8 +176,23 @@ fn pg(e: tokio_postgres::Error) -> Failure {
     }
 }
 
-async fn commit_group(pool: &Pool, group: Vec<Job>) {
-    let (requests, replies): (Vec<Vec<PreparedEvent>>, Vec<Reply>) = group.into_iter().unzip();
+type Outcomes = Vec<Result<AppendOutcome, StoreError>>;
+
+/// What an attempt learned, kept outside it so that it survives the attempt being cut off by
+/// the operation bound.
+#[derive(Default)]
+struct Attempt {
+    /// `(txid_current(), pg_backend_pid())` of the transaction, known after its first statement.
+    tx: std::sync::Mutex<Option<(i64, i32)>>,
+    /// The decisions, set just before `COMMIT` is sent.
+    outcomes: std::sync::Mutex<Option<Outcomes>>,
+    /// Set just before `COMMIT` is sent: from then on, a failure does not mean "not stored".
+    commit_sent: AtomicBool,
+}
+
+async fn commit_group(pool: &Arc<Pool>, group: Vec<Job>) {
+    let (requests, replies): (Vec<Vec<PreparedEvent>>, Vec<Reply>) =
+        group.into_iter().map(|j| (j.events, j.reply)).unzip();
     let result = run_group(pool, &requests).await;
     match result {
         Ok(outcomes) => {
@@ -131,36 +209,157 @@ async fn commit_group(pool: &Pool, group: Vec<Job>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "PostgreSQL commit failed; answering the group with 503");
+            let msg = match &e {
+                StoreError::Unavailable(m) => m.clone(),
+                other => other.to_string(),
+            };
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
             }
         }
     }
 }
 
 async fn run_group(
-    pool: &Pool,
+    pool: &Arc<Pool>,
     requests: &[Vec<PreparedEvent>],
-) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+) -> Result<Outcomes, StoreError> {
     let mut last = String::new();
     for attempt in 0..MAX_ATTEMPTS {
         let mut c = pool.get().await?;
-        match attempt_once(&mut c, requests).await {
-            Ok(out) => return Ok(out),
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(why)) => {
+        let mut at = Attempt::default();
+        let r = pool.bounded(attempt_once(&mut c, requests, &at)).await;
+        match r {
+            Some(Ok(out)) => {
+                c.release();
+                return Ok(out);
+            }
+            Some(Err(Failure::Fatal(e))) => {
+                c.release();
+                return Err(e);
+            }
+            Some(Err(Failure::Retry(why))) => {
+                c.release();
                 tracing::debug!(attempt, %why, "append lost a race; running it again");
                 last = why;
-                tokio::time::sleep(std::time::Duration::from_millis(
+                tokio::time::sleep(Duration::from_millis(
                     (attempt as u64 + 1) * (rand::random::<u64>() % 5 + 1),
                 ))
                 .await;
+            }
+            Some(Err(Failure::CommitLost(why))) => {
+                drop(c);
+                return Ok(resolve(pool, at, why).await);
+            }
+            None => {
+                // Closes the connection (and with it the server's session, once the network
+                // lets the close through).
+                drop(c);
+                if *at.commit_sent.get_mut() {
+                    let why = format!(
+                        "no answer to COMMIT within {} ms",
+                        pool.timeouts.operation().as_millis()
+                    );
+                    return Ok(resolve(pool, at, why).await);
+                }
+                return Err(pool.no_answer());
             }
         }
     }
     Err(StoreError::Unavailable(format!(
         "the append kept conflicting with concurrent writers ({last}); nothing was stored, try again"
     )))
+}
+
+/// The fate of a transaction whose `COMMIT` answer was lost.
+enum Fate {
+    Committed,
+    Aborted,
+    Unknown(String),
+}
+
+/// Learns whether the transaction of `at` committed, on fresh connections, for at most
+/// `statement_timeout + connect_timeout` in all, and answers each request accordingly: committed → its
+/// decided outcome; aborted → `Unavailable` (nothing stored); still unknown → `OutcomeUnknown`.
+/// Requests whose outcome did not depend on the commit (only duplicates, or a conflict) keep it.
+async fn resolve(pool: &Pool, at: Attempt, why: String) -> Outcomes {
+    let outcomes = at.outcomes.into_inner().ok().flatten().unwrap_or_default();
+    let tx = at.tx.into_inner().ok().flatten();
+    let fate = match tx {
+        Some((txid, pid)) => fate(pool, txid, pid).await,
+        None => Fate::Unknown("the transaction id was not known".into()),
+    };
+    match &fate {
+        Fate::Committed => {
+            tracing::warn!(%why, "the answer to COMMIT was lost; the transaction committed, answering with the receipts")
+        }
+        Fate::Aborted => {
+            tracing::warn!(%why, "the answer to COMMIT was lost; the transaction was rolled back, answering 503")
+        }
+        Fate::Unknown(last) => {
+            tracing::error!(%why, %last, "the answer to COMMIT was lost and the outcome could not be learned; answering 503 (outcome unknown)")
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| match (o, &fate) {
+            (Ok(o), Fate::Aborted) if o.accepted > 0 => Err(StoreError::Unavailable(format!(
+                "the connection to PostgreSQL broke while committing ({why}) and the transaction was rolled back; nothing of this request was stored, send it again"
+            ))),
+            (Ok(o), Fate::Unknown(last)) if o.accepted > 0 => Err(StoreError::OutcomeUnknown(format!(
+                "the connection to PostgreSQL broke after COMMIT was sent ({why}) and asking the database afterwards failed too ({last})"
+            ))),
+            (o, _) => o,
+        })
+        .collect()
+}
+
+async fn fate(pool: &Pool, txid: i64, pid: i32) -> Fate {
+    let t = pool.timeouts;
+    let deadline = Instant::now() + t.statement + t.connect;
+    let xid32 = (txid.rem_euclid(1 << 32)).to_string();
+    loop {
+        let ask = async {
+            let link = connect(pool.config(), &t).await?;
+            let status: Option<String> = link
+                .client
+                .query_one("SELECT txid_status($1)", &[&txid])
+                .await
+                .map_err(unavailable)?
+                .get(0);
+            if status.as_deref() == Some("in progress") {
+                // The session that sent COMMIT is still alive on the server (the COMMIT may not
+                // even have arrived): end it, after which the outcome is final. Only that
+                // session is ended: the pid must still run this very transaction.
+                link.client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity                          WHERE pid = $1 AND backend_xid::text = $2",
+                        &[&pid, &xid32],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+            }
+            link.close();
+            Ok::<_, StoreError>(status)
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let last = match tokio::time::timeout(left, ask).await {
+            Ok(Ok(Some(s))) if s == "committed" => return Fate::Committed,
+            Ok(Ok(Some(s))) if s == "aborted" => return Fate::Aborted,
+            Ok(Ok(Some(s))) => format!("the transaction was still {s}"),
+            Ok(Ok(None)) => {
+                return Fate::Unknown("txid_status knows the transaction no longer".into())
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "PostgreSQL did not answer".into(),
+        };
+        if Instant::now() >= deadline {
+            return Fate::Unknown(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A tenant row as locked at the start of the transaction, then updated in memory.
@@ -249,9 +448,10 @@ fn decide(
 }
 
 async fn attempt_once(
-    c: &mut Client,
+    c: &mut Conn,
     requests: &[Vec<PreparedEvent>],
-) -> Result<Vec<Result<AppendOutcome, StoreError>>, Failure> {
+    at: &Attempt,
+) -> Result<Outcomes, Failure> {
     let tx = c.transaction().await.map_err(pg)?;
     let names: Vec<String> = requests
         .iter()
@@ -260,13 +460,30 @@ async fn attempt_once(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    tx.execute(
-        "INSERT INTO tenants (tenant_id) SELECT unnest($1::text[]) ORDER BY 1 \
-         ON CONFLICT (tenant_id) DO NOTHING",
-        &[&names],
-    )
-    .await
-    .map_err(pg)?;
+    // The transaction id (to ask for the outcome should the answer to COMMIT be lost), sent
+    // together with the first statement: no extra round trip.
+    let names_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let (first, second) = tokio::join!(
+        tx.query_one("SELECT txid_current(), pg_backend_pid()", &[]),
+        tx.execute(
+            "INSERT INTO tenants (tenant_id) SELECT unnest($1::text[]) ORDER BY 1 \
+             ON CONFLICT (tenant_id) DO NOTHING",
+            &names_param,
+        )
+    );
+    let ids_row = match (first, second) {
+        (Ok(row), Ok(_)) => row,
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(pg(e)),
+        // One failed and the other was then refused as "transaction aborted": report the cause.
+        (Err(a), Err(b)) => {
+            let aborted =
+                |e: &tokio_postgres::Error| e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION);
+            return Err(pg(if aborted(&a) { b } else { a }));
+        }
+    };
+    if let Ok(mut slot) = at.tx.lock() {
+        *slot = Some((ids_row.get(0), ids_row.get(1)));
+    }
     let rows = tx
         .query(
             "SELECT tenant_id, next_seq, event_count, first_ts, first_digits, last_ts, last_digits \
@@ -449,8 +666,21 @@ async fn attempt_once(
     )
     .await
     .map_err(pg)?;
-    tx.commit().await.map_err(pg)?;
-    Ok(outcomes)
+    if let Ok(mut slot) = at.outcomes.lock() {
+        *slot = Some(outcomes);
+    }
+    at.commit_sent.store(true, Ordering::SeqCst);
+    match tx.commit().await {
+        Ok(()) => Ok(at
+            .outcomes
+            .lock()
+            .ok()
+            .and_then(|mut o| o.take())
+            .unwrap_or_default()),
+        // The server refused the COMMIT: rolled back, nothing stored.
+        Err(e) if e.as_db_error().is_some() => Err(pg(e)),
+        Err(e) => Err(Failure::CommitLost(describe(&e))),
+    }
 }
 
 /// New tree hashes of every tenant that grew: `(tenant, first stored index, hashes)`.

@@ -25,6 +25,18 @@
 //! - Races between processes: a unique violation on `event_id` (the same id sent at once for two
 //!   different tenants), a deadlock or a serialization failure rolls the group back and runs it
 //!   again from the start; the retry sees the winner and answers duplicate or conflict.
+//! - Never hang (see `pool.rs`): every connection has `statement_timeout`, `lock_timeout` and
+//!   `idle_in_transaction_session_timeout` set, a checkout waits at most `pool_wait` and
+//!   `connect_timeout`, and every operation is also bounded on the client side (a frozen socket
+//!   returns no error by itself), after which its connection is closed, never reused. All of
+//!   these fail with `Unavailable` (503); new connections are opened as soon as the database
+//!   answers again.
+//! - Lost `COMMIT` answers: a group transaction learns its transaction id (`txid_current()`,
+//!   pipelined with its first statement) before deciding anything. If the connection breaks or
+//!   stops answering after `COMMIT` was sent, the outcome is resolved on a fresh connection with
+//!   `txid_status` before any request is answered (see `append.rs`): committed → the receipts,
+//!   aborted → `Unavailable`, still unknown after the bound → `OutcomeUnknown`, whose answer
+//!   tells the client that resending the same events (same `event_id`s) is safe.
 //! - Checkpoints: `INSERT … ON CONFLICT DO NOTHING` and a compare, so every process that signs a
 //!   tree size stores (and later serves) the first signed checkpoint, and a different root for a
 //!   stored size is refused.
@@ -39,7 +51,7 @@ use crate::{
     SignedCheckpoint, Stats, StatsQuery, Store, StoreError, TenantSummary,
 };
 use async_trait::async_trait;
-use pool::{unavailable, Pool};
+use pool::{unavailable, Pool, Timeouts};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +72,17 @@ pub struct PostgresOptions {
     /// Group-commit tasks: each takes every append request waiting and commits them as one
     /// transaction (more than one lets groups of different tenants commit in parallel).
     pub committers: usize,
+    /// Longest wait to open a connection (TCP, handshake and session settings).
+    pub connect_timeout: Duration,
+    /// Longest a statement may run on the server (`statement_timeout`); also the client-side
+    /// bound on one operation (a read, or one group-commit transaction), plus a second for the
+    /// answer, after which the connection is presumed dead and closed.
+    pub statement_timeout: Duration,
+    /// Longest a statement waits for a lock held by another session (`lock_timeout`).
+    pub lock_timeout: Duration,
+    /// Longest a request waits for a free connection when all `max_connections` are busy, and
+    /// an append for a free committer (it is then answered `Unavailable`, nothing stored).
+    pub pool_wait: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -67,8 +90,46 @@ impl Default for PostgresOptions {
         PostgresOptions {
             max_connections: 16,
             committers: 4,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(5),
+            pool_wait: Duration::from_secs(5),
         }
     }
+}
+
+impl PostgresOptions {
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            statement: self.statement_timeout,
+            lock: self.lock_timeout,
+            pool_wait: self.pool_wait,
+        }
+    }
+}
+
+/// How long `/readyz` waits for the database at most (load balancers probe with short
+/// timeouts of their own).
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks out a connection, runs `$body` (an expression using the connection `$c`, evaluating
+/// to a future of `Result<T, StoreError>`) within the operation bound, and returns the
+/// connection to the pool only if the operation finished.
+macro_rules! on_conn {
+    ($pool:expr, |$c:ident| $body:expr) => {{
+        let pool = &$pool;
+        #[allow(unused_mut)]
+        let mut $c = pool.get().await?;
+        let r = pool.bounded(async { $body.await }).await;
+        match r {
+            Some(r) => {
+                $c.release();
+                r
+            }
+            None => Err(pool.no_answer()),
+        }
+    }};
 }
 
 /// The PostgreSQL store. Cheap to clone; any number of processes may open the same database.
@@ -77,6 +138,9 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     committer: Arc<append::Committer>,
     keys: Arc<KeyCache>,
+    /// The readiness probe's own connection, outside the pool: `/readyz` reports whether the
+    /// database answers, not whether this process's connections are all busy.
+    probe: Arc<tokio::sync::Mutex<Option<pool::Link>>>,
 }
 
 /// `find_key` answers (found or not) kept for at most [`KEY_CACHE_TTL`]: every API request
@@ -129,8 +193,20 @@ pub fn parse_url(url: &str) -> Result<Config, StoreError> {
 /// several processes at once (they serialise on an advisory lock).
 pub async fn migrate(url: &str) -> Result<Vec<i64>, StoreError> {
     let config = parse_url(url)?;
-    let mut client = pool::connect(&config).await?;
-    migrate_client(&mut client).await
+    let mut link = pool::connect(&config, &migration_timeouts(&PostgresOptions::default())).await?;
+    let applied = migrate_client(&mut link.client).await;
+    link.close();
+    applied
+}
+
+/// Migrations may take long and wait for another process's migration: only connecting is
+/// bounded.
+fn migration_timeouts(opts: &PostgresOptions) -> Timeouts {
+    Timeouts {
+        statement: Duration::ZERO,
+        lock: Duration::ZERO,
+        ..opts.timeouts()
+    }
 }
 
 async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<Vec<i64>, StoreError> {
@@ -187,18 +263,19 @@ impl PostgresStore {
     /// Connects to `url`, applies pending migrations and returns the store.
     pub async fn open(url: &str, opts: PostgresOptions) -> Result<PostgresStore, StoreError> {
         let config = parse_url(url)?;
-        let mut client = pool::connect(&config).await?;
-        let applied = migrate_client(&mut client).await?;
+        let mut link = pool::connect(&config, &migration_timeouts(&opts)).await?;
+        let applied = migrate_client(&mut link.client).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "applied PostgreSQL schema migrations");
         }
-        drop(client);
-        let pool = Arc::new(Pool::new(config, opts.max_connections));
+        link.close();
+        let pool = Arc::new(Pool::new(config, opts.max_connections, opts.timeouts()));
         let committer = append::Committer::spawn(pool.clone(), opts.committers);
         Ok(PostgresStore {
             pool,
             committer: Arc::new(committer),
             keys: Arc::default(),
+            probe: Arc::default(),
         })
     }
 
@@ -208,21 +285,22 @@ impl PostgresStore {
     /// verify with the key a given process publishes; a mismatch is `Invalid` and the caller
     /// should refuse to start.
     pub async fn claim_signing_key(&self, log_name: &str, vkey: &str) -> Result<(), StoreError> {
-        let c = self.pool.get().await?;
-        c.execute(
-            "INSERT INTO log_keys (log_name, vkey) VALUES ($1, $2) ON CONFLICT (log_name) DO NOTHING",
-            &[&log_name, &vkey],
-        )
-        .await
-        .map_err(unavailable)?;
-        let row = c
-            .query_one(
-                "SELECT vkey FROM log_keys WHERE log_name = $1",
-                &[&log_name],
+        let stored: String = on_conn!(self.pool, |c| async {
+            c.execute(
+                "INSERT INTO log_keys (log_name, vkey) VALUES ($1, $2) ON CONFLICT (log_name) DO NOTHING",
+                &[&log_name, &vkey],
             )
             .await
             .map_err(unavailable)?;
-        let stored: String = row.get(0);
+            let row = c
+                .query_one(
+                    "SELECT vkey FROM log_keys WHERE log_name = $1",
+                    &[&log_name],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok::<String, StoreError>(row.get(0))
+        })?;
         if stored != vkey {
             return Err(StoreError::Invalid(format!(
                 "the checkpoints of log {log_name:?} in this database are signed with a different key ({stored}); give every trailkeep process on this database the same signing_key or signing_key_file"
@@ -261,13 +339,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let c = self.pool.get().await?;
-        read::get_event(&c, event_id).await
+        on_conn!(self.pool, |c| read::get_event(&c, event_id))
     }
 
     async fn query(&self, q: EventQuery) -> Result<EventPage, StoreError> {
-        let c = self.pool.get().await?;
-        read::query(&c, &q).await
+        on_conn!(self.pool, |c| read::query(&c, &q))
     }
 
     async fn read_log(
@@ -276,61 +352,57 @@ impl Store for PostgresStore {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let c = self.pool.get().await?;
-        read::read_log(&c, tenant_id, from_seq, limit).await
+        on_conn!(self.pool, |c| read::read_log(
+            &c, tenant_id, from_seq, limit
+        ))
     }
 
     async fn tenants(&self) -> Result<Vec<TenantSummary>, StoreError> {
-        let c = self.pool.get().await?;
-        read::tenants(&c).await
+        on_conn!(self.pool, |c| read::tenants(&c))
     }
 
     async fn stats(&self, q: StatsQuery) -> Result<Stats, StoreError> {
-        let c = self.pool.get().await?;
-        read::stats(&c, &q).await
+        on_conn!(self.pool, |c| read::stats(&c, &q))
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
         let rec = key.into_record(Timestamp::now_micros());
-        let c = self.pool.get().await?;
-        c.execute(
-            "INSERT INTO api_keys (id, role, tenant_id, created_at, expires_at, expires_nanos, revoked, secret_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &rec.id,
-                &rec.role.as_str(),
-                &rec.tenant_id,
-                &rec.created_at,
-                &rec.expires_at,
-                &rec.expires_nanos,
-                &rec.revoked,
-                &rec.secret_hash,
-            ],
-        )
-        .await
-        .map_err(unavailable)?;
+        on_conn!(self.pool, |c| async {
+            c.execute(
+                "INSERT INTO api_keys (id, role, tenant_id, created_at, expires_at, expires_nanos, revoked, secret_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &rec.id,
+                    &rec.role.as_str(),
+                    &rec.tenant_id,
+                    &rec.created_at,
+                    &rec.expires_at,
+                    &rec.expires_nanos,
+                    &rec.revoked,
+                    &rec.secret_hash,
+                ],
+            )
+            .await
+            .map_err(unavailable)
+        })?;
         self.keys.clear();
         Ok(rec)
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let c = self.pool.get().await?;
-        let rows = c
-            .query(
-                &format!("SELECT {KEY_COLS} FROM api_keys ORDER BY created_at, id"),
-                &[],
-            )
-            .await
-            .map_err(unavailable)?;
+        let sql = format!("SELECT {KEY_COLS} FROM api_keys ORDER BY created_at, id");
+        let rows = on_conn!(self.pool, |c| async {
+            c.query(&sql, &[]).await.map_err(unavailable)
+        })?;
         rows.iter().map(key_from_row).collect()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
-        let c = self.pool.get().await?;
-        let n = c
-            .execute("UPDATE api_keys SET revoked = true WHERE id = $1", &[&id])
-            .await
-            .map_err(unavailable)?;
+        let n = on_conn!(self.pool, |c| async {
+            c.execute("UPDATE api_keys SET revoked = true WHERE id = $1", &[&id])
+                .await
+                .map_err(unavailable)
+        })?;
         self.keys.clear();
         Ok(n > 0)
     }
@@ -344,27 +416,23 @@ impl Store for PostgresStore {
         if let Some(hit) = self.keys.get(secret_hash) {
             return Ok(hit);
         }
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1"),
-                &[&secret_hash],
-            )
-            .await
-            .map_err(unavailable)?;
+        let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1");
+        let row = on_conn!(self.pool, |c| async {
+            c.query_opt(&sql, &[&secret_hash])
+                .await
+                .map_err(unavailable)
+        })?;
         let rec = row.as_ref().map(key_from_row).transpose()?;
         self.keys.put(secret_hash, rec.clone());
         Ok(rec)
     }
 
     async fn tree_size(&self, tenant_id: &str) -> Result<u64, StoreError> {
-        let c = self.pool.get().await?;
-        tree::size(&c, tenant_id).await
+        on_conn!(self.pool, |c| tree::size(&c, tenant_id))
     }
 
     async fn tree_root(&self, tenant_id: &str, size: u64) -> Result<Hash, StoreError> {
-        let mut c = self.pool.get().await?;
-        tree::root(&mut c, tenant_id, size).await
+        on_conn!(self.pool, |c| tree::root(&mut c, tenant_id, size))
     }
 
     async fn inclusion_proof(
@@ -373,8 +441,9 @@ impl Store for PostgresStore {
         index: u64,
         size: u64,
     ) -> Result<Vec<Hash>, StoreError> {
-        let mut c = self.pool.get().await?;
-        tree::inclusion(&mut c, tenant_id, index, size).await
+        on_conn!(self.pool, |c| tree::inclusion(
+            &mut c, tenant_id, index, size
+        ))
     }
 
     async fn consistency_proof(
@@ -383,13 +452,13 @@ impl Store for PostgresStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<Hash>, StoreError> {
-        let mut c = self.pool.get().await?;
-        tree::consistency(&mut c, tenant_id, from, to).await
+        on_conn!(self.pool, |c| tree::consistency(
+            &mut c, tenant_id, from, to
+        ))
     }
 
     async fn leaves(&self, tenant_id: &str, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
-        let mut c = self.pool.get().await?;
-        tree::leaves(&mut c, tenant_id, start, end).await
+        on_conn!(self.pool, |c| tree::leaves(&mut c, tenant_id, start, end))
     }
 
     async fn put_checkpoint(
@@ -397,25 +466,48 @@ impl Store for PostgresStore {
         tenant_id: &str,
         cp: SignedCheckpoint,
     ) -> Result<(), StoreError> {
-        let c = self.pool.get().await?;
-        tree::put_checkpoint(&c, tenant_id, &cp).await
+        on_conn!(self.pool, |c| tree::put_checkpoint(&c, tenant_id, &cp))
     }
 
     async fn latest_checkpoint(
         &self,
         tenant_id: &str,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
-        let c = self.pool.get().await?;
-        tree::latest_checkpoint(&c, tenant_id).await
+        on_conn!(self.pool, |c| tree::latest_checkpoint(&c, tenant_id))
     }
 
+    /// Bounded by [`READY_TIMEOUT`] as a whole (connect and `SELECT 1` on the probe's own
+    /// connection), so a probe gets its 503 quickly when the database does not answer.
     async fn ready(&self) -> Result<(), StoreError> {
-        let c = self.pool.get().await?;
-        c.simple_query("SELECT 1").await.map_err(unavailable)?;
-        Ok(())
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        let probe = async {
+            let mut slot = self.probe.lock().await;
+            let link = match slot.take() {
+                Some(l) if !l.client.is_closed() => l,
+                _ => pool::connect(self.pool.config(), &self.pool.timeouts).await?,
+            };
+            link.client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(unavailable)?;
+            *slot = Some(link);
+            Ok(())
+        };
+        match tokio::time::timeout(READY_TIMEOUT, probe).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "PostgreSQL did not answer a readiness probe within {} ms",
+                READY_TIMEOUT.as_millis()
+            ))),
+        }
     }
 
     async fn shutdown(&self) {
         self.pool.close();
+        if let Some(l) = self.probe.lock().await.take() {
+            l.close();
+        }
     }
 }
