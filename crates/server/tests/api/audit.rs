@@ -318,3 +318,38 @@ async fn the_logged_query_is_bounded_and_marked_when_cut() {
     assert_eq!(logged[1]["payload"]["query"], "q=short");
     assert!(logged[1]["payload"].get("query_truncated").is_none());
 }
+
+/// A route whose handler records no scope cannot serve an auditor's read unrecorded: the answer
+/// is refused (500); other keys' and keyless reads of it pass.
+#[tokio::test]
+async fn an_auditors_read_no_handler_recorded_is_refused() {
+    use axum::routing::get;
+    use tower::ServiceExt;
+    let api = Api::new().await;
+    let (_, auditor) = api.store_key(trailkeep_store::Role::Auditor, None).await;
+    let (_, reader) = api.store_key(trailkeep_store::Role::Reader, None).await;
+    let router = axum::Router::new()
+        .route("/unrecorded", get(|| async { "data" }))
+        .layer(axum::middleware::from_fn_with_state(
+            api.state.clone(),
+            trailkeep_server::audit::log_auditor_reads,
+        ))
+        .with_state(api.state.clone());
+    for (key, status) in [(Some(&auditor), 500), (Some(&reader), 200), (None, 200)] {
+        let mut req = axum::http::Request::get("/unrecorded");
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let resp = router
+            .clone()
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(body == "data", status == 200, "{body:?}");
+    }
+    assert_eq!(all_audit_reads(&api).await, vec![]);
+}

@@ -367,10 +367,8 @@ fn check(
     }
     let (audits, others): (Vec<&Event>, Vec<&Event>) =
         new.iter().partition(|e| e.2 == "audit.read");
-    if matches!(key.role, Role::Reader | Role::Auditor) {
-        if !others.is_empty() || keys_changed {
-            return Err(format!("{what}: a read-only key wrote {others:?}"));
-        }
+    if matches!(key.role, Role::Reader | Role::Auditor) && (!others.is_empty() || keys_changed) {
+        return Err(format!("{what}: a read-only key wrote {others:?}"));
     }
     let audited =
         key.role == Role::Auditor && success && matches!(req.method, Method::GET | Method::HEAD);
