@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use trailkeep_server::checkpoint::checkpoint_round;
 use trailkeep_server::Route;
 use trailkeep_store::Role;
@@ -516,6 +517,7 @@ fn fuzzed_query_strings_never_fail_the_server_nor_steer_the_audit_log() {
         0..3usize,
         prop::collection::vec(pair, 0..4),
         prop::bool::ANY,
+        prop::bool::ANY,
     );
     let auditors: Vec<&Key> = w
         .keys
@@ -523,63 +525,84 @@ fn fuzzed_query_strings_never_fail_the_server_nor_steer_the_audit_log() {
         .filter(|k| k.role == Role::Auditor && k.bound != Some(B))
         .collect();
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&strategy, |(route, tenant_b, key, pairs, head)| {
-        let r = &gets[route];
-        let key = auditors[key % auditors.len()];
-        let t = if tenant_b { B } else { A };
-        let path = r
-            .path
-            .replace("{tenant}", t)
-            .replace("{event_id}", &w.events[t][0]);
-        let uri = format!("{path}?{}", pairs.join("&"));
-        let method = if head { Method::HEAD } else { Method::GET };
-        rt.block_on(async {
-            let before = all_events(&w.api).await;
-            let resp = w
-                .api
-                .request(method.clone(), &uri, Some(&key.secret), None, Vec::new())
-                .await;
-            let new = new_events(&w.api, &before).await;
-            prop_assert!(
-                resp.status.as_u16() < 500,
-                "{method} {uri}: {} {}",
-                resp.status,
-                resp.text()
-            );
-            prop_assert!(new.iter().all(|e| e.2 == "audit.read"), "{new:?}");
-            if !resp.status.is_success() || r.keyless {
-                prop_assert!(new.is_empty(), "{method} {uri}: {} {new:?}", resp.status);
-                return Ok(());
-            }
-            prop_assert_eq!(new.len(), 1, "{} {}: {:?}", method, uri, new);
-            let logged = &new[0].0;
-            if let Some(bound) = key.bound {
-                prop_assert_eq!(logged, bound, "{} {}", method, uri);
+    let (served, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let result = runner.run(
+        &strategy,
+        |(route, tenant_b, key, pairs, head, enc_path)| {
+            let r = &gets[route];
+            let key = auditors[key % auditors.len()];
+            let t = if tenant_b { B } else { A };
+            // The path's tenant as is, or percent-encoded (`t%5Fiso%5Fa`).
+            let path_t = if enc_path {
+                t.replace('_', "%5F")
             } else {
-                // The tenant read: the path's, else the one tenant_id the handler was given.
-                let parsed: Vec<(String, String)> =
-                    axum::extract::Query::try_from_uri(&uri.parse().unwrap())
-                        .map(|q: axum::extract::Query<Vec<(String, String)>>| q.0)
-                        .map_err(|e| TestCaseError::fail(format!("{uri}: {e}")))?;
-                let asked = parsed
-                    .iter()
-                    .find(|(k, v)| k == "tenant_id" && !v.is_empty())
-                    .map(|(_, v)| v.clone());
-                let expected = if r.path.contains('{') {
-                    t.to_string()
+                t.to_string()
+            };
+            let path = r
+                .path
+                .replace("{tenant}", &path_t)
+                .replace("{event_id}", &w.events[t][0]);
+            let uri = format!("{path}?{}", pairs.join("&"));
+            let method = if head { Method::HEAD } else { Method::GET };
+            rt.block_on(async {
+                let before = all_events(&w.api).await;
+                let resp = w
+                    .api
+                    .request(method.clone(), &uri, Some(&key.secret), None, Vec::new())
+                    .await;
+                let new = new_events(&w.api, &before).await;
+                prop_assert!(
+                    resp.status.as_u16() < 500,
+                    "{method} {uri}: {} {}",
+                    resp.status,
+                    resp.text()
+                );
+                prop_assert!(new.iter().all(|e| e.2 == "audit.read"), "{new:?}");
+                if resp.status.is_success() {
+                    served.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    asked.unwrap_or_else(|| "_global".to_string())
-                };
-                prop_assert_eq!(logged, &expected, "{} {}", method, uri);
-            }
-            Ok(())
-        })
-    });
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                if !resp.status.is_success() || r.keyless {
+                    prop_assert!(new.is_empty(), "{method} {uri}: {} {new:?}", resp.status);
+                    return Ok(());
+                }
+                prop_assert_eq!(new.len(), 1, "{} {}: {:?}", method, uri, new);
+                let logged = &new[0].0;
+                if let Some(bound) = key.bound {
+                    prop_assert_eq!(logged, bound, "{} {}", method, uri);
+                } else {
+                    // The tenant read: the path's, else the one tenant_id the handler was given.
+                    let parsed: Vec<(String, String)> =
+                        axum::extract::Query::try_from_uri(&uri.parse().unwrap())
+                            .map(|q: axum::extract::Query<Vec<(String, String)>>| q.0)
+                            .map_err(|e| TestCaseError::fail(format!("{uri}: {e}")))?;
+                    let asked = parsed
+                        .iter()
+                        .find(|(k, v)| k == "tenant_id" && !v.is_empty())
+                        .map(|(_, v)| v.clone());
+                    let expected = if r.path.contains('{') {
+                        t.to_string()
+                    } else {
+                        asked.unwrap_or_else(|| "_global".to_string())
+                    };
+                    prop_assert_eq!(logged, &expected, "{} {}", method, uri);
+                }
+                Ok(())
+            })
+        },
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
+    // The cases reached both outcomes.
+    let (served, refused) = (served.into_inner(), refused.into_inner());
+    assert!(
+        served >= 10 && refused >= 10,
+        "{served} served, {refused} refused"
+    );
 }
