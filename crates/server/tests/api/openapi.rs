@@ -306,7 +306,7 @@ async fn tenant_and_event_type_patterns_are_one_and_match_the_validator() {
 }
 
 /// The query parameters each operation documents are exactly the ones its route takes (the
-/// others are refused), and an operation documented without security is a keyless route.
+/// others are refused), and a keyless route is documented without security.
 #[tokio::test]
 async fn documented_query_parameters_and_keyless_routes_match_the_route_table() {
     let api = Api::new().await;
@@ -330,6 +330,13 @@ async fn documented_query_parameters_and_keyless_routes_match_the_route_table() 
         let secured = op["security"]
             .as_array()
             .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
-        assert_eq!(!secured, r.keyless, "{method} {}: keyless", r.path);
+        // A keyless route reads no tenant's data (and is not audited); a route authenticated
+        // otherwise than by a bearer key may be documented without security and still not be
+        // keyless.
+        assert!(
+            !(secured && r.keyless),
+            "{method} {}: keyless but documented with security",
+            r.path
+        );
     }
 }
