@@ -20,6 +20,7 @@ pub mod ratelimit;
 
 use axum::handler::Handler;
 use axum::http::Method;
+use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
@@ -98,7 +99,26 @@ impl AppState {
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
+    /// The query parameters the route takes. Any other, or one given twice, is refused with a
+    /// 400 before the handler runs (docs/api.md#conventions).
+    pub params: &'static [&'static str],
+    /// Answered without a key; reads no tenant's data, so it is not audited (docs/api.md).
+    pub keyless: bool,
     handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    /// The query parameters the route takes (none unless given).
+    fn params(mut self, params: &'static [&'static str]) -> Route {
+        self.params = params;
+        self
+    }
+
+    /// Marks the route as answered without a key.
+    fn keyless(mut self) -> Route {
+        self.keyless = true;
+        self
+    }
 }
 
 fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
@@ -111,25 +131,28 @@ where
     Route {
         method,
         path,
+        params: &[],
+        keyless: false,
         handler: on(filter, handler),
     }
 }
 
 /// Every route of the API, the one table [`app`] is built from. Each must be documented in
 /// [`openapi::ApiDoc`] (`#[utoipa::path]` on the handler, listed in its `paths`): the API
-/// tests check the document against this table.
+/// tests check the document against this table (its query parameters and whether it needs a
+/// key included), and walk every route of it with every kind of key (tests/api/isolation.rs).
 pub fn routes() -> Vec<Route> {
     use Method as M;
     vec![
         route(M::POST, "/v1/events", ingest::post_events),
-        route(M::GET, "/v1/events", query::list_events),
+        route(M::GET, "/v1/events", query::list_events).params(params::EVENT_PARAMS),
         route(M::GET, "/v1/events/{event_id}", query::get_event),
         route(M::GET, "/v1/tenants", query::tenants),
-        route(M::GET, "/v1/stats", query::stats),
+        route(M::GET, "/v1/stats", query::stats).params(params::STATS_PARAMS),
         route(M::POST, "/v1/keys", keys::create),
         route(M::GET, "/v1/keys", keys::list),
         route(M::DELETE, "/v1/keys/{id}", keys::revoke),
-        route(M::GET, "/v1/public-key", proofs::public_key),
+        route(M::GET, "/v1/public-key", proofs::public_key).keyless(),
         route(
             M::GET,
             "/v1/tenants/{tenant}/checkpoint",
@@ -139,29 +162,47 @@ pub fn routes() -> Vec<Route> {
             M::GET,
             "/v1/tenants/{tenant}/proof/inclusion",
             proofs::inclusion,
-        ),
+        )
+        .params(params::INCLUSION_PARAMS),
         route(
             M::GET,
             "/v1/tenants/{tenant}/proof/consistency",
             proofs::consistency,
-        ),
-        route(M::GET, "/v1/tenants/{tenant}/leaves", proofs::leaves),
+        )
+        .params(params::CONSISTENCY_PARAMS),
+        route(M::GET, "/v1/tenants/{tenant}/leaves", proofs::leaves).params(params::LEAVES_PARAMS),
         route(M::GET, "/v1/events/{event_id}/proof", proofs::event_proof),
-        route(M::GET, "/healthz", ops::healthz),
-        route(M::GET, "/readyz", ops::readyz),
-        route(M::GET, "/metrics", ops::metrics),
-        route(M::GET, "/openapi.json", openapi::openapi_json),
+        route(M::GET, "/healthz", ops::healthz).keyless(),
+        route(M::GET, "/readyz", ops::readyz).keyless(),
+        route(M::GET, "/metrics", ops::metrics).keyless(),
+        route(M::GET, "/openapi.json", openapi::openapi_json).keyless(),
     ]
 }
 
-/// The whole API: the routes of [`routes`], a JSON 404/405 for everything else, and the
-/// recording of auditors' reads.
+/// The whole API: the routes of [`routes`] (each refusing query parameters it does not take),
+/// a JSON 404/405 for everything else, and the recording of auditors' reads ([`audit`]).
 pub fn app(state: AppState) -> Router {
     metrics::init();
     let mut router = Router::new();
     for r in routes() {
+        // Before the handler: the query holds only parameters the route takes, each once.
+        // After it: a keyless route's answer is marked as reading no tenant, so the audit
+        // middleware does not refuse an auditor key sent along to it.
+        let (allowed, keyless) = (r.params, r.keyless);
+        let handler = r.handler.route_layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if let Err(e) = params::check_query(req.uri(), allowed) {
+                    return e.into_response();
+                }
+                let mut resp = next.run(req).await;
+                if keyless {
+                    resp.extensions_mut().insert(audit::Served::Keyless);
+                }
+                resp
+            },
+        ));
         // Routes of one path with different methods merge into one method router.
-        router = router.route(r.path, r.handler);
+        router = router.route(r.path, handler);
     }
     router
         .fallback(ops::not_found)

@@ -26,9 +26,10 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         title = "trailkeep",
         description = "Self-hosted, verifiable audit log. Every 4xx/5xx answer carries the \
             `Error` body. Authenticate with `Authorization: Bearer <key>`; the roles a key needs \
-            are named in each operation's description. Operations with query parameters refuse \
-            unknown ones and ones given twice (400); a query parameter given an empty value \
-            counts as absent.",
+            are named in each operation's description. Every operation refuses query parameters \
+            it does not list and ones given twice (400); a query parameter given an empty value \
+            counts as absent. Successful reads made with an `auditor` key are logged as \
+            `audit.read` events before the answer leaves.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -63,7 +64,7 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         Internal,
         Unavailable,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &QueryRefusals),
     tags(
         (name = "events", description = "Ingest and query events"),
         (name = "keys", description = "API keys (admin)"),
@@ -88,6 +89,32 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme(BEARER, SecurityScheme::Http(http));
+    }
+}
+
+/// Every operation refuses unknown or repeated query parameters with a 400, also those that take
+/// none: each documents the 400.
+struct QueryRefusals;
+
+impl Modify for QueryRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, RefOr};
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("400".to_string())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("BadRequest")));
+            }
+        }
     }
 }
 
@@ -178,8 +205,8 @@ pub struct ErrorDetail {
     pub event_id: Option<String>,
 }
 
-/// The request is malformed: body not JSON/NDJSON, wrong content type, a bad or unknown query
-/// parameter, a bad path parameter.
+/// The request is malformed: body not JSON/NDJSON, wrong content type, a bad, unknown or
+/// repeated query parameter, a bad path parameter.
 #[derive(ToResponse)]
 #[response(content_type = "application/json")]
 pub struct BadRequest(pub ErrorBody);

@@ -5,6 +5,7 @@
 //! verifies against the checkpoint the server signs. `GET /v1/public-key` needs no key: it is
 //! public by nature and auditors fetch it before they hold anything else.
 
+use crate::audit::{served, Scope};
 use crate::auth::{authenticate, Principal, READ_ROLES};
 use crate::params::{self, Params};
 use crate::{ApiError, AppState};
@@ -164,8 +165,9 @@ pub async fn checkpoint(
     headers: HeaderMap,
     tenant: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
-    Ok(text(latest(&state, &tenant).await?.note))
+    let (principal, tenant) = tenant_reader(&state, &headers, tenant).await?;
+    let note = latest(&state, &tenant).await?.note;
+    Ok(served(&principal, Scope::Tenant(tenant), text(note)))
 }
 
 /// An RFC 6962 inclusion proof of leaf `seq` in the tree of `tree_size` leaves (default: the
@@ -199,8 +201,8 @@ pub async fn inclusion(
     tenant: Result<Path<String>, PathRejection>,
     p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
-    let p = params::query_params(p, &["seq", "tree_size"])?;
+    let (principal, tenant) = tenant_reader(&state, &headers, tenant).await?;
+    let p = params::query_params(p, params::INCLUSION_PARAMS)?;
     let seq =
         params::u64_param(&p, "seq")?.ok_or_else(|| ApiError::bad_request("seq is required"))?;
     let size = size_or_latest(&state, &tenant, &p, "tree_size").await?;
@@ -212,14 +214,14 @@ pub async fn inclusion(
     let proof = state.store.inclusion_proof(&tenant, seq, size).await?;
     let leaf = state.store.leaves(&tenant, seq, seq + 1).await?;
     let root = state.store.tree_root(&tenant, size).await?;
-    Ok(Json(InclusionProof {
+    let body = Json(InclusionProof {
         seq,
         tree_size: size,
         leaf_hash: b64(&leaf).pop(),
         proof: b64(&proof),
         root: STANDARD.encode(root),
-    })
-    .into_response())
+    });
+    Ok(served(&principal, Scope::Tenant(tenant), body))
 }
 
 /// An RFC 6962 consistency proof between tree sizes `from` and `to` (default: the latest
@@ -253,8 +255,8 @@ pub async fn consistency(
     tenant: Result<Path<String>, PathRejection>,
     p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
-    let p = params::query_params(p, &["from", "to"])?;
+    let (principal, tenant) = tenant_reader(&state, &headers, tenant).await?;
+    let p = params::query_params(p, params::CONSISTENCY_PARAMS)?;
     let from =
         params::u64_param(&p, "from")?.ok_or_else(|| ApiError::bad_request("from is required"))?;
     let to = size_or_latest(&state, &tenant, &p, "to").await?;
@@ -264,12 +266,12 @@ pub async fn consistency(
         )));
     }
     let proof = state.store.consistency_proof(&tenant, from, to).await?;
-    Ok(Json(ConsistencyProof {
+    let body = Json(ConsistencyProof {
         from,
         to,
         proof: b64(&proof),
-    })
-    .into_response())
+    });
+    Ok(served(&principal, Scope::Tenant(tenant), body))
 }
 
 /// At most this many leaves per call.
@@ -305,8 +307,8 @@ pub async fn leaves(
     tenant: Result<Path<String>, PathRejection>,
     p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = tenant_reader(&state, &headers, tenant).await?;
-    let p = params::query_params(p, &["start", "end"])?;
+    let (principal, tenant) = tenant_reader(&state, &headers, tenant).await?;
+    let p = params::query_params(p, params::LEAVES_PARAMS)?;
     let size = state.store.tree_size(&tenant).await?;
     let start = params::u64_param(&p, "start")?.unwrap_or(0);
     let end = params::u64_param(&p, "end")?
@@ -319,12 +321,12 @@ pub async fn leaves(
         )));
     }
     let hs = state.store.leaves(&tenant, start, end).await?;
-    Ok(Json(Leaves {
+    let body = Json(Leaves {
         start,
         end,
         leaves: b64(&hs),
-    })
-    .into_response())
+    });
+    Ok(served(&principal, Scope::Tenant(tenant), body))
 }
 
 /// A C2SP `tlog-proof` for the event against the tenant's latest checkpoint.
@@ -385,5 +387,9 @@ pub async fn event_proof(
     let mut resp = text(t.to_text());
     resp.headers_mut()
         .insert("x-trailkeep-tree-size", HeaderValue::from(cp.size));
-    Ok(resp)
+    Ok(served(
+        &principal,
+        Scope::Tenant(e.tenant_id.to_string()),
+        resp,
+    ))
 }

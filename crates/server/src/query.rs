@@ -4,6 +4,7 @@
 //! order (`seq` ≥ N, ascending); `trailkeep tail` follows a log with it, which (unlike a listing
 //! by timestamp) also catches back-filled events.
 
+use crate::audit::{scope_of, served, Scope};
 use crate::auth::{authenticate, READ_ROLES};
 use crate::params;
 use crate::{ApiError, AppState};
@@ -118,13 +119,22 @@ pub async fn list_events(
             ));
         };
         let events = state.store.read_log(&tenant, from, q.limit).await?;
-        return Ok(json_response(events_body(&events, None)));
+        return Ok(served(
+            &principal,
+            Scope::Tenant(tenant),
+            json_response(events_body(&events, None)),
+        ));
     }
+    let scope = scope_of(q.tenant_id.as_deref());
     let page = state.store.query(q).await?;
-    Ok(json_response(events_body(
-        &page.events,
-        page.next_cursor.map(|c| c.encode()),
-    )))
+    Ok(served(
+        &principal,
+        scope,
+        json_response(events_body(
+            &page.events,
+            page.next_cursor.map(|c| c.encode()),
+        )),
+    ))
 }
 
 /// One event, with `seq`, `received_at` and `leaf_hash`.
@@ -162,7 +172,11 @@ pub async fn get_event(
         Some(e) if principal.can_see_tenant(&e.tenant_id) => {
             let mut out = Vec::with_capacity(512);
             write_event(&mut out, &e);
-            Ok(json_response(out))
+            Ok(served(
+                &principal,
+                Scope::Tenant(e.tenant_id.to_string()),
+                json_response(out),
+            ))
         }
         _ => Err(ApiError::not_found(format!("no event {id}"))),
     }
@@ -205,8 +219,10 @@ pub async fn tenants(
             legal_hold: false,
         })
         .collect();
-    Ok(json_response(
-        serde_json::to_vec(&TenantList { tenants }).unwrap_or_default(),
+    Ok(served(
+        &principal,
+        scope_of(principal.tenant.as_deref()),
+        json_response(serde_json::to_vec(&TenantList { tenants }).unwrap_or_default()),
     ))
 }
 
@@ -236,10 +252,11 @@ pub async fn stats(
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(READ_ROLES, "read stats")?;
-    let p = params::query_params(p, &["tenant_id", "since", "until"])?;
+    let p = params::query_params(p, params::STATS_PARAMS)?;
     let tenant = principal.read_scope(params::tenant(&p)?)?;
     let since = params::time(&p, "since")?;
     let until = params::time(&p, "until")?;
+    let scope = scope_of(tenant.as_deref());
     let s = state
         .store
         .stats(StatsQuery {
@@ -256,5 +273,9 @@ pub async fn stats(
         counts_by_type: s.counts_by_type,
         counts_by_day: s.counts_by_day,
     };
-    Ok(json_response(serde_json::to_vec(&body).unwrap_or_default()))
+    Ok(served(
+        &principal,
+        scope,
+        json_response(serde_json::to_vec(&body).unwrap_or_default()),
+    ))
 }

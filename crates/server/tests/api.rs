@@ -29,3 +29,6 @@ mod audit;
 mod integrity;
 #[path = "api/openapi.rs"]
 mod openapi;
+
+#[path = "api/isolation.rs"]
+mod isolation;

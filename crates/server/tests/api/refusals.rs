@@ -733,3 +733,57 @@ async fn repeated_or_unknown_query_parameters_are_400() {
     assert_error(&r, 400, "bad_request");
     api.assert_unchanged(&snap).await;
 }
+
+/// Every route of the table refuses a query parameter it does not take, and one it takes given
+/// twice, before anything else (so the parameterless ones too: `/healthz`, `/v1/tenants`, …).
+#[tokio::test]
+async fn every_route_refuses_unknown_and_repeated_query_parameters() {
+    let (api, snap) = seeded().await;
+    let routes = trailkeep_server::routes();
+    assert!(routes.iter().any(|r| r.params.is_empty()));
+    for r in &routes {
+        let path = r
+            .path
+            .replace("{event_id}", &uuid())
+            .replace("{tenant}", "t_1")
+            .replace("{id}", "key_000000000000");
+        for query in ["tenant_id=t_1&x=1", "note=hi", "=", "tenant%5Fidx=t_1"] {
+            let resp = api
+                .request(
+                    r.method.clone(),
+                    &format!("{path}?{query}"),
+                    Some(ADMIN),
+                    Some(JSON),
+                    Vec::new(),
+                )
+                .await;
+            let what = format!("{} {path}?{query}", r.method);
+            if r.params.contains(&"tenant_id") && query == "tenant_id=t_1&x=1" {
+                assert!(resp.text().contains(r#"\"x\""#), "{what}: {}", resp.text());
+            }
+            assert_error(&resp, 400, "bad_request");
+            assert!(
+                resp.text().contains("unknown query parameter"),
+                "{what}: {}",
+                resp.text()
+            );
+        }
+        for p in r.params {
+            let resp = api
+                .request(
+                    r.method.clone(),
+                    &format!("{path}?{p}=1&{p}=1"),
+                    Some(ADMIN),
+                    Some(JSON),
+                    Vec::new(),
+                )
+                .await;
+            assert_error(&resp, 400, "bad_request");
+            assert!(resp.text().contains("more than once"), "{}", resp.text());
+        }
+    }
+    // An empty query (`?`) is no parameter.
+    api.get(ADMIN, "/healthz?").await.expect(200);
+    api.get(ADMIN, "/v1/tenants?").await.expect(200);
+    api.assert_unchanged(&snap).await;
+}
