@@ -17,6 +17,7 @@ pub mod params;
 pub mod proofs;
 pub mod query;
 pub mod ratelimit;
+pub mod viewer;
 
 use axum::handler::Handler;
 use axum::http::Method;
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     /// Per-key request rate limit (requests per second; 0 = off) and burst.
     pub rate_limit_rps: f64,
     pub rate_limit_burst: f64,
+    /// `[viewer]`: token lifetime cap and the origins allowed to embed the page.
+    pub viewer: viewer::ViewerConfig,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             default_retention_days: 365,
             rate_limit_rps: 0.0,
             rate_limit_burst: 0.0,
+            viewer: viewer::ViewerConfig::default(),
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::Limiter>,
     /// The log's signing identity; checkpoints and proof endpoints need it.
     pub log: Option<Arc<checkpoint::LogIdentity>>,
+    /// The key viewer tokens are signed with (random unless [`AppState::with_viewer_key`]).
+    pub viewer_key: Arc<viewer::token::TokenKey>,
 }
 
 impl AppState {
@@ -80,6 +86,7 @@ impl AppState {
                 .map(trailkeep_store::keys::hash_secret),
             limiter,
             log: None,
+            viewer_key: Arc::new(viewer::token::TokenKey::random()),
         }
     }
 
@@ -87,6 +94,12 @@ impl AppState {
     pub fn with_signer(mut self, log_name: &str, seed: [u8; 32]) -> Result<AppState, String> {
         self.log = Some(Arc::new(checkpoint::LogIdentity::new(log_name, seed)?));
         Ok(self)
+    }
+
+    /// Sets the key viewer tokens are signed with (a 32-byte secret).
+    pub fn with_viewer_key(mut self, key: [u8; 32]) -> AppState {
+        self.viewer_key = Arc::new(viewer::token::TokenKey::new(key));
+        self
     }
 }
 
@@ -147,6 +160,14 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/readyz", ops::readyz),
         route(M::GET, "/metrics", ops::metrics),
         route(M::GET, "/openapi.json", openapi::openapi_json),
+        route(M::POST, "/v1/viewer-tokens", viewer::mint),
+        route(M::GET, "/viewer", viewer::page),
+        route(M::GET, "/viewer/assets/viewer.js", viewer::script),
+        route(M::GET, "/viewer/assets/viewer.css", viewer::style),
+        route(M::GET, "/viewer/api/session", viewer::session),
+        route(M::GET, "/viewer/api/events", viewer::list),
+        route(M::GET, "/viewer/api/events/{event_id}", viewer::get_event),
+        route(M::GET, "/viewer/api/events/{event_id}/proof", viewer::proof),
     ]
 }
 
