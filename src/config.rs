@@ -30,6 +30,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub retention: Retention,
     pub limits: Limits,
+    #[serde(default)]
+    pub viewer: Viewer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +57,34 @@ pub struct Limits {
     pub burst: f64,
 }
 
+/// `[viewer]`: viewer tokens and the embeddable page (docs/configuration.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Viewer {
+    /// Longest lifetime a viewer token may be minted with (`15m`, `1h`, `1d`…).
+    pub max_ttl: String,
+    /// Origins allowed to embed `/viewer` in a frame; empty: none.
+    pub frame_ancestors: Vec<String>,
+    /// The token key file (64 hex digits); default `<data_dir>/viewer-token-key`, created on
+    /// first start. Replacing it (and restarting) revokes every viewer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_key_file: Option<PathBuf>,
+    /// The token key itself (64 hex digits), e.g. from `TRAILKEEP_VIEWER__TOKEN_KEY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_key: Option<String>,
+}
+
+impl Default for Viewer {
+    fn default() -> Self {
+        Viewer {
+            max_ttl: "1h".into(),
+            frame_ancestors: Vec::new(),
+            token_key_file: None,
+            token_key: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -73,6 +103,7 @@ impl Default for Config {
                 requests_per_second: 0.0,
                 burst: 0.0,
             },
+            viewer: Viewer::default(),
             alerts: None,
             approvals: None,
             impersonation: None,
@@ -147,6 +178,7 @@ impl Config {
 const TABLES: &[&str] = &[
     "retention",
     "limits",
+    "viewer",
     "alerts",
     "approvals",
     "impersonation",
@@ -278,6 +310,27 @@ project_id = "p"
         assert_eq!(c.listen, "127.0.0.1:9999");
         assert_eq!(c.retention.default_days, 400);
         assert_eq!(c.log_name, "prod");
+    }
+
+    #[test]
+    fn viewer_section_loads_with_defaults_and_refuses_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.viewer.max_ttl, "1h");
+        assert!(c.viewer.frame_ancestors.is_empty());
+        std::fs::write(
+            &f,
+            "[viewer]\nmax_ttl = \"2h\"\nframe_ancestors = [\"https://app.example\"]\ntoken_key_file = \"/k\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.viewer.max_ttl, "2h");
+        assert_eq!(c.viewer.frame_ancestors, ["https://app.example"]);
+        assert_eq!(c.viewer.token_key_file, Some(PathBuf::from("/k")));
+        std::fs::write(&f, "[viewer]\nmax_tll = \"2h\"\n").unwrap();
+        assert!(load_error(&f).contains("unknown key \"viewer.max_tll\""));
     }
 
     fn load_error(file: &Path) -> String {

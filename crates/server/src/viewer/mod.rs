@@ -181,8 +181,15 @@ fn now_secs() -> i64 {
     Timestamp::now_micros().nanos.div_euclid(1_000_000_000)
 }
 
+/// `2026-11-23T10:15:00Z`.
 fn rfc3339_secs(secs: i64) -> String {
-    Timestamp::from_nanos(secs.saturating_mul(1_000_000_000), 0).to_rfc3339()
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Checks a mint request; every problem is reported, with its field.

@@ -54,6 +54,10 @@
     return e;
   }
 
+  function plural(n) {
+    return n === 1 ? '1 event' : n + ' events';
+  }
+
   function fmtTime(ts) {
     return typeof ts === 'string' ? ts.replace('T', ' ').replace('Z', '') : '';
   }
@@ -72,7 +76,7 @@
     for (const [id, key] of [['f-since', 'since'], ['f-until', 'until']]) {
       const v = $(id).value;
       if (v) {
-        const d = new Date(v); // datetime-local: the viewer's local time
+        const d = new Date(v + 'Z'); // UTC, as the list shows times
         if (isNaN(d.getTime())) throw new Error('invalid ' + key + ' time');
         f[key] = d.toISOString();
       }
@@ -116,8 +120,8 @@
       state.cursor = page.next_cursor;
       state.done = !page.next_cursor;
       $('list-status').textContent = state.done
-        ? (state.shown === 0 ? 'No events match.' : state.shown + ' events · end of the log')
-        : state.shown + ' events shown · scroll for more';
+        ? (state.shown === 0 ? 'No events match.' : plural(state.shown) + ' · end of the log')
+        : plural(state.shown) + ' shown · scroll for more';
       $('more').hidden = state.done;
       $('filter-error').hidden = true;
     } catch (e) {
