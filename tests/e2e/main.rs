@@ -13,3 +13,4 @@ mod serve;
 mod standalone;
 mod support;
 mod verify;
+mod viewer;
