@@ -528,7 +528,10 @@ pub async fn list(
         }
         q.actor = Some(bound.clone());
     }
-    let page = state.store.query(q).await?;
+    let mut page = state.store.query(q).await?;
+    // The store filtered by the token's scope; checked again here, so that nothing outside it
+    // can ever leave through this endpoint.
+    page.events.retain(|e| visible(&claims, e));
     crate::audit::record_viewer_read(&state, &claims, "/viewer/api/events", logged_filters(&p))
         .await?;
     Ok(private(crate::query::json_response(
