@@ -24,3 +24,4 @@ ensure_postgres() {
 ensure_postgres || true
 cargo test --workspace --locked "$@"
 scripts/schemathesis.sh  # the live API against its OpenAPI document
+scripts/browser-tests.sh  # the /viewer page in headless Chromium

@@ -33,6 +33,8 @@ pub struct Config {
     /// How long to wait for PostgreSQL (read only with `postgres`).
     #[serde(default)]
     pub postgres_timeouts: PostgresTimeouts,
+    #[serde(default)]
+    pub viewer: Viewer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +78,34 @@ impl Default for PostgresTimeouts {
             statement_timeout: "10s".into(),
             lock_timeout: "5s".into(),
             pool_wait: "5s".into(),
+        }
+    }
+}
+
+/// `[viewer]`: viewer tokens and the embeddable page (docs/configuration.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Viewer {
+    /// Longest lifetime a viewer token may be minted with (`15m`, `1h`, `1d`…).
+    pub max_ttl: String,
+    /// Origins allowed to embed `/viewer` in a frame; empty: none.
+    pub frame_ancestors: Vec<String>,
+    /// The token key file (64 hex digits); default `<data_dir>/viewer-token-key`, created on
+    /// first start. Replacing it (and restarting) revokes every viewer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_key_file: Option<PathBuf>,
+    /// The token key itself (64 hex digits), e.g. from `TRAILKEEP_VIEWER__TOKEN_KEY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_key: Option<String>,
+}
+
+impl Default for Viewer {
+    fn default() -> Self {
+        Viewer {
+            max_ttl: "1h".into(),
+            frame_ancestors: Vec::new(),
+            token_key_file: None,
+            token_key: None,
         }
     }
 }
@@ -133,6 +163,7 @@ impl Default for Config {
                 burst: 0.0,
             },
             postgres_timeouts: PostgresTimeouts::default(),
+            viewer: Viewer::default(),
             alerts: None,
             approvals: None,
             impersonation: None,
@@ -207,6 +238,7 @@ impl Config {
 const TABLES: &[&str] = &[
     "retention",
     "limits",
+    "viewer",
     "alerts",
     "approvals",
     "impersonation",
@@ -338,6 +370,27 @@ project_id = "p"
         assert_eq!(c.listen, "127.0.0.1:9999");
         assert_eq!(c.retention.default_days, 400);
         assert_eq!(c.log_name, "prod");
+    }
+
+    #[test]
+    fn viewer_section_loads_with_defaults_and_refuses_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.viewer.max_ttl, "1h");
+        assert!(c.viewer.frame_ancestors.is_empty());
+        std::fs::write(
+            &f,
+            "[viewer]\nmax_ttl = \"2h\"\nframe_ancestors = [\"https://app.example\"]\ntoken_key_file = \"/k\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.viewer.max_ttl, "2h");
+        assert_eq!(c.viewer.frame_ancestors, ["https://app.example"]);
+        assert_eq!(c.viewer.token_key_file, Some(PathBuf::from("/k")));
+        std::fs::write(&f, "[viewer]\nmax_tll = \"2h\"\n").unwrap();
+        assert!(load_error(&f).contains("unknown key \"viewer.max_tll\""));
     }
 
     fn load_error(file: &Path) -> String {

@@ -132,11 +132,27 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         })
 }
 
+/// The `[viewer]` settings the server needs, checked.
+fn viewer_config(cfg: &Config) -> Result<trailkeep_server::viewer::ViewerConfig> {
+    let max_ttl_secs = trailkeep_store::keys::parse_duration_secs(&cfg.viewer.max_ttl)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: viewer.max_ttl: {e}"))?;
+    for o in &cfg.viewer.frame_ancestors {
+        trailkeep_server::viewer::check_frame_ancestor(o)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    }
+    Ok(trailkeep_server::viewer::ViewerConfig {
+        max_ttl_secs,
+        frame_ancestors: cfg.viewer.frame_ancestors.clone(),
+    })
+}
+
 async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
+    let viewer = viewer_config(&cfg)?;
     let listener = bind(&cfg.listen).await?;
     // PostgreSQL when a URL is configured (several processes may share the database; give them
     // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
     let seed = signing_seed(&cfg)?;
+    let token_key = viewer_token_key(&cfg)?;
     let (store, where_): (Arc<dyn Store>, String) = match &cfg.postgres {
         Some(_) if integrity.accept_restored_log || integrity.rotate_signing_key => {
             anyhow::bail!(
@@ -184,10 +200,12 @@ async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
         default_retention_days: cfg.retention.default_days,
         rate_limit_rps: cfg.limits.requests_per_second,
         rate_limit_burst: cfg.limits.burst,
+        viewer,
     };
     let state = AppState::new(store.clone(), server_cfg, admin.as_deref())
         .with_signer(&cfg.log_name, seed)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_viewer_key(token_key);
     let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
     let addr = listener.local_addr()?;
     // One line, always shown (scripts and tests read the address from it): through the log
@@ -245,6 +263,60 @@ fn signing_seed(cfg: &Config) -> Result<[u8; 32]> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read the signing key {}", path.display())),
     }
+}
+
+/// The key viewer tokens are signed with: from `viewer.token_key`, from
+/// `viewer.token_key_file`, or from `<data_dir>/viewer-token-key`, created (mode 0600) on first
+/// start. It is not the log's signing key: replacing it revokes every viewer token and nothing
+/// else (docs/operations.md).
+fn viewer_token_key(cfg: &Config) -> Result<[u8; 32]> {
+    fn parse(hex_text: &str, from: &str) -> Result<[u8; 32]> {
+        let bytes = hex::decode(hex_text.trim())
+            .with_context(|| format!("the viewer token key in {from} is not hex"))?;
+        bytes.try_into().map_err(|_| {
+            anyhow::anyhow!("the viewer token key in {from} must be 32 bytes (64 hex digits)")
+        })
+    }
+    if let Some(k) = &cfg.viewer.token_key {
+        return parse(k, "viewer.token_key");
+    }
+    let path = cfg
+        .viewer
+        .token_key_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("viewer-token-key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path.display().to_string()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && cfg.viewer.token_key_file.is_none() =>
+        {
+            let key: [u8; 32] = rand::random();
+            write_secret(&cfg.data_dir, &path, &key)?;
+            tracing::info!(path = %path.display(), "created the viewer token key");
+            Ok(key)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot read the viewer token key {}", path.display()))
+        }
+    }
+}
+
+/// Writes a new 32-byte secret as hex to `path` (mode 0600), atomically.
+fn write_secret(dir: &std::path::Path, path: &std::path::Path, secret: &[u8; 32]) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        writeln!(f, "{}", hex::encode(secret))?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

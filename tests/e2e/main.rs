@@ -18,3 +18,4 @@ mod standalone;
 mod support;
 mod tamper;
 mod verify;
+mod viewer;

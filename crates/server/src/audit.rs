@@ -210,3 +210,49 @@ mod tests {
         assert_eq!(bounded("", 0), ("", false));
     }
 }
+
+/// Records a read made with a viewer token (docs/api.md#viewer) as an `audit.read` event in the
+/// token's tenant, durably, before the answer leaves; the caller refuses the read (503) if this
+/// fails. The actor is `viewer:<token id>`; the payload names the token id, the actor the token
+/// is bound to (if any), the path and the filters (the token itself is never logged).
+pub async fn record_viewer_read(
+    state: &AppState,
+    token: &crate::viewer::token::Claims,
+    path: &str,
+    filters: serde_json::Value,
+) -> Result<(), ApiError> {
+    let refuse = || ApiError::unavailable("the read could not be recorded; nothing was served");
+    let mut payload = serde_json::json!({
+        "token_id": token.jti,
+        "method": "GET",
+        "path": path,
+        "filters": filters,
+    });
+    if let Some(a) = &token.act {
+        payload["actor_scope"] = serde_json::json!(a);
+    }
+    let canonical = serde_json_canonicalizer::to_vec(&payload).map_err(|_| refuse())?;
+    let now = Timestamp::now_micros();
+    let event = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_id_assigned: true,
+        event_type: "audit.read".into(),
+        actor: format!("viewer:{}", token.jti).into(),
+        tenant_id: token.tid.clone().into(),
+        payload: canonical.into(),
+        timestamp: Timestamp::from_nanos(now.nanos - now.nanos.rem_euclid(1_000_000), 3),
+        timestamp_assigned: true,
+        source_ip: None,
+        impersonation_session: None,
+        approval_id: None,
+    };
+    state
+        .store
+        .append(vec![PreparedEvent::new(event, now)])
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not log a viewer read; refusing it");
+            refuse()
+        })?;
+    Ok(())
+}

@@ -17,6 +17,7 @@ pub mod params;
 pub mod proofs;
 pub mod query;
 pub mod ratelimit;
+pub mod viewer;
 
 use axum::handler::Handler;
 use axum::http::Method;
@@ -38,6 +39,8 @@ pub struct ServerConfig {
     /// Per-key request rate limit (requests per second; 0 = off) and burst.
     pub rate_limit_rps: f64,
     pub rate_limit_burst: f64,
+    /// `[viewer]`: token lifetime cap and the origins allowed to embed the page.
+    pub viewer: viewer::ViewerConfig,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             default_retention_days: 365,
             rate_limit_rps: 0.0,
             rate_limit_burst: 0.0,
+            viewer: viewer::ViewerConfig::default(),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct AppState {
     /// Problems noticed while running (a checkpoint the checkpointer refused to sign), by
     /// what they concern; `/readyz` reports them.
     pub degraded: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    /// The key viewer tokens are signed with (random unless [`AppState::with_viewer_key`]).
+    pub viewer_key: Arc<viewer::token::TokenKey>,
 }
 
 impl AppState {
@@ -85,6 +91,7 @@ impl AppState {
             limiter,
             log: None,
             degraded: Arc::default(),
+            viewer_key: Arc::new(viewer::token::TokenKey::random()),
         }
     }
 
@@ -92,6 +99,12 @@ impl AppState {
     pub fn with_signer(mut self, log_name: &str, seed: [u8; 32]) -> Result<AppState, String> {
         self.log = Some(Arc::new(checkpoint::LogIdentity::new(log_name, seed)?));
         Ok(self)
+    }
+
+    /// Sets the key viewer tokens are signed with (a 32-byte secret).
+    pub fn with_viewer_key(mut self, key: [u8; 32]) -> AppState {
+        self.viewer_key = Arc::new(viewer::token::TokenKey::new(key));
+        self
     }
 }
 
@@ -104,6 +117,9 @@ pub struct Route {
     pub params: &'static [&'static str],
     /// Answered without a key; reads no tenant's data, so it is not audited (docs/api.md).
     pub keyless: bool,
+    /// Authenticated by a viewer token instead of a key; scoped by the token, and its reads
+    /// are audited by the handler (`audit::record_viewer_read`).
+    pub viewer_token: bool,
     handler: MethodRouter<AppState>,
 }
 
@@ -117,6 +133,13 @@ impl Route {
     /// Marks the route as answered without a key.
     fn keyless(mut self) -> Route {
         self.keyless = true;
+        self
+    }
+
+    /// Marks the route as authenticated by a viewer token (its `token` parameter) instead of a
+    /// key: the token alone sets what it may read.
+    fn viewer_token(mut self) -> Route {
+        self.viewer_token = true;
         self
     }
 }
@@ -133,6 +156,7 @@ where
         path,
         params: &[],
         keyless: false,
+        viewer_token: false,
         handler: on(filter, handler),
     }
 }
@@ -176,6 +200,26 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/readyz", ops::readyz).keyless(),
         route(M::GET, "/metrics", ops::metrics).keyless(),
         route(M::GET, "/openapi.json", openapi::openapi_json).keyless(),
+        route(M::POST, "/v1/viewer-tokens", viewer::mint),
+        // The page and its assets hold no data (the page's script reads its `token`).
+        route(M::GET, "/viewer", viewer::page)
+            .params(viewer::PAGE_PARAMS)
+            .keyless(),
+        route(M::GET, "/viewer/assets/viewer.js", viewer::script).keyless(),
+        route(M::GET, "/viewer/assets/viewer.css", viewer::style).keyless(),
+        // Authenticated by a viewer token, scoped by it, audited by the handlers themselves.
+        route(M::GET, "/viewer/api/session", viewer::session)
+            .params(viewer::TOKEN_PARAMS)
+            .viewer_token(),
+        route(M::GET, "/viewer/api/events", viewer::list)
+            .params(viewer::LIST_PARAMS)
+            .viewer_token(),
+        route(M::GET, "/viewer/api/events/{event_id}", viewer::get_event)
+            .params(viewer::TOKEN_PARAMS)
+            .viewer_token(),
+        route(M::GET, "/viewer/api/events/{event_id}/proof", viewer::proof)
+            .params(viewer::TOKEN_PARAMS)
+            .viewer_token(),
     ]
 }
 

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::OnceLock;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
 /// The pattern of a tenant id (docs/api.md), `_global` included. The attributes below repeat it
@@ -51,6 +51,14 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         crate::ops::readyz,
         crate::ops::metrics,
         openapi_json,
+        crate::viewer::mint,
+        crate::viewer::page,
+        crate::viewer::script,
+        crate::viewer::style,
+        crate::viewer::session,
+        crate::viewer::list,
+        crate::viewer::get_event,
+        crate::viewer::proof,
     ),
     components(schemas(ErrorBody), responses(
         BadRequest,
@@ -70,12 +78,15 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         (name = "keys", description = "API keys (admin)"),
         (name = "proofs", description = "Checkpoints and Merkle proofs"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "viewer", description = "Viewer tokens, the embeddable viewer page and its token-authenticated reads"),
     ),
 )]
 pub struct ApiDoc;
 
 /// The name of the security scheme in the document.
 pub const BEARER: &str = "bearer";
+/// The name of the viewer-token scheme (the `token` query parameter of `/viewer/api/…`).
+pub const VIEWER_TOKEN: &str = "viewer_token";
 
 struct BearerAuth;
 
@@ -89,6 +100,14 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme(BEARER, SecurityScheme::Http(http));
+        components.add_security_scheme(
+            VIEWER_TOKEN,
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "A viewer token (`tkv1.…`) minted with `POST /v1/viewer-tokens`: short-lived, \
+                 bound to one tenant (and optionally one actor).",
+            ))),
+        );
     }
 }
 

@@ -20,11 +20,11 @@ use trailkeep_core::StoredEvent;
 use trailkeep_store::StatsQuery;
 use utoipa::ToSchema;
 
-fn json_response(body: Vec<u8>) -> Response {
+pub(crate) fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn events_body(events: &[StoredEvent], next_cursor: Option<String>) -> Vec<u8> {
+pub(crate) fn events_body(events: &[StoredEvent], next_cursor: Option<String>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + events.len() * 512);
     out.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {

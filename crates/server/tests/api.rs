@@ -32,3 +32,6 @@ mod openapi;
 
 #[path = "api/isolation.rs"]
 mod isolation;
+
+#[path = "api/viewer.rs"]
+mod viewer;

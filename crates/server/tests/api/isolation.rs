@@ -193,6 +193,15 @@ fn requests(w: &World, r: &Route) -> Vec<Req> {
                 (serde_json::to_vec(&e).unwrap(), Some(*t))
             })
             .collect(),
+        ("POST", "/v1/viewer-tokens") => [A, B]
+            .iter()
+            .map(|t| {
+                (
+                    serde_json::to_vec(&json!({"tenant_id": t})).unwrap(),
+                    Some(*t),
+                )
+            })
+            .collect(),
         ("POST", "/v1/keys") => [A, B]
             .iter()
             .map(|t| {
@@ -406,7 +415,11 @@ fn check(
 #[tokio::test]
 async fn every_route_with_every_key_keeps_tenants_apart_and_audits_exactly_what_was_read() {
     let w = World::new().await;
-    let routes = trailkeep_server::routes();
+    // Routes authenticated by a viewer token ignore keys: walked with tokens below.
+    let routes: Vec<Route> = trailkeep_server::routes()
+        .into_iter()
+        .filter(|r| !r.viewer_token)
+        .collect();
     let mut failures = Vec::new();
     let mut answered = BTreeMap::<u16, usize>::new();
     let mut covered = BTreeSet::new();
@@ -605,4 +618,114 @@ fn fuzzed_query_strings_never_fail_the_server_nor_steer_the_audit_log() {
         served >= 10 && refused >= 10,
         "{served} served, {refused} refused"
     );
+}
+
+/// Every route authenticated by a viewer token × a token for A, a token for B, a token for A
+/// bound to one actor, and tokens that are not valid × path parameters of A and of B: an
+/// answer never holds the other tenant's data, a path naming the other tenant's event is never
+/// a success, and every route answers its own tenant.
+#[tokio::test]
+async fn every_viewer_route_with_every_token_keeps_tenants_apart() {
+    let w = World::new().await;
+    let mint = |t: &'static str, actor: Option<&str>| {
+        let body = match actor {
+            Some(a) => json!({"tenant_id": t, "actor": a}),
+            None => json!({"tenant_id": t}),
+        };
+        let api = &w.api;
+        async move {
+            let r = api
+                .request(
+                    Method::POST,
+                    "/v1/viewer-tokens",
+                    Some(ADMIN),
+                    Some("application/json"),
+                    serde_json::to_vec(&body).unwrap(),
+                )
+                .await;
+            r.expect(201);
+            r.json()["token"].as_str().unwrap().to_string()
+        }
+    };
+    let mut tokens: Vec<(String, Option<&'static str>)> = vec![
+        (mint(A, None).await, Some(A)),
+        (mint(B, None).await, Some(B)),
+        (mint(A, Some("user:iso@example.com")).await, Some(A)),
+    ];
+    let forged = {
+        let (t, _) = &tokens[1];
+        let mut chars: Vec<char> = t.chars().collect();
+        let last = chars.len() - 1;
+        chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
+        chars.into_iter().collect::<String>()
+    };
+    tokens.push((forged, None));
+    tokens.push(("tkv1.e30.AAAA".to_string(), None));
+    let routes: Vec<Route> = trailkeep_server::routes()
+        .into_iter()
+        .filter(|r| r.viewer_token)
+        .collect();
+    assert!(
+        !routes.is_empty(),
+        "the viewer's routes are marked in the route table"
+    );
+    let mut failures = Vec::new();
+    let mut served = BTreeSet::new();
+    for r in &routes {
+        let paths: Vec<(String, Option<&'static str>)> = if r.path.contains("{event_id}") {
+            [A, B]
+                .iter()
+                .map(|t| (r.path.replace("{event_id}", &w.events[t][0]), Some(*t)))
+                .collect()
+        } else {
+            vec![(r.path.to_string(), None)]
+        };
+        for (path, path_tenant) in &paths {
+            for (token, token_tenant) in &tokens {
+                let uri = format!("{path}?token={}", enc(token));
+                let resp = w
+                    .api
+                    .request(Method::GET, &uri, None, None, Vec::new())
+                    .await;
+                let status = resp.status.as_u16();
+                let body = resp.text();
+                let what = format!("GET {path} with a token for {token_tenant:?}: {status}");
+                if status >= 500 {
+                    failures.push(format!("{what}: a server error: {body}"));
+                    continue;
+                }
+                let Some(own) = token_tenant else {
+                    if resp.status.is_success() {
+                        failures.push(format!("{what}: an invalid token was served"));
+                    }
+                    continue;
+                };
+                let other = if *own == A { B } else { A };
+                // The other tenant's data, except what the request itself names (an
+                // event id in the path is echoed by its 404).
+                for s in w.secrets[other]
+                    .iter()
+                    .filter(|s| !uri.contains(s.as_str()))
+                {
+                    if body.contains(s.as_str()) {
+                        failures.push(format!("{what}: the answer holds {other}'s {s}"));
+                    }
+                }
+                if path_tenant.is_some_and(|p| p == other) && resp.status.is_success() {
+                    failures.push(format!("{what}: another tenant's event was served"));
+                }
+                if resp.status.is_success() {
+                    served.insert(r.path);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for r in &routes {
+        assert!(
+            served.contains(r.path),
+            "{} never served its own tenant",
+            r.path
+        );
+    }
 }

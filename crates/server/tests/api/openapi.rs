@@ -21,6 +21,15 @@ async fn document(api: &Api) -> Value {
     r.json()
 }
 
+/// Whether an operation asks for a credential: an API key (`bearer`) or a viewer token
+/// (`viewer_token`, the `token` query parameter of the viewer's endpoints).
+fn secured(op: &Value) -> bool {
+    op["security"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|r| r.get("bearer").is_some() || r.get("viewer_token").is_some())
+    })
+}
+
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -109,6 +118,10 @@ async fn document_is_openapi_3_1_with_bearer_auth_and_resolvable_refs() {
     let scheme = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http", "{scheme}");
     assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    let viewer = &doc["components"]["securitySchemes"]["viewer_token"];
+    assert_eq!(viewer["type"], "apiKey", "{viewer}");
+    assert_eq!(viewer["in"], "query", "{viewer}");
+    assert_eq!(viewer["name"], "token", "{viewer}");
     let mut all = Vec::new();
     refs(&doc, &mut all);
     assert!(!all.is_empty());
@@ -160,9 +173,7 @@ async fn every_operation_documents_its_error_answers_with_the_error_body() {
             statuses.iter().any(|s| (200..300).contains(s)),
             "{what}: no success answer"
         );
-        let secured = op["security"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        let secured = secured(op);
         let mut needed = BTreeSet::new();
         if secured {
             needed.extend([401, 403, 429, 503]);
@@ -222,13 +233,15 @@ async fn documented_security_matches_what_the_routes_require() {
             .replace("{id}", "key_000000000000");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.request(m, &uri, None, Some(JSON), Vec::new()).await;
-        let secured = op["security"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        let secured = secured(op);
         if secured {
             assert_error(&r, 401, "unauthorized");
         } else {
-            assert_ne!(r.status.as_u16(), 401, "{method} {path} wants a key: {r:?}");
+            assert_ne!(
+                r.status.as_u16(),
+                401,
+                "{method} {path} wants a credential: {r:?}"
+            );
         }
     }
 }
