@@ -163,8 +163,15 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  for (const p of procs) p.kill('SIGTERM');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Wait for each server to flush and exit before its data directory is removed.
+  await Promise.all(procs.map((p) => new Promise((resolve) => {
+    if (typeof p.once !== 'function') { p.kill(); return resolve(); } // a helper server
+    if (p.exitCode !== null || p.signalCode !== null) return resolve();
+    const timer = setTimeout(() => { p.kill('SIGKILL'); resolve(); }, 30000);
+    p.once('exit', () => { clearTimeout(timer); resolve(); });
+    p.kill('SIGTERM');
+  })));
+  for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 5 });
 });
 
 afterEach(() => {
