@@ -17,6 +17,7 @@ Environment:
   TRAILKEEP_ADMIN_KEY  An admin API key installed at start, for creating the first keys over the
                        API. It is held in memory only (as its SHA-256, never written to the
                        store, never listed by `key list`); it works until the server stops.
+                       At least 32 characters: make one with `openssl rand -hex 32`.
   TRAILKEEP_LOG        Log filter for stderr (default: info), e.g. debug, warn or
                        trailkeep=debug,info. Logs are coloured only on a terminal; NO_COLOR turns
                        colour off.
@@ -28,6 +29,7 @@ Settings come from the defaults, then the --config file, then TRAILKEEP_* variab
 
 pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) -> Result<ExitCode> {
     init_logging();
+    let admin = admin_key()?;
     let mut cfg = Config::load(config.as_deref())?;
     if let Some(l) = listen {
         cfg.listen = l;
@@ -41,8 +43,34 @@ pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) ->
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg))?;
+    rt.block_on(serve(cfg, admin))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shortest `TRAILKEEP_ADMIN_KEY` accepted: a key an attacker can guess is an open door.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
+/// `TRAILKEEP_ADMIN_KEY`, refused when shorter than [`MIN_ADMIN_KEY_CHARS`] (unset or empty:
+/// no admin key).
+fn admin_key() -> Result<Option<String>> {
+    let Some(key) = std::env::var_os("TRAILKEEP_ADMIN_KEY") else {
+        return Ok(None);
+    };
+    let Some(key) = key.to_str().map(str::to_string) else {
+        anyhow::bail!(
+            "TRAILKEEP_ADMIN_KEY is not valid UTF-8; make a key with `openssl rand -hex 32`"
+        );
+    };
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let n = key.chars().count();
+    if n < MIN_ADMIN_KEY_CHARS {
+        anyhow::bail!(
+            "TRAILKEEP_ADMIN_KEY is {n} characters long; it must have at least {MIN_ADMIN_KEY_CHARS} so it cannot be guessed. Make one with `openssl rand -hex 32` (or `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)"
+        );
+    }
+    Ok(Some(key))
 }
 
 /// Logs to stderr, filtered by `TRAILKEEP_LOG` (default `info`), in colour only when stderr is
@@ -111,7 +139,7 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         })
 }
 
-async fn serve(cfg: Config) -> Result<()> {
+async fn serve(cfg: Config, admin: Option<String>) -> Result<()> {
     let listener = bind(&cfg.listen).await?;
     // PostgreSQL when a URL is configured (several processes may share the database; give them
     // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
@@ -145,7 +173,6 @@ async fn serve(cfg: Config) -> Result<()> {
             )
         }
     };
-    let admin = std::env::var("TRAILKEEP_ADMIN_KEY").ok();
     let server_cfg = ServerConfig {
         max_body_bytes: cfg.max_body_bytes,
         default_retention_days: cfg.retention.default_days,

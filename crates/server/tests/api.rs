@@ -1,5 +1,5 @@
 //! HTTP API tests: the axum app driven with `tower::ServiceExt::oneshot` (no socket) over a
-//! fresh embedded store per test, with an env admin key (`admin-secret`).
+//! fresh embedded store per test, with an env admin key (`api-test-admin-secret-…`).
 
 #[path = "api/common.rs"]
 mod common;
