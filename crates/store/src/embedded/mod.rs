@@ -24,6 +24,7 @@ mod compress;
 mod index;
 mod keyfile;
 mod memory;
+pub mod perm;
 mod read;
 mod segment;
 mod writer;
@@ -156,13 +157,13 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`, replaying its log into memory.
     pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        perm::create_dir_private(dir).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()
             ))
         })?;
-        let lock = std::fs::OpenOptions::new()
+        let lock = perm::private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -180,6 +181,7 @@ impl EmbeddedStore {
                 dir.display()
             )));
         }
+        perm::warn_if_wide(dir);
         let keys = keyfile::KeyFile::open(dir)?;
         let log_dir = segment::log_dir(dir);
         let mut mem = Mem::new(segment::Segments::new(&log_dir));
@@ -210,7 +212,7 @@ impl EmbeddedStore {
 
     /// Opens only the key file of a data directory (for `trailkeep key …` while a server runs).
     pub fn open_keys(dir: &Path) -> Result<KeysOnly, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        perm::create_dir_private(dir)?;
         Ok(KeysOnly(keyfile::KeyFile::open(dir)?))
     }
 
@@ -224,7 +226,7 @@ impl EmbeddedStore {
     /// Creates an empty store in `dir` (the directory and its log directory) if there is none;
     /// [`EmbeddedStore::open`] later finds it like any other.
     pub fn init(dir: &Path) -> Result<(), StoreError> {
-        std::fs::create_dir_all(segment::log_dir(dir)).map_err(|e| {
+        perm::create_dir_private(&segment::log_dir(dir)).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()
