@@ -178,7 +178,26 @@ async fn serve(cfg: Config, admin: Option<String>) -> Result<()> {
         default_retention_days: cfg.retention.default_days,
         rate_limit_rps: cfg.limits.requests_per_second,
         rate_limit_burst: cfg.limits.burst,
+        failed_auth_rps: cfg.limits.failed_auth_per_second,
+        failed_auth_burst: cfg.limits.failed_auth_burst,
+        max_auditor_ttl_secs: cfg.limits.max_auditor_ttl_secs()?,
+        body_read_timeout: Some(
+            cfg.limits
+                .duration("body_read_timeout", &cfg.limits.body_read_timeout)?,
+        ),
     };
+    let conn_limits = crate::http::ConnLimits {
+        header_read_timeout: cfg
+            .limits
+            .duration("header_read_timeout", &cfg.limits.header_read_timeout)?,
+        idle_timeout: cfg
+            .limits
+            .duration("idle_timeout", &cfg.limits.idle_timeout)?,
+        max_connections: cfg.limits.max_connections,
+    };
+    if conn_limits.max_connections == 0 {
+        anyhow::bail!("invalid configuration: limits.max_connections must be at least 1");
+    }
     let state = AppState::new(store.clone(), server_cfg, admin.as_deref())
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?;
@@ -191,9 +210,7 @@ async fn serve(cfg: Config, admin: Option<String>) -> Result<()> {
     } else {
         eprintln!("trailkeep listening on http://{addr} ({where_})");
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::serve(listener, app(state), conn_limits, shutdown_signal()).await?;
     checkpointer.abort();
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
@@ -218,10 +235,13 @@ fn signing_seed(cfg: &Config) -> Result<[u8; 32]> {
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("signing-key"));
     match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, &path.display().to_string()),
+        Ok(text) => {
+            warn_if_readable(&path);
+            parse(&text, &path.display().to_string())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.signing_key_file.is_none() => {
             let seed: [u8; 32] = rand::random();
-            std::fs::create_dir_all(&cfg.data_dir)?;
+            trailkeep_store::embedded::perm::create_dir_private(&cfg.data_dir)?;
             let tmp = path.with_extension("tmp");
             {
                 use std::io::Write;
@@ -239,6 +259,26 @@ fn signing_seed(cfg: &Config) -> Result<[u8; 32]> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read the signing key {}", path.display())),
     }
+}
+
+/// Warns when the signing key file may be read by other users (it is created 0600).
+fn warn_if_readable(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "the signing key {} is readable by other users (mode {mode:o}): anyone who reads it can sign checkpoints for this log; restrict it with `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 async fn shutdown_signal() {

@@ -238,8 +238,7 @@ pub async fn stats(
     principal.require(READ_ROLES, "read stats")?;
     let p = params::query_params(p, &["tenant_id", "since", "until"])?;
     let tenant = principal.read_scope(params::tenant(&p)?)?;
-    let since = params::time(&p, "since")?;
-    let until = params::time(&p, "until")?;
+    let (since, until) = params::time_range(&p)?;
     let s = state
         .store
         .stats(StatsQuery {

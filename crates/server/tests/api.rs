@@ -27,3 +27,6 @@ mod audit;
 
 #[path = "api/openapi.rs"]
 mod openapi;
+
+#[path = "api/abuse.rs"]
+mod abuse;
