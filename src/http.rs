@@ -6,7 +6,8 @@
 //!   first byte is closed (half a header line, then silence);
 //! - a connection with no request in progress and no byte received for `idle_timeout` is
 //!   closed (keep-alive connections, and connections that never send anything);
-//! - the request body deadline is the API's own (`trailkeep_server::deadline`).
+//! - the request body deadline is the API's own (`trailkeep_server::deadline`);
+//! - the refusals hyper writes itself get the API's JSON error body ([`json_refusal`]).
 //!
 //! Graceful shutdown: on the signal the listener closes, idle connections close at once, and
 //! requests in progress finish (for at most [`DRAIN`]).
@@ -51,11 +52,86 @@ impl Clock {
     }
 }
 
-/// The socket, recording when bytes arrive.
+/// The socket, recording when bytes arrive, and giving hyper's own refusals a JSON body.
 struct Watched {
     io: TcpStream,
     act: Arc<Activity>,
     clock: Arc<Clock>,
+    /// Bytes accepted from hyper but not yet written to the socket (a rewritten refusal).
+    pending: Vec<u8>,
+}
+
+impl Watched {
+    /// Writes what is pending; `Ready(Ok)` once nothing is.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// hyper answers requests it cannot parse itself (a malformed request line, an invalid byte
+/// in a header, conflicting `Content-Length`s: 400; a request target over its limit: 414; too
+/// many or too large headers: 431) with an empty body, then closes the connection. Such a
+/// response, a 4xx/5xx head with `content-length: 0` (the API never sends one), is rewritten
+/// with the API's JSON error body. `None` for every other write.
+fn json_refusal(buf: &[u8]) -> Option<Vec<u8>> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+    let status_line = head.lines().next()?;
+    let status: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    if status < 400
+        || !head
+            .to_ascii_lowercase()
+            .contains("\r\ncontent-length: 0\r\n")
+    {
+        return None;
+    }
+    let (code, message) = match status {
+        414 => (
+            "uri_too_long",
+            "the request target (path and query) is too long; send fewer or shorter query parameters",
+        ),
+        431 => (
+            "headers_too_large",
+            "the request has too many header fields or too large ones; send fewer or smaller headers",
+        ),
+        400 => (
+            "bad_request",
+            "the request is not valid HTTP/1.1 (a malformed request line or header, an invalid byte such as NUL in a header, or conflicting Content-Length headers); nothing was processed",
+        ),
+        _ => (
+            "bad_request",
+            "the request could not be processed as HTTP/1.1; nothing was processed",
+        ),
+    };
+    let body =
+        serde_json::json!({"error": {"code": code, "message": message, "details": []}}).to_string();
+    let mut out = format!("{status_line}\r\ncontent-type: application/json\r\n");
+    for line in head.lines().skip(1) {
+        let lower = line.to_ascii_lowercase();
+        if line.is_empty()
+            || lower.starts_with("content-length:")
+            || lower.starts_with("content-type:")
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&buf[head_end..]);
+    Some(out)
 }
 
 impl AsyncRead for Watched {
@@ -89,24 +165,30 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        if buf.starts_with(b"HTTP/1.1 4") || buf.starts_with(b"HTTP/1.1 5") {
+            if let Some(out) = json_refusal(buf) {
+                self.pending = out;
+                // Accepted: written now as far as the socket takes it, the rest by the next
+                // write, flush or shutdown.
+                if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.io).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
+    // Not vectored: hyper then hands each response head over in one buffer, where a refusal
+    // of its own can be recognised.
 }
 
 /// Marks a request as in progress from its head to its response.
@@ -174,6 +256,7 @@ pub async fn serve(
             io: stream,
             act: act.clone(),
             clock: clock.clone(),
+            pending: Vec::new(),
         };
         let svc = {
             let (act, clock, router) = (act.clone(), clock.clone(), router.clone());

@@ -443,3 +443,81 @@ fn wrong_keys_over_the_network_get_429_after_a_burst() {
     });
     term(&mut child);
 }
+
+/// Requests that hyper refuses itself (before any handler) came back with empty bodies. Every
+/// refusal carries the API's JSON error body; checked with raw TCP requests.
+#[test]
+fn refusals_of_the_http_layer_carry_the_json_error_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, _log) = spawn(&dir.path().join("data"), &[]);
+    let long_uri = format!(
+        "GET /v1/events?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many: String = (0..200).map(|i| format!("X-H{i}: a\r\n")).collect();
+    let many_headers = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "bad_request"),
+        (
+            "NUL in a header",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "duplicate Content-Length",
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+        ("long URI", long_uri.into_bytes(), 414, "uri_too_long"),
+        ("too many headers", many_headers.into_bytes(), 431, "headers_too_large"),
+        (
+            "unknown HTTP version",
+            b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (what, req, status, code) in cases {
+        let mut s = raw_conn(&url, &req);
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut resp = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut resp);
+        let resp = String::from_utf8_lossy(&resp).into_owned();
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {resp}"
+        );
+        let (head, body) = resp.split_once("\r\n\r\n").expect("head and body");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {resp}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{what}: {resp}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(v["error"]["code"], code, "{what}: {resp}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert_eq!(v["error"]["details"], serde_json::json!([]), "{what}");
+    }
+    // Ordinary answers are untouched.
+    let mut s = raw_conn(
+        &url,
+        b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let mut resp = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 404") && resp.contains(r#""code":"not_found""#),
+        "{resp}"
+    );
+    term(&mut child);
+}
