@@ -213,7 +213,7 @@ pub fn parse_key_ttl(s: &str, role: Role, max_auditor_secs: u64) -> Result<u64, 
 /// `90d`, `12h`, `15m` or `90s`: the largest unit that divides `secs`.
 pub fn describe_secs(secs: u64) -> String {
     for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs >= n && secs % n == 0 {
+        if secs >= n && secs.is_multiple_of(n) {
             return format!("{}{unit}", secs / n);
         }
     }
