@@ -187,8 +187,25 @@ impl AsyncWrite for Watched {
         std::task::ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-    // Not vectored: hyper then hands each response head over in one buffer, where a refusal
-    // of its own can be recognised.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        // hyper hands a response head over as the first buffer; a refusal of its own has no
+        // other.
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if first.starts_with(b"HTTP/1.1 4") || first.starts_with(b"HTTP/1.1 5") {
+                let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+                return self.poll_write(cx, &all);
+            }
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// Marks a request as in progress from its head to its response.

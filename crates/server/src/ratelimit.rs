@@ -29,7 +29,7 @@ pub struct Buckets<K> {
     map: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl<K: Hash + Eq + Clone> Buckets<K> {
+impl<K: Hash + Eq> Buckets<K> {
     pub fn new(rate: f64, burst: f64) -> Self {
         Buckets {
             rate,
@@ -44,7 +44,11 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 
     /// Refills `key`'s bucket; then, with `take`, takes a token if there is one. `Err(wait)`
     /// (whole seconds until a token is back) when the bucket is empty.
-    fn step(&self, key: &K, take: bool) -> Result<(), u64> {
+    fn step<Q>(&self, key: &Q, take: bool) -> Result<(), u64>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if !self.enabled() {
             return Ok(());
         }
@@ -58,7 +62,13 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
                 *level + now.duration_since(*at).as_secs_f64() * rate < burst
             });
         }
-        let entry = map.entry(key.clone()).or_insert((self.burst, now));
+        // Looked up by reference: no allocation for a known key.
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), (self.burst, now));
+        }
+        let Some(entry) = map.get_mut(key) else {
+            return Ok(());
+        };
         entry.0 = (entry.0 + now.duration_since(entry.1).as_secs_f64() * self.rate).min(self.burst);
         entry.1 = now;
         if entry.0 >= 1.0 {
@@ -72,12 +82,20 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
     }
 
     /// Takes a token.
-    pub fn take(&self, key: &K) -> Result<(), u64> {
+    pub fn take<Q>(&self, key: &Q) -> Result<(), u64>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.step(key, true)
     }
 
     /// Whether a token is there, without taking it.
-    pub fn peek(&self, key: &K) -> Result<(), u64> {
+    pub fn peek<Q>(&self, key: &Q) -> Result<(), u64>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.step(key, false)
     }
 }
@@ -95,7 +113,7 @@ impl Limiter {
     }
 
     pub fn check(&self, key_id: &str) -> Result<(), ApiError> {
-        self.buckets.take(&key_id.to_string()).map_err(|wait| {
+        self.buckets.take(key_id).map_err(|wait| {
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
