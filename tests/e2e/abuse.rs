@@ -521,3 +521,65 @@ fn refusals_of_the_http_layer_carry_the_json_error_body() {
     );
     term(&mut child);
 }
+
+/// The accept loop keeps graceful shutdown: a request in progress at SIGTERM (its body half
+/// sent) is finished and answered, and its event is durable; the listener closes at once.
+#[test]
+fn sigterm_finishes_a_request_in_progress() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url, _log) = spawn(&data, &[]);
+    let body = serde_json::to_string(&event(&uuid(7, 0x7e), "t_term", 7)).unwrap();
+    let mut s = raw_conn(
+        &url,
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..20]
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // No new connection is accepted any more.
+    let addr = url.trim_start_matches("http://");
+    let refused = match std::net::TcpStream::connect(addr) {
+        Err(_) => true,
+        Ok(mut c) => {
+            let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let mut b = [0u8; 64];
+            !matches!(c.read(&mut b), Ok(n) if n > 0)
+        }
+    };
+    assert!(refused, "a new connection was served after SIGTERM");
+    s.write_all(body[20..].as_bytes()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        resp.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&resp).contains("\"receipts\"") {
+            break;
+        }
+    }
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let server = Server::start(&data);
+    rt().block_on(async {
+        let events = read_log(&client(), &server.url, "t_term").await;
+        assert_eq!(events.len(), 1, "{events:?}");
+    });
+    server.stop();
+}
