@@ -558,7 +558,7 @@ fn sigterm_finishes_a_request_in_progress() {
         }
     };
     assert!(refused, "a new connection was served after SIGTERM");
-    s.write_all(body[20..].as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[20..]).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
     let mut resp = Vec::new();
