@@ -9,6 +9,8 @@ N=${1:-200000}
 SINGLE=${2:-40000}
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 CACHE=${BENCH_CACHE_DIR:-/tmp/trailkeep-bench-cache}
+# The admin key the server is started with (at least 32 characters, as `serve` requires).
+KEY="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 mkdir -p "$CACHE"
 FILE=$CACHE/events-$N-seed1.ndjson
 SFILE=$CACHE/events-$SINGLE-seed7.ndjson
@@ -29,7 +31,7 @@ trap cleanup EXIT
 
 serve() { # args… ; sets URL and PID
   local port=$((20000 + RANDOM % 20000))
-  TRAILKEEP_ADMIN_KEY=bench TRAILKEEP_LOG=warn "$T/trailkeep" serve --listen "127.0.0.1:$port" "$@" 2>"$WORK/server.log" &
+  TRAILKEEP_ADMIN_KEY=$KEY TRAILKEEP_LOG=warn "$T/trailkeep" serve --listen "127.0.0.1:$port" "$@" 2>"$WORK/server.log" &
   PID=$!
   URL=http://127.0.0.1:$port
   "$T/trailkeep-bench" wait-healthy --url "$URL" >/dev/null
@@ -41,8 +43,8 @@ row() { # name, then serve args
   local name=$1; shift
   serve "$@"
   local b s
-  b=$("$T/trailkeep-bench" ingest-batch --url "$URL" --key bench --file "$FILE" --clients 4 --batch 1000 | result)
-  s=$("$T/trailkeep-bench" ingest-single --url "$URL" --key bench --file "$SFILE" --clients 64 --events "$SINGLE" | result)
+  b=$("$T/trailkeep-bench" ingest-batch --url "$URL" --key "$KEY" --file "$FILE" --clients 4 --batch 1000 | result)
+  s=$("$T/trailkeep-bench" ingest-single --url "$URL" --key "$KEY" --file "$SFILE" --clients 64 --events "$SINGLE" | result)
   stop
   echo "| $name | $b | $s |"
 }

@@ -10,6 +10,8 @@ A=${1:-bb44f9f}
 B=${2:-HEAD}
 ROUNDS=${3:-2}
 CACHE=${BENCH_CACHE_DIR:-/tmp/trailkeep-bench-cache}
+# The admin key the server is started with (at least 32 characters, as `serve` requires).
+KEY="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 mkdir -p "$CACHE"
 BATCH_FILE=$CACHE/events-200000-seed1.ndjson
 SINGLE_FILE=$CACHE/events-40000-seed7.ndjson
@@ -37,12 +39,12 @@ BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/trailkeep-bench
 run() { # name bin
   local d port
   d=$(mktemp -d "$WORK/data.XXXX"); port=$((20000 + RANDOM % 20000))
-  TRAILKEEP_ADMIN_KEY=bench TRAILKEEP_LOG=warn "$2" serve --data-dir "$d" --listen "127.0.0.1:$port" 2>/dev/null &
+  TRAILKEEP_ADMIN_KEY=$KEY TRAILKEEP_LOG=warn "$2" serve --data-dir "$d" --listen "127.0.0.1:$port" 2>/dev/null &
   PID=$!
   "$BENCH" wait-healthy --url "http://127.0.0.1:$port" >/dev/null
   local b s
-  b=$("$BENCH" ingest-batch --url "http://127.0.0.1:$port" --key bench --file "$BATCH_FILE" --clients 4 --batch 1000 | grep ^RESULT | grep -o 'events_per_s=[0-9.]*')
-  s=$("$BENCH" ingest-single --url "http://127.0.0.1:$port" --key bench --file "$SINGLE_FILE" --clients 64 --events 40000 | grep ^RESULT | grep -oE '(events_per_s|p99_ms)=[0-9.]*' | tr '\n' ' ')
+  b=$("$BENCH" ingest-batch --url "http://127.0.0.1:$port" --key "$KEY" --file "$BATCH_FILE" --clients 4 --batch 1000 | grep ^RESULT | grep -o 'events_per_s=[0-9.]*')
+  s=$("$BENCH" ingest-single --url "http://127.0.0.1:$port" --key "$KEY" --file "$SINGLE_FILE" --clients 64 --events 40000 | grep ^RESULT | grep -oE '(events_per_s|p99_ms)=[0-9.]*' | tr '\n' ' ')
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   echo "| $1 | batched $b | single $s |"
 }

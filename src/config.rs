@@ -52,12 +52,50 @@ pub struct Retention {
     pub purge_interval: String,
 }
 
-/// Per-key request rate limit; 0 turns it off.
+/// Per-key request rate limit (0 turns it off) and bounds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub requests_per_second: f64,
     pub burst: f64,
+    /// Longest lifetime of an auditor key (`90d`).
+    pub max_auditor_ttl: String,
+    /// Failed authentications allowed per client address (per second; 0 = off) and burst.
+    pub failed_auth_per_second: f64,
+    pub failed_auth_burst: f64,
+    /// Time to receive a request head once its first byte arrived.
+    pub header_read_timeout: String,
+    /// Time to receive a request body once its head arrived.
+    pub body_read_timeout: String,
+    /// Time an open connection may stay without a request in progress and without traffic.
+    pub idle_timeout: String,
+    /// Most connections open at once; more wait until one closes.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// A duration setting of `[limits]`, checked (more than zero).
+    pub fn duration(&self, key: &str, value: &str) -> Result<std::time::Duration> {
+        trailkeep_store::keys::parse_duration_secs(value)
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: limits.{key}: {e}"))
+    }
+
+    /// `max_auditor_ttl` in seconds, checked: more than zero, at most the 10-year bound of
+    /// every key.
+    pub fn max_auditor_ttl_secs(&self) -> Result<u64> {
+        use trailkeep_store::keys::{describe_secs, parse_duration_secs, MAX_KEY_TTL_SECS};
+        let secs = parse_duration_secs(&self.max_auditor_ttl)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: limits.max_auditor_ttl: {e}"))?;
+        if secs > MAX_KEY_TTL_SECS {
+            anyhow::bail!(
+                "invalid configuration: limits.max_auditor_ttl: {:?} is longer than the longest lifetime of any key, {}",
+                self.max_auditor_ttl,
+                describe_secs(MAX_KEY_TTL_SECS)
+            );
+        }
+        Ok(secs)
+    }
 }
 
 /// Bounds on every wait for PostgreSQL, as durations (`500ms`, `5s`, `1m`). A request that hits
@@ -159,8 +197,15 @@ impl Default for Config {
                 purge_interval: "1h".into(),
             },
             limits: Limits {
-                requests_per_second: 0.0,
-                burst: 0.0,
+                requests_per_second: trailkeep_server::DEFAULT_RATE_LIMIT_RPS,
+                burst: trailkeep_server::DEFAULT_RATE_LIMIT_BURST,
+                max_auditor_ttl: "90d".into(),
+                failed_auth_per_second: trailkeep_server::DEFAULT_FAILED_AUTH_RPS,
+                failed_auth_burst: trailkeep_server::DEFAULT_FAILED_AUTH_BURST,
+                header_read_timeout: "30s".into(),
+                body_read_timeout: "60s".into(),
+                idle_timeout: "60s".into(),
+                max_connections: 4096,
             },
             postgres_timeouts: PostgresTimeouts::default(),
             viewer: Viewer::default(),

@@ -181,9 +181,17 @@ pub fn run(cmd: KeyCmd, matches: Option<&ArgMatches>) -> Result<ExitCode> {
             ttl,
             target,
         } => {
-            let (role, ttl) =
-                trailkeep_server::keys::check_new_key(&role, tenant.as_deref(), ttl.as_deref())
-                    .map_err(anyhow::Error::msg)?;
+            // The auditor bound of the configuration `serve` reads from the environment.
+            let max_auditor = crate::config::Config::load(None)?
+                .limits
+                .max_auditor_ttl_secs()?;
+            let (role, ttl) = trailkeep_server::keys::check_new_key(
+                &role,
+                tenant.as_deref(),
+                ttl.as_deref(),
+                max_auditor,
+            )
+            .map_err(anyhow::Error::msg)?;
             let keys = open(&target.store, target.init)?;
             let (secret, hash) = generate_secret();
             let rec = keys.create(NewKey {
@@ -318,9 +326,15 @@ impl Api {
             KeyCmd::Create {
                 role, tenant, ttl, ..
             } => {
-                // The same checks as the server, so a typo is refused before any request.
-                trailkeep_server::keys::check_new_key(&role, tenant.as_deref(), ttl.as_deref())
-                    .map_err(anyhow::Error::msg)?;
+                // The same checks as the server, so a typo is refused before any request (the
+                // auditor bound is the server's to apply: its configuration is not known here).
+                trailkeep_server::keys::check_new_key(
+                    &role,
+                    tenant.as_deref(),
+                    ttl.as_deref(),
+                    trailkeep_store::keys::MAX_KEY_TTL_SECS,
+                )
+                .map_err(anyhow::Error::msg)?;
                 let mut body = serde_json::json!({ "role": role });
                 if let Some(t) = tenant {
                     body["tenant_id"] = t.into();

@@ -2,6 +2,7 @@
 
 mod client;
 mod config;
+mod http;
 mod ingest_cmd;
 mod keys_cmd;
 mod query_cmd;

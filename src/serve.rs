@@ -17,6 +17,7 @@ Environment:
   TRAILKEEP_ADMIN_KEY  An admin API key installed at start, for creating the first keys over the
                        API. It is held in memory only (as its SHA-256, never written to the
                        store, never listed by `key list`); it works until the server stops.
+                       At least 32 characters: make one with `openssl rand -hex 32`.
   TRAILKEEP_LOG        Log filter for stderr (default: info), e.g. debug, warn or
                        trailkeep=debug,info. Logs are coloured only on a terminal; NO_COLOR turns
                        colour off.
@@ -49,6 +50,7 @@ pub fn run(
     integrity: Integrity,
 ) -> Result<ExitCode> {
     init_logging();
+    let admin = admin_key()?;
     let mut cfg = Config::load(config.as_deref())?;
     if let Some(l) = listen {
         cfg.listen = l;
@@ -62,8 +64,34 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg, integrity))?;
+    rt.block_on(serve(cfg, integrity, admin))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shortest `TRAILKEEP_ADMIN_KEY` accepted: a key an attacker can guess is an open door.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
+/// `TRAILKEEP_ADMIN_KEY`, refused when shorter than [`MIN_ADMIN_KEY_CHARS`] (unset or empty:
+/// no admin key).
+fn admin_key() -> Result<Option<String>> {
+    let Some(key) = std::env::var_os("TRAILKEEP_ADMIN_KEY") else {
+        return Ok(None);
+    };
+    let Some(key) = key.to_str().map(str::to_string) else {
+        anyhow::bail!(
+            "TRAILKEEP_ADMIN_KEY is not valid UTF-8; make a key with `openssl rand -hex 32`"
+        );
+    };
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let n = key.chars().count();
+    if n < MIN_ADMIN_KEY_CHARS {
+        anyhow::bail!(
+            "TRAILKEEP_ADMIN_KEY is {n} characters long; it must have at least {MIN_ADMIN_KEY_CHARS} so it cannot be guessed. Make one with `openssl rand -hex 32` (or `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)"
+        );
+    }
+    Ok(Some(key))
 }
 
 /// Logs to stderr, filtered by `TRAILKEEP_LOG` (default `info`), in colour only when stderr is
@@ -146,7 +174,7 @@ fn viewer_config(cfg: &Config) -> Result<trailkeep_server::viewer::ViewerConfig>
     })
 }
 
-async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
+async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Result<()> {
     let viewer = viewer_config(&cfg)?;
     let listener = bind(&cfg.listen).await?;
     // PostgreSQL when a URL is configured (several processes may share the database; give them
@@ -194,14 +222,32 @@ async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
             )
         }
     };
-    let admin = std::env::var("TRAILKEEP_ADMIN_KEY").ok();
     let server_cfg = ServerConfig {
         max_body_bytes: cfg.max_body_bytes,
         default_retention_days: cfg.retention.default_days,
         rate_limit_rps: cfg.limits.requests_per_second,
         rate_limit_burst: cfg.limits.burst,
         viewer,
+        failed_auth_rps: cfg.limits.failed_auth_per_second,
+        failed_auth_burst: cfg.limits.failed_auth_burst,
+        max_auditor_ttl_secs: cfg.limits.max_auditor_ttl_secs()?,
+        body_read_timeout: Some(
+            cfg.limits
+                .duration("body_read_timeout", &cfg.limits.body_read_timeout)?,
+        ),
     };
+    let conn_limits = crate::http::ConnLimits {
+        header_read_timeout: cfg
+            .limits
+            .duration("header_read_timeout", &cfg.limits.header_read_timeout)?,
+        idle_timeout: cfg
+            .limits
+            .duration("idle_timeout", &cfg.limits.idle_timeout)?,
+        max_connections: cfg.limits.max_connections,
+    };
+    if conn_limits.max_connections == 0 {
+        anyhow::bail!("invalid configuration: limits.max_connections must be at least 1");
+    }
     let state = AppState::new(store.clone(), server_cfg, admin.as_deref())
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?
@@ -215,9 +261,7 @@ async fn serve(cfg: Config, integrity: Integrity) -> Result<()> {
     } else {
         eprintln!("trailkeep listening on http://{addr} ({where_})");
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::serve(listener, app(state), conn_limits, shutdown_signal()).await?;
     checkpointer.abort();
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
@@ -242,10 +286,13 @@ fn signing_seed(cfg: &Config) -> Result<[u8; 32]> {
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("signing-key"));
     match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, &path.display().to_string()),
+        Ok(text) => {
+            warn_if_readable(&path);
+            parse(&text, &path.display().to_string())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.signing_key_file.is_none() => {
             let seed: [u8; 32] = rand::random();
-            std::fs::create_dir_all(&cfg.data_dir)?;
+            trailkeep_store::embedded::perm::create_dir_private(&cfg.data_dir)?;
             let tmp = path.with_extension("tmp");
             {
                 use std::io::Write;
@@ -317,6 +364,26 @@ fn write_secret(dir: &std::path::Path, path: &std::path::Path, secret: &[u8; 32]
     }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Warns when the signing key file may be read by other users (it is created 0600).
+fn warn_if_readable(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "the signing key {} is readable by other users (mode {mode:o}): anyone who reads it can sign checkpoints for this log; restrict it with `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 async fn shutdown_signal() {

@@ -17,7 +17,7 @@ import { chromium } from 'playwright-core';
 const BIN = process.env.TRAILKEEP_BIN;
 const BROWSER = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.TRAILKEEP_BROWSER_ARTIFACTS || join(tmpdir(), 'trailkeep-browser-artifacts');
-const ADMIN = 'browser-test-admin-key';
+const ADMIN = 'browser-test-admin-key-0123456789abcdef';
 const A_EVENTS = 130;
 
 let base;

@@ -3,6 +3,7 @@
 //! One test binary for the root package (compile time on two cores). The server is started with
 //! `--listen 127.0.0.1:0` and its address read from its stderr.
 
+mod abuse;
 mod cli;
 mod client;
 mod crash;

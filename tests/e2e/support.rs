@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_trailkeep");
-pub const ADMIN: &str = "e2e-admin-secret";
+pub const ADMIN: &str = "e2e-admin-secret-0123456789abcdef0123";
 
 /// The `trailkeep` binary without any of the developer's `TRAILKEEP_*` variables: a test states
 /// the configuration it runs with, and a variable set in the shell that runs the tests (an

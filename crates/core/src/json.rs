@@ -319,6 +319,15 @@ impl<'a> Cursor<'a> {
         // Everything else exactly as serde_json reads it, checked by the reference rule.
         let n: serde_json::Number = serde_json::from_str(text).ok()?;
         check_number(&n).ok()?;
+        // A literal that underflows to 0 (`1e-400`) is refused by the reference.
+        if n.as_f64() == Some(0.0)
+            && b[int_start..self.pos]
+                .iter()
+                .take_while(|&&d| !matches!(d, b'e' | b'E'))
+                .any(|d| matches!(d, b'1'..=b'9'))
+        {
+            return None;
+        }
         Some(Node::Num(n))
     }
 }

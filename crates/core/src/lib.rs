@@ -20,6 +20,7 @@
 pub mod catalogue;
 pub mod event;
 mod fast;
+pub mod ijson;
 pub mod issue;
 mod json;
 pub mod leaf;

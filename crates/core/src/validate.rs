@@ -148,8 +148,8 @@ pub fn is_tenant_id(s: &str) -> bool {
 /// Parses and validates one raw event. `now` bounds future timestamps and fills absent ones.
 pub fn parse_event(raw: &RawEvent<'_>, now: Timestamp) -> Result<NewEvent, Vec<Issue>> {
     let index = raw.index;
-    let value: Value = serde_json::from_str(raw.json)
-        .map_err(|e| vec![Issue::new(index, "", format!("not valid JSON: {e}"))])?;
+    let value: Value =
+        crate::ijson::parse(raw.json).map_err(|e| vec![Issue::new(index, e.path, e.message)])?;
     let Value::Object(obj) = value else {
         return Err(vec![Issue::new(
             index,

@@ -224,6 +224,13 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(s) = src {
+            if let Some(t) = s.downcast_ref::<crate::deadline::BodyTimeout>() {
+                return ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("{t}; send the whole body at once, or fewer events per request"),
+                );
+            }
             if s.is::<http_body_util::LengthLimitError>() {
                 return ApiError::too_large(
                     "body_too_large",

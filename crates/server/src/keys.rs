@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use trailkeep_core::validate::is_tenant_id;
-use trailkeep_store::keys::{generate_secret, parse_duration_secs};
+use trailkeep_store::keys::{generate_secret, parse_key_ttl, AUDITOR_DEFAULT_TTL_SECS};
 use trailkeep_store::{NewKey, Role};
 
 #[derive(Deserialize)]
@@ -26,11 +26,13 @@ struct CreateKey {
     ttl: Option<String>,
 }
 
-/// Checks a key request; shared with the CLI so both refuse the same things.
+/// Checks a key request; shared with the CLI so both refuse the same things. `max_auditor_ttl`
+/// is the longest lifetime of an auditor key in seconds (`limits.max_auditor_ttl`).
 pub fn check_new_key(
     role: &str,
     tenant: Option<&str>,
     ttl: Option<&str>,
+    max_auditor_ttl: u64,
 ) -> Result<(Role, Option<u64>), String> {
     let role: Role = role.parse()?;
     if let Some(t) = tenant {
@@ -41,7 +43,14 @@ pub fn check_new_key(
             return Err(format!("invalid tenant id {t:?}"));
         }
     }
-    let ttl = ttl.map(parse_duration_secs).transpose()?;
+    let ttl = ttl
+        .map(|t| parse_key_ttl(t, role, max_auditor_ttl))
+        .transpose()?;
+    // An auditor key without a TTL gets the default lifetime, or the maximum when shorter.
+    let ttl = match (role, ttl) {
+        (Role::Auditor, None) => Some(AUDITOR_DEFAULT_TTL_SECS.min(max_auditor_ttl)),
+        (_, t) => t,
+    };
     Ok((role, ttl))
 }
 
@@ -77,12 +86,17 @@ pub async fn create(
             "expected {{\"role\", \"tenant_id\"?, \"ttl\"?}}: {e}"
         ))
     })?;
-    let (role, ttl) = check_new_key(&req.role, req.tenant_id.as_deref(), req.ttl.as_deref())
-        .map_err(|m| {
-            let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", m);
-            e.details = vec![];
-            e
-        })?;
+    let (role, ttl) = check_new_key(
+        &req.role,
+        req.tenant_id.as_deref(),
+        req.ttl.as_deref(),
+        state.config.max_auditor_ttl_secs,
+    )
+    .map_err(|m| {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", m);
+        e.details = vec![];
+        e
+    })?;
     let (secret, hash) = generate_secret();
     let rec = state
         .store

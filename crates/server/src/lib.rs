@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod checkpoint;
+pub mod deadline;
 pub mod error;
 pub mod ingest;
 pub mod keys;
@@ -41,15 +42,35 @@ pub struct ServerConfig {
     pub rate_limit_burst: f64,
     /// `[viewer]`: token lifetime cap and the origins allowed to embed the page.
     pub viewer: viewer::ViewerConfig,
+    /// Failed authentications allowed per client address (per second; 0 = off) and burst.
+    pub failed_auth_rps: f64,
+    pub failed_auth_burst: f64,
+    /// Longest lifetime of an auditor key, in seconds (`limits.max_auditor_ttl`).
+    pub max_auditor_ttl_secs: u64,
+    /// Total time a request's body may take to arrive (`limits.body_read_timeout`; None: no
+    /// limit).
+    pub body_read_timeout: Option<std::time::Duration>,
 }
+
+/// Default per-key limit: far above what one client sends (64 concurrent clients on one key
+/// reach about 30,000 requests/s), low enough to cap a runaway one.
+pub const DEFAULT_RATE_LIMIT_RPS: f64 = 50_000.0;
+pub const DEFAULT_RATE_LIMIT_BURST: f64 = 100_000.0;
+/// Default limit on failed authentications per client address.
+pub const DEFAULT_FAILED_AUTH_RPS: f64 = 20.0;
+pub const DEFAULT_FAILED_AUTH_BURST: f64 = 50.0;
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             default_retention_days: 365,
-            rate_limit_rps: 0.0,
-            rate_limit_burst: 0.0,
+            rate_limit_rps: DEFAULT_RATE_LIMIT_RPS,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            failed_auth_rps: DEFAULT_FAILED_AUTH_RPS,
+            failed_auth_burst: DEFAULT_FAILED_AUTH_BURST,
+            max_auditor_ttl_secs: trailkeep_store::keys::AUDITOR_MAX_TTL_SECS,
+            body_read_timeout: Some(std::time::Duration::from_secs(60)),
             viewer: viewer::ViewerConfig::default(),
         }
     }
@@ -63,6 +84,8 @@ pub struct AppState {
     /// SHA-256 of the `TRAILKEEP_ADMIN_KEY` installed at start, if any (held in memory only).
     pub env_admin_hash: Option<String>,
     pub limiter: Arc<ratelimit::Limiter>,
+    /// Failed authentications per client address.
+    pub failed_auth: Arc<ratelimit::Buckets<std::net::IpAddr>>,
     /// The log's signing identity; checkpoints and proof endpoints need it.
     pub log: Option<Arc<checkpoint::LogIdentity>>,
     /// Problems noticed while running (a checkpoint the checkpointer refused to sign), by
@@ -82,8 +105,13 @@ impl AppState {
             config.rate_limit_rps,
             config.rate_limit_burst,
         ));
+        let failed_auth = Arc::new(ratelimit::Buckets::new(
+            config.failed_auth_rps,
+            config.failed_auth_burst,
+        ));
         AppState {
             store,
+            failed_auth,
             config: Arc::new(config),
             env_admin_hash: env_admin_key
                 .filter(|k| !k.is_empty())
@@ -254,6 +282,14 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::log_auditor_reads,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::failed_auth_guard,
         ))
         .with_state(state)
 }

@@ -97,6 +97,23 @@ pub fn time(p: &Params, k: &str) -> Result<Option<Timestamp>, ApiError> {
         .transpose()
 }
 
+/// `since` and `until`; `since` must come before `until` (the range `[since, until)` is
+/// otherwise empty, most likely swapped by mistake).
+pub fn time_range(p: &Params) -> Result<(Option<Timestamp>, Option<Timestamp>), ApiError> {
+    let since = time(p, "since")?;
+    let until = time(p, "until")?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s.nanos >= u.nanos {
+            return Err(ApiError::bad_request(format!(
+                "since ({}) must be before until ({}): the range [since, until) is empty",
+                s.to_rfc3339(),
+                u.to_rfc3339()
+            )));
+        }
+    }
+    Ok((since, until))
+}
+
 pub fn tenant(p: &Params) -> Result<Option<String>, ApiError> {
     match opt(p, "tenant_id") {
         Some(t) if !is_tenant_id(t) => {
@@ -158,8 +175,7 @@ pub fn event_query(p: &Params) -> Result<EventQuery, ApiError> {
             return Err(ApiError::bad_request("the cursor belongs to a listing in the other order; keep order unchanged while paging"));
         }
     }
-    let since = time(p, "since")?;
-    let until = time(p, "until")?;
+    let (since, until) = time_range(p)?;
     Ok(EventQuery {
         tenant_id: tenant(p)?,
         event_type,

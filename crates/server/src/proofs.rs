@@ -311,7 +311,15 @@ pub async fn leaves(
     let p = params::query_params(p, params::LEAVES_PARAMS)?;
     let size = state.store.tree_size(&tenant).await?;
     let start = params::u64_param(&p, "start")?.unwrap_or(0);
-    let end = params::u64_param(&p, "end")?
+    let end = params::u64_param(&p, "end")?;
+    if let Some(e) = end {
+        if start > e {
+            return Err(ApiError::bad_request(format!(
+                "start {start} is greater than end {e}; end is exclusive and must be at least start"
+            )));
+        }
+    }
+    let end = end
         .unwrap_or(size)
         .min(size)
         .min(start.saturating_add(MAX_LEAVES));

@@ -254,8 +254,7 @@ pub async fn stats(
     principal.require(READ_ROLES, "read stats")?;
     let p = params::query_params(p, params::STATS_PARAMS)?;
     let tenant = principal.read_scope(params::tenant(&p)?)?;
-    let since = params::time(&p, "since")?;
-    let until = params::time(&p, "until")?;
+    let (since, until) = params::time_range(&p)?;
     let scope = scope_of(tenant.as_deref());
     let s = state
         .store

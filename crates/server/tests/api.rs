@@ -1,5 +1,5 @@
 //! HTTP API tests: the axum app driven with `tower::ServiceExt::oneshot` (no socket) over a
-//! fresh embedded store per test, with an env admin key (`admin-secret`).
+//! fresh embedded store per test, with an env admin key (`api-test-admin-secret-…`).
 
 #[path = "api/common.rs"]
 mod common;
@@ -35,3 +35,6 @@ mod isolation;
 
 #[path = "api/viewer.rs"]
 mod viewer;
+
+#[path = "api/abuse.rs"]
+mod abuse;

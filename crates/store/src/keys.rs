@@ -113,6 +113,13 @@ pub struct NewKey {
 /// Default lifetime of auditor keys created without a TTL (they always expire).
 pub const AUDITOR_DEFAULT_TTL_SECS: u64 = 30 * 86_400;
 
+/// Default longest lifetime of an auditor key (`limits.max_auditor_ttl`).
+pub const AUDITOR_MAX_TTL_SECS: u64 = 90 * 86_400;
+
+/// Longest lifetime of any key: 10 years (3,650 days). Longer TTLs are refused, so an expiry
+/// time is always a valid timestamp.
+pub const MAX_KEY_TTL_SECS: u64 = 3_650 * 86_400;
+
 impl NewKey {
     /// Builds the record for this key at `now`.
     pub fn into_record(self, now: Timestamp) -> KeyRecord {
@@ -120,12 +127,15 @@ impl NewKey {
             (Role::Auditor, None) => Some(AUDITOR_DEFAULT_TTL_SECS),
             (_, t) => t,
         };
+        // TTLs are checked against MAX_KEY_TTL_SECS before a key is made; the bound is applied
+        // again here so no TTL can wrap around into the past.
         let expires = ttl.map(|s| {
-            Timestamp::from_nanos(
-                now.nanos
-                    .saturating_add((s as i64).saturating_mul(1_000_000_000)),
-                3,
-            )
+            let nanos = i64::try_from(s.min(MAX_KEY_TTL_SECS))
+                .ok()
+                .and_then(|s| s.checked_mul(1_000_000_000))
+                .and_then(|d| now.nanos.checked_add(d))
+                .unwrap_or(i64::MAX);
+            Timestamp::from_nanos(nanos, 3)
         });
         let id_bytes: [u8; 6] = rand::random();
         KeyRecord {
@@ -168,13 +178,46 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
         _ => (s, 1),
     };
     let n: u64 = num.parse().map_err(|_| {
-        format!("invalid duration {s:?}: expected a number with d, h, m or s (e.g. 30d)")
+        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+            format!("duration {s:?} is too long")
+        } else {
+            format!("invalid duration {s:?}: expected a number with d, h, m or s (e.g. 30d)")
+        }
     })?;
     if n == 0 {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
     }
     n.checked_mul(mult)
         .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
+/// Parses a key's TTL and checks it against the bounds: at most [`MAX_KEY_TTL_SECS`] for any
+/// key, at most `max_auditor_secs` for an auditor key.
+pub fn parse_key_ttl(s: &str, role: Role, max_auditor_secs: u64) -> Result<u64, String> {
+    let secs = parse_duration_secs(s).map_err(|e| format!("invalid ttl: {e}"))?;
+    let (max, what) = if role == Role::Auditor {
+        (max_auditor_secs.min(MAX_KEY_TTL_SECS), "an auditor key")
+    } else {
+        (MAX_KEY_TTL_SECS, "a key")
+    };
+    if secs > max {
+        return Err(format!(
+            "ttl {:?} is longer than the longest lifetime of {what}, {}; give a shorter ttl",
+            s.trim(),
+            describe_secs(max)
+        ));
+    }
+    Ok(secs)
+}
+
+/// `90d`, `12h`, `15m` or `90s`: the largest unit that divides `secs`.
+pub fn describe_secs(secs: u64) -> String {
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs >= n && secs.is_multiple_of(n) {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
 }
 
 #[cfg(test)]
@@ -189,6 +232,44 @@ mod tests {
         assert!(parse_duration_secs("0d").is_err());
         assert!(parse_duration_secs("abc").is_err());
         assert!(parse_duration_secs("").is_err());
+    }
+
+    #[test]
+    fn ttls_that_would_overflow_are_refused() {
+        for (ttl, role) in [
+            ("18446744073709551615s", Role::Reader),
+            ("9223372036854775808s", Role::Ingest),
+            ("106751d", Role::Admin),
+            ("3651d", Role::Reader),
+            ("91d", Role::Auditor),
+            ("2161h", Role::Auditor),
+        ] {
+            let e = parse_key_ttl(ttl, role, AUDITOR_MAX_TTL_SECS).unwrap_err();
+            assert!(e.contains("longer than the longest lifetime"), "{ttl}: {e}");
+        }
+        assert!(
+            parse_key_ttl("99999999999999999999d", Role::Reader, AUDITOR_MAX_TTL_SECS)
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert_eq!(
+            parse_key_ttl("3650d", Role::Reader, AUDITOR_MAX_TTL_SECS),
+            Ok(MAX_KEY_TTL_SECS)
+        );
+        assert_eq!(
+            parse_key_ttl("90d", Role::Auditor, AUDITOR_MAX_TTL_SECS),
+            Ok(AUDITOR_MAX_TTL_SECS)
+        );
+        // Even an unchecked TTL never yields an expiry in the past.
+        let now = Timestamp::now_micros();
+        let r = NewKey {
+            role: Role::Reader,
+            tenant_id: None,
+            ttl_seconds: Some(u64::MAX),
+            secret_hash: String::new(),
+        }
+        .into_record(now);
+        assert!(r.is_live(now.nanos));
     }
 
     #[test]

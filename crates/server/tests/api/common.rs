@@ -15,7 +15,7 @@ use trailkeep_server::{app, AppState, ServerConfig};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use trailkeep_store::{NewKey, Role, Store};
 
-pub const ADMIN: &str = "admin-secret";
+pub const ADMIN: &str = "api-test-admin-secret-0123456789abcdef";
 pub const JSON: &str = "application/json";
 pub const NDJSON: &str = "application/x-ndjson";
 

@@ -49,6 +49,57 @@ async fn key_creation_validation() {
     );
 }
 
+/// TTLs that overflowed the expiry time: a key expiring at once, one that expired in 1734, one
+/// living to 2262. They and anything past the bounds are refused, and nothing is created.
+#[tokio::test]
+async fn key_ttls_out_of_range_are_refused() {
+    let api = Api::new().await;
+    for body in [
+        r#"{"role": "reader", "ttl": "18446744073709551615s"}"#,
+        r#"{"role": "reader", "ttl": "9223372036854775808s"}"#,
+        r#"{"role": "ingest", "ttl": "106751d"}"#,
+        r#"{"role": "admin", "ttl": "3651d"}"#,
+        r#"{"role": "auditor", "ttl": "91d"}"#,
+        r#"{"role": "auditor", "ttl": "99999999999999999999999d"}"#,
+    ] {
+        let r = post_key(&api, body).await;
+        assert_error(&r, 422, "validation_failed");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains("longest lifetime") || msg.contains("too long"),
+            "{body}: {msg}"
+        );
+    }
+    assert_eq!(api.get(ADMIN, "/v1/keys").await.json()["keys"], json!([]));
+    // The bounds themselves are accepted, with an expiry in the future.
+    for (body, days) in [
+        (r#"{"role": "reader", "ttl": "3650d"}"#, 3650),
+        (r#"{"role": "auditor", "ttl": "90d"}"#, 90),
+    ] {
+        let r = post_key(&api, body).await;
+        r.expect(201);
+        let expires = r.json()["expires_at"].as_str().unwrap().to_string();
+        let year: i32 = expires[..4].parse().unwrap();
+        let now_year: i32 = now_plus(0)[..4].parse().unwrap();
+        let want = now_year + days / 365;
+        assert!(year == want || year == want + 1, "{body}: {expires}");
+    }
+    // The auditor bound is configurable.
+    let api = Api::with_config(trailkeep_server::ServerConfig {
+        max_auditor_ttl_secs: 7 * 86_400,
+        ..Default::default()
+    })
+    .await;
+    let r = post_key(&api, r#"{"role": "auditor", "ttl": "8d"}"#).await;
+    assert_error(&r, 422, "validation_failed");
+    assert!(r.text().contains("7d"), "{}", r.text());
+    // Without a TTL an auditor key gets the default 30 days, or the bound when shorter.
+    let r = post_key(&api, r#"{"role": "auditor"}"#).await;
+    r.expect(201);
+    let expires = r.json()["expires_at"].as_str().unwrap().to_string();
+    assert!(expires <= now_plus(7 * 86_400 + 60), "{expires}");
+}
+
 #[tokio::test]
 async fn created_keys_and_listing_never_show_secrets() {
     let api = Api::new().await;

@@ -12,7 +12,7 @@
 
 use crate::{KeyRecord, StoreError};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -140,7 +140,7 @@ impl KeyFile {
 
     /// Runs `f` on the file's contents under an exclusive lock and writes the result durably.
     fn update<T>(&self, f: impl FnOnce(&mut KeysFile) -> T) -> Result<T, StoreError> {
-        let lock = OpenOptions::new()
+        let lock = super::perm::private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -150,7 +150,11 @@ impl KeyFile {
         let out = f(&mut keys);
         let tmp = self.path.with_extension("json.tmp");
         {
-            let mut t = File::create(&tmp)?;
+            let mut t = super::perm::private_file()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&tmp)?;
             let body = serde_json::to_vec_pretty(&keys)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             t.write_all(&body)?;

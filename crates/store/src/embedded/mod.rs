@@ -34,6 +34,7 @@ mod index;
 mod keyfile;
 mod mark;
 mod memory;
+pub mod perm;
 mod read;
 mod segment;
 mod writer;
@@ -213,13 +214,13 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`, replaying its log into memory.
     pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        perm::create_dir_private(dir).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()
             ))
         })?;
-        let lock = std::fs::OpenOptions::new()
+        let lock = perm::private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -237,6 +238,7 @@ impl EmbeddedStore {
                 dir.display()
             )));
         }
+        perm::warn_if_wide(dir);
         let keys = keyfile::KeyFile::open(dir)?;
         let log_dir = segment::log_dir(dir);
         let mut mem = Mem::new(segment::Segments::new(&log_dir));
@@ -423,7 +425,7 @@ impl EmbeddedStore {
 
     /// Opens only the key file of a data directory (for `trailkeep key …` while a server runs).
     pub fn open_keys(dir: &Path) -> Result<KeysOnly, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        perm::create_dir_private(dir)?;
         Ok(KeysOnly(keyfile::KeyFile::open(dir)?))
     }
 
@@ -437,7 +439,7 @@ impl EmbeddedStore {
     /// Creates an empty store in `dir` (the directory and its log directory) if there is none;
     /// [`EmbeddedStore::open`] later finds it like any other.
     pub fn init(dir: &Path) -> Result<(), StoreError> {
-        std::fs::create_dir_all(segment::log_dir(dir)).map_err(|e| {
+        perm::create_dir_private(&segment::log_dir(dir)).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()

@@ -73,7 +73,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
 /// Creates segment `n` of log `id`, whose first byte is at `start` in the whole log.
 fn create_segment(dir: &Path, n: u32, start: u64, id: u64) -> Result<File, StoreError> {
     let path = segment_path(dir, n);
-    let mut f = OpenOptions::new()
+    let mut f = super::perm::private_file()
         .create(true)
         .truncate(true)
         .write(true)
@@ -292,7 +292,7 @@ pub fn recover(
     target: u64,
     mut on_block: impl FnMut(u32, u64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<LogWriter, StoreError> {
-    std::fs::create_dir_all(dir)?;
+    super::perm::create_dir_private(dir)?;
     let mut segs = list_segments(dir)?;
     if segs.is_empty() {
         create_segment(dir, 1, 0, new_log_id())?;
