@@ -156,7 +156,11 @@ pub fn write(dir: &Path, mark: &Mark) -> std::io::Result<()> {
     let tmp = dir.join(format!("{FILE}.{:016x}.tmp", rand::random::<u64>()));
     let text = serde_json::to_vec_pretty(mark).map_err(std::io::Error::other)?;
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = super::perm::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&text)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
