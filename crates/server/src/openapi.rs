@@ -69,6 +69,7 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         PayloadTooLarge,
         ValidationFailed,
         RateLimited,
+        RequestTimeout,
         Internal,
         Unavailable,
     )),
@@ -111,8 +112,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every operation refuses unknown or repeated query parameters with a 400, also those that take
-/// none: each documents the 400.
+/// Refusals every operation can give, documented on each: unknown or repeated query parameters
+/// (400, also where it takes none), a client address over its failed-authentication limit (429,
+/// before any key is checked), and, where a body is sent, a body that does not arrive in time
+/// (408).
 struct QueryRefusals;
 
 impl Modify for QueryRefusals {
@@ -127,11 +130,18 @@ impl Modify for QueryRefusals {
                 &mut item.head,
                 &mut item.patch,
             ];
-            for op in ops.into_iter().flatten() {
-                op.responses
-                    .responses
-                    .entry("400".to_string())
+            for (i, op) in ops.into_iter().enumerate() {
+                let Some(op) = op else { continue };
+                let r = &mut op.responses.responses;
+                r.entry("400".to_string())
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name("BadRequest")));
+                r.entry("429".to_string())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("RateLimited")));
+                // put, post, patch take bodies.
+                if matches!(i, 1 | 2 | 5) {
+                    r.entry("408".to_string())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("RequestTimeout")));
+                }
             }
         }
     }
@@ -208,6 +218,20 @@ pub enum ErrorCode {
     RateLimited,
     Internal,
     Unavailable,
+    /// A stored event failed its integrity check when read (500).
+    Corrupt,
+    /// The tenant's log failed the integrity check at start (503).
+    Quarantined,
+    /// `/readyz`: the store works but something needs an operator (503).
+    Degraded,
+    /// The server is still opening its store (503).
+    Starting,
+    /// The request body did not arrive in time (408).
+    BodyTimeout,
+    /// The request target is too long (414).
+    UriTooLong,
+    /// The request's header fields are too large (431).
+    HeadersTooLarge,
 }
 
 /// One problem: the event's index in the request, the JSON path inside it (empty for the event
@@ -264,13 +288,20 @@ pub struct PayloadTooLarge(pub ErrorBody);
 #[response(content_type = "application/json")]
 pub struct ValidationFailed(pub ErrorBody);
 
-/// The key's rate limit is exceeded; nothing of the request was processed.
+/// The key's rate limit is exceeded, or the client's address sent too many requests with a
+/// missing or wrong key; nothing of the request was processed.
 #[derive(ToResponse)]
 #[response(
     content_type = "application/json",
     headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
 )]
 pub struct RateLimited(pub ErrorBody);
+
+/// The request body did not arrive within `limits.body_read_timeout` of its head; nothing of the
+/// request was processed.
+#[derive(ToResponse)]
+#[response(content_type = "application/json")]
+pub struct RequestTimeout(pub ErrorBody);
 
 /// Internal error (stored data failed a check); the details are in the server log.
 #[derive(ToResponse)]
