@@ -1087,3 +1087,6 @@ mod durability;
 
 #[path = "conformance/engine.rs"]
 mod engine;
+
+#[path = "conformance/fuzz.rs"]
+mod fuzz;
