@@ -29,7 +29,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.ready().await?;
+    // The reason is the answer here (a probe, not a write): say what is wrong.
+    state
+        .store
+        .ready()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(json!({"status": "ready"})))
 }
 

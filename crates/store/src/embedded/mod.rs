@@ -208,6 +208,12 @@ impl EmbeddedStore {
         })
     }
 
+    /// Why `keys.json` cannot be read, when it cannot (it was damaged while the server runs:
+    /// the keys read last stay in use). Checked at each call (one `stat`); readiness reports it.
+    pub fn keyfile_problem(&self) -> Option<String> {
+        self.keys.problem()
+    }
+
     /// Opens only the key file of a data directory (for `trailkeep key …` while a server runs).
     pub fn open_keys(dir: &Path) -> Result<KeysOnly, StoreError> {
         std::fs::create_dir_all(dir)?;
@@ -559,6 +565,9 @@ impl Store for EmbeddedStore {
             return Err(StoreError::Unavailable(
                 "a write to the log failed; restart trailkeep to recover".into(),
             ));
+        }
+        if let Some(p) = self.keyfile_problem() {
+            return Err(StoreError::Unavailable(p));
         }
         Ok(())
     }
