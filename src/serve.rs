@@ -113,38 +113,32 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
 
 async fn serve(cfg: Config) -> Result<()> {
     let listener = bind(&cfg.listen).await?;
-    // PostgreSQL when a URL is configured (several processes may share the database; give them
-    // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
+    let addr = listener.local_addr()?;
     let seed = signing_seed(&cfg)?;
-    let (store, where_): (Arc<dyn Store>, String) = match &cfg.postgres {
-        Some(url) => {
-            let store = PostgresStore::open(url, PostgresOptions::default())
-                .await
-                .context("cannot open the PostgreSQL store")?;
-            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
-                .map_err(anyhow::Error::msg)?;
-            store
-                .claim_signing_key(&cfg.log_name, &id.verifier.to_vkey())
-                .await?;
-            (Arc::new(store), "PostgreSQL store".to_string())
-        }
-        None => {
-            let store = match EmbeddedStore::open(&cfg.data_dir, EmbeddedOptions::default()) {
-                Ok(s) => s,
-                // Already one sentence naming the directory and what to do.
-                Err(e @ StoreError::InUse(_)) => return Err(e.into()),
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot open the store in {}", cfg.data_dir.display())
-                    })
-                }
-            };
-            (
-                Arc::new(store),
-                format!("embedded store in {}", cfg.data_dir.display()),
-            )
+    // The address answers at once: opening the store replays its log, which takes a while for
+    // a large one. Until it is open, /healthz answers 200, /readyz 503 "starting", everything
+    // else 503 with Retry-After (see `starting`); then the full API takes over.
+    let full: Arc<std::sync::OnceLock<axum::Router>> = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(std::future::IntoFuture::into_future(
+        axum::serve(listener, front(full.clone())).with_graceful_shutdown(stopped(stop_rx.clone())),
+    ));
+    let opened = tokio::select! {
+        r = open_store(&cfg, seed) => r?,
+        _ = stopped(stop_rx.clone()) => {
+            tracing::info!("stopped while opening the store");
+            let _ = server.await;
+            return Ok(());
         }
     };
+    let (store, where_) = opened;
     let admin = std::env::var("TRAILKEEP_ADMIN_KEY").ok();
     let server_cfg = ServerConfig {
         max_body_bytes: cfg.max_body_bytes,
@@ -156,21 +150,99 @@ async fn serve(cfg: Config) -> Result<()> {
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?;
     let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
-    let addr = listener.local_addr()?;
-    // One line, always shown (scripts and tests read the address from it): through the log
-    // when it shows info lines, else straight to stderr.
+    let _ = full.set(app(state));
+    // One line, always shown (scripts and tests read the address from it, and wait for it: the
+    // API is complete from here on): through the log when it shows info lines, else stderr.
     if tracing::enabled!(tracing::Level::INFO) {
         tracing::info!("trailkeep listening on http://{addr} ({where_})");
     } else {
         eprintln!("trailkeep listening on http://{addr} ({where_})");
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    server.await??;
     checkpointer.abort();
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
     Ok(())
+}
+
+/// Opens the configured store (the embedded one on a blocking thread: it replays the log).
+async fn open_store(cfg: &Config, seed: [u8; 32]) -> Result<(Arc<dyn Store>, String)> {
+    // Test only: holds the opening back, so that tests can watch the probes during a long
+    // start without writing a large log first. Not a setting; never set it in production.
+    if let Some(ms) = std::env::var("TRAILKEEP_TEST_OPEN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    // PostgreSQL when a URL is configured (several processes may share the database; give them
+    // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
+    match &cfg.postgres {
+        Some(url) => {
+            let store = PostgresStore::open(url, PostgresOptions::default())
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
+                .map_err(anyhow::Error::msg)?;
+            store
+                .claim_signing_key(&cfg.log_name, &id.verifier.to_vkey())
+                .await?;
+            Ok((Arc::new(store), "PostgreSQL store".to_string()))
+        }
+        None => {
+            let dir = cfg.data_dir.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                EmbeddedStore::open(&dir, EmbeddedOptions::default())
+            })
+            .await
+            .context("the task opening the store failed")?;
+            let store = match opened {
+                Ok(s) => s,
+                // Already one sentence naming the directory and what to do.
+                Err(e @ StoreError::InUse(_)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot open the store in {}", cfg.data_dir.display())
+                    })
+                }
+            };
+            Ok((
+                Arc::new(store),
+                format!("embedded store in {}", cfg.data_dir.display()),
+            ))
+        }
+    }
+}
+
+/// The router behind the listener: the full API once it is set, until then [`starting`].
+fn front(full: Arc<std::sync::OnceLock<axum::Router>>) -> axum::Router {
+    use tower::ServiceExt;
+    axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let full = full.clone();
+        async move {
+            match full.get() {
+                Some(app) => match app.clone().oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                },
+                None => starting(req.uri().path()),
+            }
+        }
+    })
+}
+
+/// Answers while the store opens: the process is alive (`/healthz` 200) but not ready.
+fn starting(path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if path == "/healthz" {
+        return axum::Json(serde_json::json!({"status": "ok"})).into_response();
+    }
+    let mut e = trailkeep_server::ApiError::unavailable(
+        "starting: replaying the log; the API answers once the store is open (watch /readyz)",
+    );
+    e.code = "starting";
+    e.retry_after = Some(1);
+    e.into_response()
 }
 
 /// The log's Ed25519 seed: from `signing_key`, from `signing_key_file`, or from
