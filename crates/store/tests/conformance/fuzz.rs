@@ -468,3 +468,41 @@ fn fuzz_template_opens_unchanged() {
     let err = open_with(&segs).err().expect("refused");
     assert!(err.contains("00000001.seg"), "{err}");
 }
+
+/// A log of one segment (the usual case below 1 GiB) whose header's log id was changed: the
+/// blocks no longer carry the header's id, but they are whole, so this is damage to
+/// acknowledged data, not a torn write. The store refuses to open rather than cut every block.
+#[test]
+fn fuzz_changed_log_id_in_the_only_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap());
+        for i in 0..5 {
+            let v = ev_at(
+                "fz-one",
+                "fz.x",
+                &uuid(),
+                &format!("2026-06-01T10:00:0{i}Z"),
+            );
+            store.append(vec![prep(v)]).await.unwrap();
+        }
+        store.shutdown().await;
+    });
+    let seg = dir.path().join("log").join("00000001.seg");
+    let original = std::fs::read(&seg).unwrap();
+    for byte in 24..32 {
+        let mut b = original.clone();
+        b[byte] ^= 0x10;
+        std::fs::write(&seg, &b).unwrap();
+        match open_dir(dir.path()) {
+            Err(e) => assert!(e.contains("00000001.seg"), "{e}"),
+            Ok(_) => panic!(
+                "opened after the header's log id changed (byte {byte}): its blocks were cut off"
+            ),
+        }
+    }
+    std::fs::write(&seg, &original).unwrap();
+    assert!(open_dir(dir.path()).is_ok());
+}
