@@ -91,6 +91,7 @@ const NOT_CONFIG: &[&str] = &[
     "TEST_POSTGRES",
     "SHARED",
     "TEST_OPEN_DELAY_MS",
+    "FAULT_ROUNDS",
 ];
 
 /// The names (without `TRAILKEEP_`) of the variables that are not configuration settings.

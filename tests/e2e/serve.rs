@@ -323,6 +323,7 @@ fn logs_have_no_colour_off_a_terminal_and_one_listening_line() {
             "TRAILKEEP_TEST_POSTGRES",
             "postgres://postgres@127.0.0.1:1/x",
         ),
+        ("TRAILKEEP_FAULT_ROUNDS", "100"),
     ];
     let (mut child, _url, log) = spawn_serve(dir.path(), &["--data-dir", "d"], &env);
     term(&mut child);
