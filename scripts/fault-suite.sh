@@ -5,7 +5,8 @@
 # are in flight and while the restarted server replays its log. After every fault the log must
 # hold every acknowledged event unchanged, every request wholly or not at all, nothing else,
 # gap-free seq per tenant, and verify (`trailkeep verify --url`) against every checkpoint the
-# server ever issued. scripts/test.sh runs a few rounds; this runs many.
+# server ever issued. A fresh data directory every 20 rounds keeps each check quick.
+# scripts/test.sh runs a few rounds (cargo test); this runs many.
 # Usage: scripts/fault-suite.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

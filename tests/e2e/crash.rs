@@ -349,17 +349,20 @@ async fn ingest_until(
 /// The fault-injection suite: SIGKILL during ingest and during replay, round after round on
 /// one data directory, the log checked after every fault (`check_after_fault`). Rounds:
 /// `TRAILKEEP_FAULT_ROUNDS` (default 4, a few seconds each); `scripts/fault-suite.sh` runs the
-/// long variant.
+/// long variant. Every `ROUNDS_PER_DIR` rounds the suite moves on to a fresh data directory
+/// (and a fresh ledger), so that checking the whole log after each fault stays quick.
 #[test]
 fn fault_suite_sigkill_during_ingest_and_replay() {
     let rounds: usize = std::env::var("TRAILKEEP_FAULT_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let dir = tempfile::tempdir().unwrap();
-    let saved = tempfile::tempdir().unwrap();
+    const ROUNDS_PER_DIR: usize = 20;
     let rt = rt();
-    let ledger: Arc<Mutex<Ledger>> = Arc::default();
+    let mut dir = tempfile::tempdir().unwrap();
+    let mut saved = tempfile::tempdir().unwrap();
+    let mut ledger: Arc<Mutex<Ledger>> = Arc::default();
+    let (mut total_acked, mut total_sent, mut total_cps) = (0, 0, 0);
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         seed ^= seed << 13;
@@ -369,8 +372,24 @@ fn fault_suite_sigkill_during_ingest_and_replay() {
     };
     let mut replay_kills = 0;
     for round in 0..rounds {
-        let s = Server::start(dir.path());
+        let mut s = Server::start(dir.path());
         check_after_fault(&rt, &s.url, &ledger.lock().unwrap(), saved.path(), round);
+        if round > 0 && round % ROUNDS_PER_DIR == 0 {
+            // Checked after its last fault: on to a fresh data directory.
+            s.stop();
+            let l = ledger.lock().unwrap();
+            assert!(!l.acked.is_empty());
+            (total_acked, total_sent, total_cps) = (
+                total_acked + l.acked.len(),
+                total_sent + l.sent.len(),
+                total_cps + l.checkpoints.len(),
+            );
+            drop(l);
+            dir = tempfile::tempdir().unwrap();
+            saved = tempfile::tempdir().unwrap();
+            ledger = Arc::default();
+            s = Server::start(dir.path());
+        }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let url = s.url.clone();
         let run_ms = 200 + next() % 500;
@@ -418,9 +437,9 @@ fn fault_suite_sigkill_during_ingest_and_replay() {
     check_after_fault(&rt, &s.url, &l, saved.path(), rounds);
     eprintln!(
         "fault suite: {rounds} rounds ({replay_kills} killed during replay), {} events acknowledged, {} requests sent, {} checkpoints verified",
-        l.acked.len(),
-        l.sent.len(),
-        l.checkpoints.len()
+        total_acked + l.acked.len(),
+        total_sent + l.sent.len(),
+        total_cps + l.checkpoints.len()
     );
     assert!(rounds == 0 || !l.acked.is_empty());
     drop(l);
