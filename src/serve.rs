@@ -41,7 +41,11 @@ pub fn run(config: Option<PathBuf>, listen: Option<String>, store: StoreArgs) ->
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg))?;
+    let served = rt.block_on(serve(cfg));
+    // Stopped while the store was still opening: the replay (reads, at most cutting a torn
+    // tail, as safe to interrupt as a crash) is not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -702,3 +702,54 @@ fn probes_answer_while_the_store_opens() {
     });
     term(&mut child);
 }
+
+/// SIGTERM while the store is still opening stops the server at once (exit 0), without
+/// waiting for the opening to finish.
+#[test]
+fn sigterm_while_the_store_opens_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = trailkeep()
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env("TRAILKEEP_TEST_OPEN_DELAY_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let started = Instant::now();
+    rt().block_on(async {
+        let c = client();
+        loop {
+            if let Ok(r) = c.get(format!("http://{listen}/readyz")).send().await {
+                assert_eq!(r.status(), 503);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no answer while starting"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let sent = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
