@@ -166,7 +166,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| Value::from(n)),
+        any::<i64>().prop_map(Value::from),
         (-(1i64 << 53)..(1i64 << 53)).prop_map(Value::from),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())

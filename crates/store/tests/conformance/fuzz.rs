@@ -319,7 +319,7 @@ fn check_served(got: &Contents, from: Option<usize>, what: &str) -> Result<(), T
     for (tenant, original) in &t.logs {
         let log = &logs[tenant];
         prop_assert!(
-            log.len() <= original.len() && &original[..log.len()] == &log[..],
+            log.len() <= original.len() && original[..log.len()] == log[..],
             "tenant {} serves events that are not a prefix of the original ({})",
             tenant,
             what
@@ -465,7 +465,7 @@ fn fuzz_template_opens_unchanged() {
     let mut segs = t.segments.clone();
     let (at, _) = blocks(&segs[0].1)[0];
     segs[0].1[at + 20] ^= 1;
-    let err = open_with(&segs).err().expect("refused");
+    let err = open_with(&segs).expect_err("refused");
     assert!(err.contains("00000001.seg"), "{err}");
 }
 
