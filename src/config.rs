@@ -221,7 +221,14 @@ impl Default for Config {
 /// the log filter read by `serve` itself, and the variables of the project's test and benchmark
 /// scripts. Every variable a command-line flag reads (`TRAILKEEP_URL`, `TRAILKEEP_KEY`,
 /// `TRAILKEEP_DATA_DIR`…) is added from the CLI definition, see [`not_config`].
-const NOT_CONFIG: &[&str] = &["ADMIN_KEY", "LOG", "TEST_POSTGRES", "SHARED"];
+const NOT_CONFIG: &[&str] = &[
+    "ADMIN_KEY",
+    "LOG",
+    "TEST_POSTGRES",
+    "SHARED",
+    "TEST_OPEN_DELAY_MS",
+    "FAULT_ROUNDS",
+];
 
 /// The names (without `TRAILKEEP_`) of the variables that are not configuration settings.
 fn not_config() -> Vec<String> {

@@ -64,7 +64,11 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg, integrity, admin))?;
+    let served = rt.block_on(serve(cfg, integrity, admin));
+    // Stopped while the store was still opening: the replay (reads, at most cutting a torn
+    // tail, as safe to interrupt as a crash) is not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -177,51 +181,53 @@ fn viewer_config(cfg: &Config) -> Result<trailkeep_server::viewer::ViewerConfig>
 async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Result<()> {
     let viewer = viewer_config(&cfg)?;
     let listener = bind(&cfg.listen).await?;
-    // PostgreSQL when a URL is configured (several processes may share the database; give them
-    // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
+    let addr = listener.local_addr()?;
     let seed = signing_seed(&cfg)?;
     let token_key = viewer_token_key(&cfg)?;
-    let (store, where_): (Arc<dyn Store>, String) = match &cfg.postgres {
-        Some(_) if integrity.accept_restored_log || integrity.rotate_signing_key => {
-            anyhow::bail!(
-                "--accept-restored-log and --rotate-signing-key apply to the embedded store only"
-            )
-        }
-        Some(url) => {
-            let store = PostgresStore::open(url, cfg.postgres_timeouts.options()?)
-                .await
-                .context("cannot open the PostgreSQL store")?;
-            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
-                .map_err(anyhow::Error::msg)?;
-            store
-                .claim_signing_key(&cfg.log_name, &id.verifier.to_vkey())
-                .await?;
-            (Arc::new(store), "PostgreSQL store".to_string())
-        }
-        None => {
-            let opts = EmbeddedOptions {
-                accept_rollback: integrity.accept_restored_log,
-                ..EmbeddedOptions::default()
-            };
-            let store = match EmbeddedStore::open(&cfg.data_dir, opts) {
-                Ok(s) => s,
-                // Already one sentence naming the directory and what to do.
-                Err(e @ StoreError::InUse(_)) => return Err(e.into()),
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot open the store in {}", cfg.data_dir.display())
-                    })
-                }
-            };
-            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
-                .map_err(anyhow::Error::msg)?;
-            store.claim_signing_key(&id.verifier.to_vkey(), integrity.rotate_signing_key)?;
-            (
-                Arc::new(store),
-                format!("embedded store in {}", cfg.data_dir.display()),
-            )
+    if cfg.postgres.is_some() && (integrity.accept_restored_log || integrity.rotate_signing_key) {
+        anyhow::bail!(
+            "--accept-restored-log and --rotate-signing-key apply to the embedded store only"
+        );
+    }
+    let conn_limits = crate::http::ConnLimits {
+        header_read_timeout: cfg
+            .limits
+            .duration("header_read_timeout", &cfg.limits.header_read_timeout)?,
+        idle_timeout: cfg
+            .limits
+            .duration("idle_timeout", &cfg.limits.idle_timeout)?,
+        max_connections: cfg.limits.max_connections,
+    };
+    if conn_limits.max_connections == 0 {
+        anyhow::bail!("invalid configuration: limits.max_connections must be at least 1");
+    }
+    // The address answers at once: opening the store replays its log, which takes a while for
+    // a large one. Until it is open, /healthz answers 200, /readyz 503 "starting", everything
+    // else 503 with Retry-After (see `starting`); then the full API takes over.
+    let full: Arc<std::sync::OnceLock<axum::Router>> = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        front(full.clone()),
+        conn_limits,
+        stopped(stop_rx.clone()),
+    ));
+    let opened = tokio::select! {
+        r = open_store(&cfg, seed, &integrity) => r?,
+        _ = stopped(stop_rx.clone()) => {
+            tracing::info!("stopped while opening the store");
+            let _ = server.await;
+            return Ok(());
         }
     };
+    let (store, where_) = opened;
     let server_cfg = ServerConfig {
         max_body_bytes: cfg.max_body_bytes,
         default_retention_days: cfg.retention.default_days,
@@ -236,36 +242,113 @@ async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Resu
                 .duration("body_read_timeout", &cfg.limits.body_read_timeout)?,
         ),
     };
-    let conn_limits = crate::http::ConnLimits {
-        header_read_timeout: cfg
-            .limits
-            .duration("header_read_timeout", &cfg.limits.header_read_timeout)?,
-        idle_timeout: cfg
-            .limits
-            .duration("idle_timeout", &cfg.limits.idle_timeout)?,
-        max_connections: cfg.limits.max_connections,
-    };
-    if conn_limits.max_connections == 0 {
-        anyhow::bail!("invalid configuration: limits.max_connections must be at least 1");
-    }
     let state = AppState::new(store.clone(), server_cfg, admin.as_deref())
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?
         .with_viewer_key(token_key);
     let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
-    let addr = listener.local_addr()?;
-    // One line, always shown (scripts and tests read the address from it): through the log
-    // when it shows info lines, else straight to stderr.
+    let _ = full.set(app(state));
+    // One line, always shown (scripts and tests read the address from it, and wait for it: the
+    // API is complete from here on): through the log when it shows info lines, else stderr.
     if tracing::enabled!(tracing::Level::INFO) {
         tracing::info!("trailkeep listening on http://{addr} ({where_})");
     } else {
         eprintln!("trailkeep listening on http://{addr} ({where_})");
     }
-    crate::http::serve(listener, app(state), conn_limits, shutdown_signal()).await?;
+    server.await??;
     checkpointer.abort();
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
     Ok(())
+}
+
+/// Opens the configured store (the embedded one on a blocking thread: it replays the log).
+async fn open_store(
+    cfg: &Config,
+    seed: [u8; 32],
+    integrity: &Integrity,
+) -> Result<(Arc<dyn Store>, String)> {
+    // Test only: holds the opening back, so that tests can watch the probes during a long
+    // start without writing a large log first. Not a setting; never set it in production.
+    if let Some(ms) = std::env::var("TRAILKEEP_TEST_OPEN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    // PostgreSQL when a URL is configured (several processes may share the database; give them
+    // the same signing key, `signing_key` or `signing_key_file`), else the embedded store.
+    match &cfg.postgres {
+        Some(url) => {
+            let store = PostgresStore::open(url, cfg.postgres_timeouts.options()?)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
+                .map_err(anyhow::Error::msg)?;
+            store
+                .claim_signing_key(&cfg.log_name, &id.verifier.to_vkey())
+                .await?;
+            Ok((Arc::new(store), "PostgreSQL store".to_string()))
+        }
+        None => {
+            let dir = cfg.data_dir.clone();
+            let opts = EmbeddedOptions {
+                accept_rollback: integrity.accept_restored_log,
+                ..EmbeddedOptions::default()
+            };
+            let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, opts))
+                .await
+                .context("the task opening the store failed")?;
+            let store = match opened {
+                Ok(s) => s,
+                // Already one sentence naming the directory and what to do.
+                Err(e @ StoreError::InUse(_)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot open the store in {}", cfg.data_dir.display())
+                    })
+                }
+            };
+            let id = trailkeep_server::checkpoint::LogIdentity::new(&cfg.log_name, seed)
+                .map_err(anyhow::Error::msg)?;
+            store.claim_signing_key(&id.verifier.to_vkey(), integrity.rotate_signing_key)?;
+            Ok((
+                Arc::new(store),
+                format!("embedded store in {}", cfg.data_dir.display()),
+            ))
+        }
+    }
+}
+
+/// The router behind the listener: the full API once it is set, until then [`starting`].
+fn front(full: Arc<std::sync::OnceLock<axum::Router>>) -> axum::Router {
+    use tower::ServiceExt;
+    axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let full = full.clone();
+        async move {
+            match full.get() {
+                Some(app) => match app.clone().oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                },
+                None => starting(req.uri().path()),
+            }
+        }
+    })
+}
+
+/// Answers while the store opens: the process is alive (`/healthz` 200) but not ready.
+fn starting(path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if path == "/healthz" {
+        return axum::Json(serde_json::json!({"status": "ok"})).into_response();
+    }
+    let mut e = trailkeep_server::ApiError::unavailable(
+        "starting: replaying the log; the API answers once the store is open (watch /readyz)",
+    );
+    e.code = "starting";
+    e.retry_after = Some(1);
+    e.into_response()
 }
 
 /// The log's Ed25519 seed: from `signing_key`, from `signing_key_file`, or from

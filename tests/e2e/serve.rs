@@ -323,6 +323,7 @@ fn logs_have_no_colour_off_a_terminal_and_one_listening_line() {
             "TRAILKEEP_TEST_POSTGRES",
             "postgres://postgres@127.0.0.1:1/x",
         ),
+        ("TRAILKEEP_FAULT_ROUNDS", "100"),
     ];
     let (mut child, _url, log) = spawn_serve(dir.path(), &["--data-dir", "d"], &env);
     term(&mut child);
@@ -609,4 +610,146 @@ fn postgres_keys_work_at_once_and_notices_are_debug() {
     term(&mut child);
     let log = log.join().unwrap();
     assert!(log.contains("already exists"), "no NOTICE at debug:\n{log}");
+}
+
+/// The address answers from the start: while the store opens (held back here by the test-only
+/// TRAILKEEP_TEST_OPEN_DELAY_MS, as a long replay would), /healthz is 200, /readyz is 503
+/// `starting` and the API is 503 with Retry-After and the JSON error body; then all is 200.
+#[test]
+fn probes_answer_while_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = trailkeep()
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env("TRAILKEEP_ADMIN_KEY", ADMIN)
+        .env("TRAILKEEP_LOG", "warn")
+        .env("TRAILKEEP_TEST_OPEN_DELAY_MS", "4000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let url = format!("http://{listen}");
+    let started = Instant::now();
+    rt().block_on(async {
+        let c = client();
+        // The listener is up at once.
+        let health = loop {
+            match c.get(format!("{url}/healthz")).send().await {
+                Ok(r) => break r,
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(3),
+                        "no answer on {url} while starting: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        assert_eq!(health.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "answered only after the delay"
+        );
+        let ready = c.get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "starting", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("replaying the log"),
+            "{body}"
+        );
+        let api = c
+            .get(format!("{url}/v1/tenants"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status(), 503);
+        assert_eq!(api.headers()["retry-after"], "1");
+        let body: serde_json::Value = api.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "starting", "{body}");
+        // Then the store is open: ready, and the API answers.
+        loop {
+            let r = c.get(format!("{url}/readyz")).send().await.unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(started.elapsed() >= Duration::from_secs(4));
+        let r = c
+            .get(format!("{url}/v1/tenants"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    term(&mut child);
+}
+
+/// SIGTERM while the store is still opening stops the server at once (exit 0), without
+/// waiting for the opening to finish.
+#[test]
+fn sigterm_while_the_store_opens_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = trailkeep()
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env("TRAILKEEP_TEST_OPEN_DELAY_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let started = Instant::now();
+    rt().block_on(async {
+        let c = client();
+        loop {
+            if let Ok(r) = c.get(format!("http://{listen}/readyz")).send().await {
+                assert_eq!(r.status(), 503);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no answer while starting"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let sent = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }

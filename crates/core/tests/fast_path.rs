@@ -14,6 +14,9 @@ use trailkeep_core::validate::{
 };
 use trailkeep_core::{NewEvent, Timestamp, Uuid};
 
+#[path = "fast_path/fuzz.rs"]
+mod fuzz;
+
 fn now() -> Timestamp {
     Timestamp::parse("2026-11-23T10:15:00.123456789Z").unwrap()
 }

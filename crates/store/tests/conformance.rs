@@ -1096,3 +1096,6 @@ mod proxy;
 
 #[path = "conformance/faults.rs"]
 mod faults;
+
+#[path = "conformance/fuzz.rs"]
+mod fuzz;

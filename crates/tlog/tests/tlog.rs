@@ -37,6 +37,9 @@ use trailkeep_tlog::tree::{
 };
 use trailkeep_tlog::TlogError;
 
+#[path = "tlog/fuzz.rs"]
+mod fuzz;
+
 // =====================================================================================
 // Test vectors from transparency-dev/merkle
 // =====================================================================================

@@ -177,6 +177,11 @@ impl Api {
         )
     }
 
+    /// The embedded store's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Creates a key directly in the store (does not spend the admin key's rate budget).
     pub async fn store_key(&self, role: Role, tenant: Option<&str>) -> (String, String) {
         let (secret, hash) = trailkeep_store::keys::generate_secret();

@@ -250,6 +250,46 @@ async fn health_ready_and_metrics() {
     assert_error(&r, 503, "unavailable");
 }
 
+/// `keys.json` damaged while the server runs: the keys read last keep working (never a 500),
+/// `/readyz` answers 503 naming the file, and a good version makes it ready again with that
+/// version's keys.
+#[tokio::test]
+async fn damaged_key_file_keeps_keys_working_and_readyz_names_it() {
+    let api = Api::new().await;
+    let (_, reader) = api.store_key(trailkeep_store::Role::Reader, None).await;
+    api.get(&reader, "/v1/tenants").await.expect(200);
+    let path = api.data_dir().join("keys.json");
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"{\"keys\": [ oops").unwrap();
+
+    for _ in 0..3 {
+        api.get(&reader, "/v1/tenants").await.expect(200);
+    }
+    assert_error(
+        &api.get("tk_not_a_key", "/v1/tenants").await,
+        401,
+        "unauthorized",
+    );
+    let r = api
+        .request(Method::GET, "/readyz", None, None, Vec::new())
+        .await;
+    assert_error(&r, 503, "unavailable");
+    assert!(r.text().contains("keys.json"), "{}", r.text());
+    // The liveness probe is not about the key file.
+    api.request(Method::GET, "/healthz", None, None, Vec::new())
+        .await
+        .expect(200);
+
+    // Restored: ready again, and still the same keys.
+    let tmp = path.with_extension("restored");
+    std::fs::write(&tmp, &good).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    api.request(Method::GET, "/readyz", None, None, Vec::new())
+        .await
+        .expect(200);
+    api.get(&reader, "/v1/tenants").await.expect(200);
+}
+
 #[tokio::test]
 async fn unknown_route_and_method_are_json_errors() {
     let api = Api::new().await;

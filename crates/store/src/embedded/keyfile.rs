@@ -9,6 +9,12 @@
 //! loaded, and re-reads the file only when it changed. So a key works the moment `trailkeep key
 //! create` returns and a revoked one stops at once, and a flood of unknown keys costs a `stat`
 //! each but never a re-read: the file is re-read only as often as someone writes it.
+//!
+//! A version of the file that cannot be read or parsed (edited by hand, say) does not take the
+//! keys away: the server keeps answering with the last set it read, logs the problem once for
+//! that version, and reports it through [`KeyFile::problem`] (so `/readyz` answers 503 naming
+//! `keys.json`) until a good version replaces it. Creating or revoking keys refuses to touch a
+//! file it cannot read rather than overwrite the keys in it.
 
 use crate::{KeyRecord, StoreError};
 use std::collections::HashMap;
@@ -34,8 +40,12 @@ pub struct KeyFile {
 
 struct Cache {
     by_hash: HashMap<String, KeyRecord>,
-    /// The identity of the file `by_hash` was read from (`None`: there was no file).
+    /// The identity of the file `by_hash` was read from (`None`: there was no file), or of the
+    /// unreadable version `problem` is about.
     loaded: Option<Identity>,
+    /// Why the current version of the file could not be read (the keys in `by_hash` are then
+    /// those of the last good version).
+    problem: Option<String>,
 }
 
 /// What tells one version of the key file from another without reading it. Every write
@@ -79,6 +89,7 @@ impl KeyFile {
             cache: Mutex::new(Cache {
                 by_hash: HashMap::new(),
                 loaded: None,
+                problem: None,
             }),
             reads: Default::default(),
         };
@@ -135,7 +146,45 @@ impl KeyFile {
             .map(|k| (k.secret_hash.clone(), k))
             .collect();
         c.loaded = id;
+        if c.problem.take().is_some() {
+            tracing::info!(path = %self.path.display(), "the key file is readable again; its keys are in use");
+        }
         Ok(())
+    }
+
+    /// Re-reads the file if it changed since it was last looked at. A version that cannot be
+    /// read keeps the last good keys and is recorded (and logged) once, as [`KeyFile::problem`].
+    fn refresh(&self) -> Result<(), StoreError> {
+        let now = self.identity()?;
+        if self.lock_cache()?.loaded == now {
+            return Ok(());
+        }
+        match self.reload() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let why = match e {
+                    StoreError::Corrupt(m) => m,
+                    other => format!("{} cannot be read: {other}", self.path.display()),
+                };
+                let problem = format!(
+                    "{why}; the server goes on with the keys it read last: restore the file from a backup or fix it (trailkeep key list shows when it is readable again)"
+                );
+                tracing::error!(path = %self.path.display(), "{problem}");
+                let mut c = self.lock_cache()?;
+                // This version is not looked at again; the next change of the file is.
+                c.loaded = now;
+                c.problem = Some(problem);
+                Ok(())
+            }
+        }
+    }
+
+    /// Why the key file in use could not be read, if it could not (checked now: one `stat`).
+    pub fn problem(&self) -> Option<String> {
+        if let Err(e) = self.refresh() {
+            return Some(format!("cannot check {}: {e}", self.path.display()));
+        }
+        self.lock_cache().ok().and_then(|c| c.problem.clone())
     }
 
     /// Runs `f` on the file's contents under an exclusive lock and writes the result durably.
@@ -191,16 +240,10 @@ impl KeyFile {
         })
     }
 
-    /// The key with this secret hash, as the file holds it now.
+    /// The key with this secret hash, as the file holds it now
+    /// (or, while the file cannot be read, as its last good version held it).
     pub fn find(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let now = self.identity()?;
-        {
-            let c = self.lock_cache()?;
-            if c.loaded == now {
-                return Ok(c.by_hash.get(hash).cloned());
-            }
-        }
-        self.reload()?;
+        self.refresh()?;
         Ok(self.lock_cache()?.by_hash.get(hash).cloned())
     }
 }
@@ -269,5 +312,47 @@ mod tests {
             server.reads.load(std::sync::atomic::Ordering::Relaxed),
             reads + 1
         );
+    }
+
+    /// A damaged key file does not take the keys away: the last good set stays in use, the
+    /// damaged version is read once however many lookups follow, the problem is reported until
+    /// a good version replaces it, and that version's keys are used at once.
+    #[test]
+    fn a_damaged_key_file_keeps_the_last_good_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = KeyFile::open(dir.path()).unwrap();
+        server.create(new_key(1)).unwrap();
+        assert!(server.problem().is_none());
+        let good = std::fs::read(dir.path().join("keys.json")).unwrap();
+
+        std::fs::write(dir.path().join("keys.json"), b"{\"keys\": [ {\"id\": ").unwrap();
+        let reads = server.reads.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..100 {
+            assert!(server.find("hash-1").unwrap().is_some());
+            assert!(server.find("unknown").unwrap().is_none());
+        }
+        assert_eq!(
+            server.reads.load(std::sync::atomic::Ordering::Relaxed),
+            reads + 1,
+            "the damaged version is read once"
+        );
+        let p = server.problem().expect("the problem is reported");
+        assert!(p.contains("keys.json"), "{p}");
+        // Adding a key refuses to overwrite a file it cannot read.
+        assert!(server.create(new_key(2)).is_err());
+        assert!(server.problem().is_some());
+
+        // A good version (here with one more key) replaces it.
+        let mut fixed: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        let extra = serde_json::to_value(new_key(3)).unwrap();
+        fixed["keys"].as_array_mut().unwrap().push(extra);
+        std::fs::write(
+            dir.path().join("keys.json"),
+            serde_json::to_vec(&fixed).unwrap(),
+        )
+        .unwrap();
+        assert!(server.problem().is_none());
+        assert!(server.find("hash-1").unwrap().is_some());
+        assert!(server.find("hash-3").unwrap().is_some());
     }
 }

@@ -423,6 +423,12 @@ impl EmbeddedStore {
         wait_reply(rx)
     }
 
+    /// Why `keys.json` cannot be read, when it cannot (it was damaged while the server runs:
+    /// the keys read last stay in use). Checked at each call (one `stat`); readiness reports it.
+    pub fn keyfile_problem(&self) -> Option<String> {
+        self.keys.problem()
+    }
+
     /// Opens only the key file of a data directory (for `trailkeep key …` while a server runs).
     pub fn open_keys(dir: &Path) -> Result<KeysOnly, StoreError> {
         perm::create_dir_private(dir)?;
@@ -896,6 +902,9 @@ impl Store for EmbeddedStore {
         }
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable(self.failure()));
+        }
+        if let Some(p) = self.keyfile_problem() {
+            return Err(StoreError::Unavailable(p));
         }
         Ok(())
     }

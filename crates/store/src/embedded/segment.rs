@@ -414,6 +414,17 @@ pub fn recover(
             let mut f = File::open(&path)?;
             std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at))?;
             f.take(rest).read_to_end(&mut tail)?;
+            // A torn write leaves part of one block. A whole block, checksum and all, under
+            // another log id was changed after it was written (its id, or the segment header's):
+            // cutting it off would drop acknowledged blocks.
+            if let Some(own) = tail.get(8..16).and_then(|b| b.try_into().ok()) {
+                let own = u64::from_le_bytes(own);
+                if own != log_id && looks_like_block(&tail, own) {
+                    return Err(corrupt(format!(
+                        "has a whole block at byte {at} whose log id differs from the segment header's (the header or the block was changed)"
+                    )));
+                }
+            }
             if let Some(later) = (1..tail.len()).find(|&i| looks_like_block(&tail[i..], log_id)) {
                 return Err(corrupt(format!(
                     "is damaged at byte {at} ({why}) and a whole block follows at byte {}",
