@@ -787,3 +787,119 @@ async fn every_route_refuses_unknown_and_repeated_query_parameters() {
     api.get(ADMIN, "/v1/tenants?").await.expect(200);
     api.assert_unchanged(&snap).await;
 }
+
+/// Fuzz of ingest bodies over the API: valid batches mutated (bytes replaced, inserted or
+/// removed, the body cut short) and sent as JSON or NDJSON. Never a 5xx; a refused request
+/// stores nothing (the store is unchanged); an accepted one stores exactly what it answered.
+#[test]
+fn fuzzed_ingest_bodies_never_fail_the_server_and_a_refusal_stores_nothing() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = rt.block_on(Api::new());
+    let base: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"event_type": "prompt.update", "actor": "user:fz@example.com",
+                   "tenant_id": format!("t_fz{i}"),
+                   "payload": {"prompt_id": "pr_1", "editor": "user:fz@example.com",
+                               "reason": "fuzz", "n": i, "s": "a\u{e9}\u{1F600}",
+                               "before": {"prompt_hash": format!("sha256:{}", "1".repeat(64))},
+                               "after": {"prompt_hash": format!("sha256:{}", "2".repeat(64))}}})
+        })
+        .collect();
+    let json_body = serde_json::to_vec(&base).unwrap();
+    let ndjson_body: Vec<u8> = base
+        .iter()
+        .flat_map(|e| {
+            let mut l = serde_json::to_vec(e).unwrap();
+            l.push(b'\n');
+            l
+        })
+        .collect();
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let accepted = std::cell::Cell::new(0usize);
+    let refused = std::cell::Cell::new(0usize);
+    let strategy = (
+        any::<bool>(),
+        prop::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 0..4),
+        prop::option::of(any::<prop::sample::Index>()),
+    );
+    runner
+        .run(&strategy, |(ndjson, edits, cut)| {
+            let (mut body, ct) = if ndjson {
+                (ndjson_body.clone(), "application/x-ndjson")
+            } else {
+                (json_body.clone(), "application/json")
+            };
+            for (at, op, byte) in &edits {
+                if body.is_empty() {
+                    break;
+                }
+                let i = at.index(body.len());
+                match op {
+                    0 => body[i] = *byte,
+                    1 => body.insert(i, *byte),
+                    2 => {
+                        body.remove(i);
+                    }
+                    // A structural character, more likely to reach the validator's corners.
+                    _ => {
+                        const STRUCTURE: &[u8] = b"{}[]\",:\\0e-";
+                        body[i] = STRUCTURE[usize::from(*byte) % STRUCTURE.len()];
+                    }
+                }
+            }
+            if let Some(c) = cut {
+                let n = c.index(body.len() + 1);
+                body.truncate(n);
+            }
+            rt.block_on(async {
+                let before = api.snapshot().await;
+                let r = api
+                    .request(
+                        Method::POST,
+                        "/v1/events",
+                        Some(ADMIN),
+                        Some(ct),
+                        body.clone(),
+                    )
+                    .await;
+                let status = r.status.as_u16();
+                prop_assert!(
+                    status < 500,
+                    "{status} for {:?}: {}",
+                    String::from_utf8_lossy(&body),
+                    r.text()
+                );
+                if status == 200 {
+                    accepted.set(accepted.get() + 1);
+                    let v = r.json();
+                    let after = api.snapshot().await;
+                    let new = after.events.len() - before.events.len();
+                    prop_assert_eq!(new as u64, v["accepted"].as_u64().unwrap_or(0));
+                } else {
+                    refused.set(refused.get() + 1);
+                    let after = api.snapshot().await;
+                    prop_assert_eq!(
+                        &after,
+                        &before,
+                        "a refused request ({}) changed the store",
+                        status
+                    );
+                }
+                Ok::<(), TestCaseError>(())
+            })
+        })
+        .unwrap();
+    // The mutations reach both outcomes (an unmutated body is accepted; most edits refuse).
+    assert!(refused.get() > 10, "refused {}", refused.get());
+    assert!(accepted.get() > 0, "accepted {}", accepted.get());
+}
