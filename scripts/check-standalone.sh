@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Refuses a tree that depends on anything outside the repository: code, scripts and docs must
-# not point at a folder beside the checkout (`../shared`, the product contract `SPEC.md` and its sections) or at
-# a path of one machine (`/work/…`, `/home/…`, `/root/…`, `/Users/…`), and every relative link
+# not point at a folder beside the checkout (the shared folder of the product contract, `SPEC.md` and its sections) or at
+# a path of one machine (a home, root, Users or work folder at the top of the file system), and every relative link
 # in a Markdown file must name a file or folder that exists in the repository.
 # Usage: scripts/check-standalone.sh [REPO_DIR]   (default: this repository)
 # Exit 0: stands alone; 1: lists what points outside.
