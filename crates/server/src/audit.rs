@@ -198,19 +198,6 @@ pub(crate) fn bounded(s: &str, max: usize) -> (&str, bool) {
     (&s[..end], true)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::bounded;
-
-    #[test]
-    fn bounded_cuts_on_a_character_boundary() {
-        assert_eq!(bounded("abc", 3), ("abc", false));
-        assert_eq!(bounded("abcd", 3), ("abc", true));
-        assert_eq!(bounded("aé", 2), ("a", true));
-        assert_eq!(bounded("", 0), ("", false));
-    }
-}
-
 /// Records a read made with a viewer token (docs/api.md#viewer) as an `audit.read` event in the
 /// token's tenant, durably, before the answer leaves; the caller refuses the read (503) if this
 /// fails. The actor is `viewer:<token id>`; the payload names the token id, the actor the token
@@ -255,4 +242,17 @@ pub async fn record_viewer_read(
             refuse()
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn bounded_cuts_on_a_character_boundary() {
+        assert_eq!(bounded("abc", 3), ("abc", false));
+        assert_eq!(bounded("abcd", 3), ("abc", true));
+        assert_eq!(bounded("aé", 2), ("a", true));
+        assert_eq!(bounded("", 0), ("", false));
+    }
 }
