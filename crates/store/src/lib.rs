@@ -40,6 +40,26 @@ impl StoreHealth {
     }
 }
 
+/// What an export reads (docs/export.md): a listing's filters, every matching event, from a
+/// snapshot taken when [`Store::export`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct ExportRequest {
+    /// The filters of a listing; `limit` and `cursor` are ignored (an export has neither).
+    pub query: EventQuery,
+    /// Log order (`seq` ascending) instead of `(timestamp, event_id)` in `query.order`.
+    /// Needs `query.tenant_id`.
+    pub log_order: bool,
+    /// Only events with `seq < tree_size` (needs `query.tenant_id`): an evidence bundle covers
+    /// exactly the tree of one signed checkpoint.
+    pub tree_size: Option<u64>,
+    /// Events per batch (0: the backend's default).
+    pub batch: usize,
+}
+
+/// The batches of an export, in order. The producer stops when the receiver is dropped (a
+/// client that disconnects stops the work); an `Err` ends the export.
+pub type EventBatches = tokio::sync::mpsc::Receiver<Result<Vec<StoredEvent>, StoreError>>;
+
 /// What every storage backend provides.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -66,6 +86,20 @@ pub trait Store: Send + Sync + 'static {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Every event matching `req`, in batches, from one consistent snapshot: every event
+    /// committed before this call returns is in it, none committed after, none twice. Memory
+    /// stays flat in the export's size (embedded: one batch at a time under short read locks;
+    /// PostgreSQL: a server-side cursor in a repeatable-read transaction).
+    async fn export(&self, req: ExportRequest) -> Result<EventBatches, StoreError>;
+
+    /// The oldest stored checkpoint of a tenant whose tree size is at least `size`: the first
+    /// signed statement that covered seqs `0..size`.
+    async fn checkpoint_covering(
+        &self,
+        tenant_id: &str,
+        size: u64,
+    ) -> Result<Option<SignedCheckpoint>, StoreError>;
 
     /// Every tenant with at least one event.
     async fn tenants(&self) -> Result<Vec<TenantSummary>, StoreError>;
@@ -127,4 +161,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and stops background work; later calls fail with `Unavailable`.
     async fn shutdown(&self);
+}
+
+/// Interim export by pages of `query`/`read_log` (not a snapshot); replaced per backend.
+#[doc(hidden)]
+pub async fn interim_export<S: Store + ?Sized>(
+    store: &S,
+    req: ExportRequest,
+) -> Result<EventBatches, StoreError> {
+    let batch = if req.batch == 0 { 1000 } else { req.batch };
+    let mut out = Vec::new();
+    if req.log_order {
+        let tenant = req.query.tenant_id.clone().unwrap_or_default();
+        let end = req.tree_size.unwrap_or(store.tree_size(&tenant).await?);
+        let mut from = 0;
+        while from < end {
+            let page = store.read_log(&tenant, from, batch.min((end - from) as usize)).await?;
+            if page.is_empty() {
+                break;
+            }
+            from += page.len() as u64;
+            out.extend(page.into_iter().filter(|e| req.query.matches(e)));
+        }
+    } else {
+        let mut q = req.query.clone();
+        q.limit = batch;
+        loop {
+            let page = store.query(q.clone()).await?;
+            out.extend(page.events);
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1 + out.len() / batch);
+    for chunk in out.chunks(batch) {
+        let _ = tx.send(Ok(chunk.to_vec())).await;
+    }
+    Ok(rx)
 }

@@ -293,6 +293,19 @@ impl Store for RewrittenLog {
     ) -> Result<Vec<trailkeep_core::StoredEvent>, StoreError> {
         self.inner.read_log(t, from, limit).await
     }
+    async fn export(
+        &self,
+        r: trailkeep_store::ExportRequest,
+    ) -> Result<trailkeep_store::EventBatches, StoreError> {
+        self.inner.export(r).await
+    }
+    async fn checkpoint_covering(
+        &self,
+        t: &str,
+        size: u64,
+    ) -> Result<Option<SignedCheckpoint>, StoreError> {
+        self.inner.checkpoint_covering(t, size).await
+    }
     async fn tenants(&self) -> Result<Vec<trailkeep_store::TenantSummary>, StoreError> {
         self.inner.tenants().await
     }

@@ -346,6 +346,23 @@ impl Store for PostgresStore {
         on_conn!(self.pool, |c| read::query(&c, &q))
     }
 
+    async fn export(&self, req: crate::ExportRequest) -> Result<crate::EventBatches, StoreError> {
+        // Interim: a page walk (not yet a snapshot).
+        crate::interim_export(self, req).await
+    }
+
+    async fn checkpoint_covering(
+        &self,
+        tenant_id: &str,
+        size: u64,
+    ) -> Result<Option<SignedCheckpoint>, StoreError> {
+        // Interim: only the latest checkpoint is looked at.
+        Ok(self
+            .latest_checkpoint(tenant_id)
+            .await?
+            .filter(|c| c.size >= size))
+    }
+
     async fn read_log(
         &self,
         tenant_id: &str,
