@@ -42,6 +42,11 @@ def main():
     ap.add_argument("--gdb-trim", action="store_true",
                     help="at the end, call glibc malloc_trim(0) in the server through gdb and "
                          "report RSS again (what trimming after connections close would give)")
+    ap.add_argument("--data-dir", help="serve this data directory (e.g. one holding a million "
+                    "events, to see the trim's pause on a large heap) instead of a fresh one")
+    ap.add_argument("--settle", type=float, default=12.0,
+                    help="seconds to wait after the connections closed (the server looks at "
+                         "its connection count every 5 s)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, args.connections + 1000)
@@ -49,18 +54,26 @@ def main():
     if want < args.connections + 100:
         sys.exit(f"the open-file limit ({hard}) is too low for {args.connections} connections")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAILKEEP_")}
-    env["TRAILKEEP_LOG"] = "warn"
+    env["TRAILKEEP_LOG"] = "warn,trailkeep::http=debug"
     with tempfile.TemporaryDirectory() as d:
+        # The server's log goes to a file: a pipe nobody reads would fill up and stall it.
+        log_path = os.path.join(d, "serve.log")
+        log = open(log_path, "w")
         srv = subprocess.Popen(
-            [args.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", d],
-            env=env, stderr=subprocess.PIPE, text=True)
+            [args.bin, "serve", "--listen", "127.0.0.1:0",
+             "--data-dir", args.data_dir or os.path.join(d, "data")],
+            env=env, stderr=log, text=True)
         try:
             addr = None
-            for line in srv.stderr:
-                m = re.search(r"listening on http://(\S+)", line)
+            for _ in range(600):
+                with open(log_path) as f:
+                    m = re.search(r"listening on http://(\S+)", f.read())
                 if m:
                     addr = m.group(1)
                     break
+                if srv.poll() is not None:
+                    break
+                time.sleep(0.1)
             if not addr:
                 sys.exit("the server did not report its address")
             host, port = addr.rsplit(":", 1)
@@ -83,7 +96,7 @@ def main():
             print(f"{len(socks)} idle keep-alive connections: rss {cur} MiB (peak {peak} MiB), {fds(srv.pid)} open files", flush=True)
             for s in socks:
                 s.close()
-            time.sleep(5)
+            time.sleep(args.settle)
             cur, peak = rss(srv.pid)
             print(f"after they closed: rss {cur} MiB (peak {peak} MiB), {fds(srv.pid)} open files", flush=True)
             if args.gdb_trim:
@@ -95,6 +108,12 @@ def main():
         finally:
             srv.terminate()
             srv.wait()
+            log.close()
+            # The server's own report of the trim (its duration), if it ran.
+            with open(log_path) as f:
+                for line in f:
+                    if "given back" in line:
+                        print("server:", line.strip())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@
 //! - the request body deadline is the API's own (`trailkeep_server::deadline`);
 //! - the refusals hyper writes itself get the API's JSON error body ([`json_refusal`]).
 //!
+//! - hyper's per-connection read buffer is capped at [`MAX_BUF`] (bodies stream; only a request
+//!   head must fit, and heads over the limit already get a JSON 431);
+//! - after many connections closed, freed heap is given back to the system ([`trim`]).
+//!
 //! Graceful shutdown: on the signal the listener closes, idle connections close at once, and
 //! requests in progress finish (for at most [`DRAIN`]).
 
@@ -22,6 +26,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The largest read buffer hyper may grow for one connection (its default is about 400 KB).
+const MAX_BUF: usize = 64 * 1024;
 
 /// Longest wait for requests in progress at shutdown.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -232,6 +239,33 @@ impl Drop for InFlight {
     }
 }
 
+/// A response body that keeps its request marked in progress until it is sent or dropped.
+struct Guarded {
+    body: axum::body::Body,
+    #[allow(dead_code)] // held for its Drop
+    guard: InFlight,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -243,6 +277,12 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     let clock = Arc::new(Clock(Instant::now()));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let trimmer = tokio::spawn(trim::run(
+        permits.clone(),
+        limits.max_connections.max(1),
+        peak.clone(),
+    ));
     tokio::pin!(shutdown);
     loop {
         // Finished connections are reaped as we go.
@@ -267,6 +307,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        peak.fetch_max(
+            limits.max_connections.max(1) - permits.available_permits(),
+            Ordering::Relaxed,
+        );
         let act = Arc::new(Activity::default());
         act.last.store(clock.ms(), Ordering::Relaxed);
         let io = Watched {
@@ -284,8 +328,9 @@ pub async fn serve(
                 async move {
                     let resp =
                         tower::ServiceExt::oneshot(router, req.map(axum::body::Body::new)).await;
-                    drop(guard);
-                    resp
+                    // In progress until the last byte of the body is sent: a streamed export
+                    // is not an idle connection while it trickles out.
+                    resp.map(|r| r.map(|body| axum::body::Body::new(Guarded { body, guard })))
                 }
             })
         };
@@ -295,6 +340,7 @@ pub async fn serve(
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(hyper_util::rt::TokioTimer::new());
+            builder.max_buf_size(MAX_BUF);
             let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
             tokio::pin!(conn);
             let tick = Duration::from_millis(250)
@@ -338,6 +384,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    trimmer.abort();
     let _ = stop_tx.send(true);
     let drained =
         tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
@@ -349,4 +396,64 @@ pub async fn serve(
         conns.abort_all();
     }
     Ok(())
+}
+
+/// Giving freed heap back after connections close.
+///
+/// Each idle keep-alive connection holds about 18 KB (hyper's state, its read buffer, the task,
+/// the socket). When thousands close, glibc keeps the freed memory: it is fragmented across
+/// arenas, so neither fewer arenas nor a lower trim threshold returns it, but `malloc_trim(0)`
+/// does (BENCHMARKS.md, "Idle keep-alive connections"). So once the number of open
+/// connections has fallen to a quarter of its peak (a peak of at least [`MIN_PEAK`]), this
+/// calls `malloc_trim(0)` on a blocking thread, at most once per [`INTERVAL`]. Other allocators
+/// and C libraries: nothing to do.
+mod trim {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tokio::sync::Semaphore;
+
+    /// How often the open-connection count is looked at (and the most often trimming runs).
+    pub const INTERVAL: Duration = Duration::from_secs(5);
+    /// Below this peak there is too little to give back to be worth a trim.
+    pub const MIN_PEAK: usize = 512;
+
+    /// `peak`: the most connections open at once since the last trim (the accept loop raises
+    /// it; this lowers it after each trim).
+    pub async fn run(permits: Arc<Semaphore>, max: usize, peak: Arc<AtomicUsize>) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let open = max.saturating_sub(permits.available_permits());
+            let peak_seen = peak.fetch_max(open, Ordering::Relaxed).max(open);
+            if peak_seen >= MIN_PEAK && open <= peak_seen / 4 {
+                let took = tokio::task::spawn_blocking(|| {
+                    let t = Instant::now();
+                    release();
+                    t.elapsed()
+                })
+                .await
+                .unwrap_or_default();
+                tracing::debug!(
+                    peak = peak_seen,
+                    open,
+                    took_ms = took.as_secs_f64() * 1e3,
+                    "connections closed; freed memory given back to the system"
+                );
+                peak.store(open, Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn release() {
+        // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn release() {}
 }

@@ -2,6 +2,7 @@
 
 mod client;
 mod config;
+mod export_cmd;
 mod http;
 mod ingest_cmd;
 mod keys_cmd;
@@ -87,6 +88,9 @@ enum Cmd {
     Query(query_cmd::QueryArgs),
     /// Follow a tenant's log as events arrive (NDJSON on stdout).
     Tail(query_cmd::TailArgs),
+    /// Export events to a file (CSV, NDJSON, JSON, Parquet), or an evidence bundle that
+    /// `trailkeep verify` checks offline.
+    Export(export_cmd::ExportArgs),
     /// Apply the PostgreSQL schema migrations (also done by `serve` at start; safe to run while
     /// servers run and from several places at once).
     Migrate {
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
         } => ingest_cmd::run(&file, &server, batch),
         Cmd::Query(a) => query_cmd::query(a),
         Cmd::Tail(a) => query_cmd::tail(a),
+        Cmd::Export(a) => export_cmd::run(a),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Migrate { postgres, config } => migrate(postgres, config),
         Cmd::Completions { shell } => completions(shell),

@@ -40,7 +40,7 @@ covers (events.ndjson, seq 0..size-1 as the server returns them) and the server'
 Errors print the server's message and one line per detail; the exit status is then 1.";
 
 /// `--since`/`--until`: an RFC 3339 time, or a date meaning midnight UTC.
-fn time_arg(s: &str) -> Result<String, String> {
+pub(crate) fn time_arg(s: &str) -> Result<String, String> {
     if Timestamp::parse(s).is_ok() {
         return Ok(s.to_string());
     }

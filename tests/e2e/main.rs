@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod crash;
 mod docs;
+mod export;
 mod postgres;
 /// The fault proxy of the store's tests.
 #[allow(dead_code)]

@@ -67,7 +67,7 @@ impl Drop for Db {
 }
 
 /// Starts `trailkeep serve --postgres` with a shared signing key and its own data directory.
-fn start_pg(db: &Db, seed_hex: &str, data_dir: &Path) -> Server {
+pub(crate) fn start_pg(db: &Db, seed_hex: &str, data_dir: &Path) -> Server {
     start_pg_at(&db.url, seed_hex, data_dir, &[])
 }
 
@@ -382,7 +382,7 @@ fn three_servers_one_database_gap_free_no_loss_same_checkpoints() {
     }
 }
 
-fn hex_seed() -> String {
+pub(crate) fn hex_seed() -> String {
     let seed: [u8; 32] = rand::random();
     seed.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -73,22 +73,10 @@ pub async fn checkpoint_round(
         if prev.is_some_and(|(s, _)| s >= size) || size == 0 {
             continue;
         }
-        let root = state.store.tree_root(&tenant, size).await?;
-        if let Some((psize, proot)) = prev {
-            let proof = state.store.consistency_proof(&tenant, psize, size).await?;
-            if let Err(e) = verify_consistency(psize, size, &proot, &root, &proof) {
-                tracing::error!(%tenant, psize, size, error = %e,
-                    "the log is not consistent with its previous checkpoint; refusing to sign");
-                metrics::counter!("trailkeep_checkpoints_refused_total").increment(1);
-                report.refused += 1;
-                refused(state, &tenant, psize, size, &e.to_string()).await;
-                continue;
-            }
+        match sign_grown(state, &id, &tenant, size, prev).await? {
+            Some(cp) => signed.push((tenant, cp)),
+            None => report.refused += 1,
         }
-        let cp = Checkpoint::new(id.origin(&tenant), size, root);
-        let note =
-            sign_checkpoint(&cp, &id.signer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        signed.push((tenant, SignedCheckpoint { size, root, note }));
     }
     // Stored all at once: the embedded store commits them in one group (one fsync a round
     // instead of one per tenant), PostgreSQL on as many connections as its pool allows.
@@ -123,6 +111,63 @@ pub async fn checkpoint_round(
         return Err(e);
     }
     Ok(report)
+}
+
+/// Signs a checkpoint of `tenant` at `size` after proving it consistent with `prev` (the
+/// latest checkpoint's size and root); `None` if it is not (the refusal is recorded).
+async fn sign_grown(
+    state: &AppState,
+    id: &LogIdentity,
+    tenant: &str,
+    size: u64,
+    prev: Option<(u64, [u8; 32])>,
+) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let root = state.store.tree_root(tenant, size).await?;
+    if let Some((psize, proot)) = prev {
+        let proof = state.store.consistency_proof(tenant, psize, size).await?;
+        if let Err(e) = verify_consistency(psize, size, &proot, &root, &proof) {
+            tracing::error!(%tenant, psize, size, error = %e,
+                "the log is not consistent with its previous checkpoint; refusing to sign");
+            metrics::counter!("trailkeep_checkpoints_refused_total").increment(1);
+            refused(state, tenant, psize, size, &e.to_string()).await;
+            return Ok(None);
+        }
+    }
+    let cp = Checkpoint::new(id.origin(tenant), size, root);
+    let note =
+        sign_checkpoint(&cp, &id.signer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(Some(SignedCheckpoint { size, root, note }))
+}
+
+/// A signed checkpoint of everything `tenant` holds now: the latest one if it covers the whole
+/// tree, else a new one signed (as a round would) and stored. `None` for a tenant without
+/// events. Evidence bundles need it, so that they cover every event stored before they were
+/// asked for.
+pub async fn ensure_checkpoint(
+    state: &AppState,
+    id: &LogIdentity,
+    tenant: &str,
+) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let size = state.store.tree_size(tenant).await?;
+    if size == 0 {
+        return Ok(None);
+    }
+    let latest = state.store.latest_checkpoint(tenant).await?;
+    if let Some(cp) = &latest {
+        if cp.size >= size {
+            return Ok(latest);
+        }
+    }
+    match sign_grown(state, id, tenant, size, latest.map(|c| (c.size, c.root))).await? {
+        Some(cp) => {
+            state.store.put_checkpoint(tenant, cp.clone()).await?;
+            metrics::counter!("trailkeep_checkpoints_signed_total").increment(1);
+            Ok(Some(cp))
+        }
+        None => Err(StoreError::Unavailable(format!(
+            "the log of tenant {tenant} is not consistent with its latest checkpoint, so nothing can be signed for it: restore the data directory from a backup"
+        ))),
+    }
 }
 
 /// Records a refusal to sign once per tenant: a `/readyz` degradation and a

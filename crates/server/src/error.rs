@@ -45,6 +45,16 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
+    /// A failure of the server's own: `detail` goes to the log, the client gets a sentence
+    /// without it (internal error text is never sent to clients).
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to answer this request; the details are in its log",
+        )
+    }
     pub fn validation(issues: Vec<Issue>) -> ApiError {
         let n = issues.len();
         let mut e = Self::new(

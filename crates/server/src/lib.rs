@@ -9,6 +9,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod deadline;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod params;
 pub mod proofs;
 pub mod query;
 pub mod ratelimit;
+pub mod stream;
 pub mod viewer;
 
 use axum::handler::Handler;
@@ -224,6 +226,8 @@ pub fn routes() -> Vec<Route> {
         .params(params::CONSISTENCY_PARAMS),
         route(M::GET, "/v1/tenants/{tenant}/leaves", proofs::leaves).params(params::LEAVES_PARAMS),
         route(M::GET, "/v1/events/{event_id}/proof", proofs::event_proof),
+        route(M::GET, "/v1/export", export::export).params(export::EXPORT_PARAMS),
+        route(M::GET, "/v1/export/bundle", export::bundle).params(export::BUNDLE_PARAMS),
         route(M::GET, "/healthz", ops::healthz).keyless(),
         route(M::GET, "/readyz", ops::readyz).keyless(),
         route(M::GET, "/metrics", ops::metrics).keyless(),

@@ -12,6 +12,8 @@
 //!   at each scrape (so it also counts what other processes on a shared database stored);
 //! - `trailkeep_requests_rejected_total{code}`: refusals by error code;
 //! - `trailkeep_checkpoints_signed_total`, `trailkeep_checkpoints_refused_total`;
+//! - `trailkeep_exports_total{format}` (csv, ndjson, json, parquet, bundle): exports started;
+//!   `trailkeep_exported_events_total`: events of exports sent to the end;
 //! - process metrics (Linux): `process_resident_memory_bytes`, `process_cpu_seconds_total`,
 //!   `process_open_fds`, `process_start_time_seconds`, read from `/proc` at each scrape.
 
@@ -114,6 +116,14 @@ fn register() {
         "trailkeep_checkpoints_refused_total",
         "Checkpoints not signed because the tree was not consistent with the previous one"
     );
+    describe_counter!(
+        "trailkeep_exports_total",
+        "Exports started, by format (bundle: evidence bundles)"
+    );
+    describe_counter!(
+        "trailkeep_exported_events_total",
+        "Events of exports sent to the end"
+    );
     describe_gauge!(
         "process_resident_memory_bytes",
         Unit::Bytes,
@@ -135,6 +145,10 @@ fn register() {
     counter!("trailkeep_events_stored_total").absolute(0);
     counter!("trailkeep_checkpoints_signed_total").absolute(0);
     counter!("trailkeep_checkpoints_refused_total").absolute(0);
+    for format in ["csv", "ndjson", "json", "parquet", "bundle"] {
+        counter!("trailkeep_exports_total", "format" => format).absolute(0);
+    }
+    counter!("trailkeep_exported_events_total").absolute(0);
     for code in REJECTION_CODES {
         counter!("trailkeep_requests_rejected_total", "code" => *code).absolute(0);
     }

@@ -47,6 +47,8 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         crate::proofs::consistency,
         crate::proofs::leaves,
         crate::proofs::event_proof,
+        crate::export::export,
+        crate::export::bundle,
         crate::ops::healthz,
         crate::ops::readyz,
         crate::ops::metrics,
@@ -78,6 +80,7 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         (name = "events", description = "Ingest and query events"),
         (name = "keys", description = "API keys (admin)"),
         (name = "proofs", description = "Checkpoints and Merkle proofs"),
+        (name = "export", description = "Streamed exports (CSV, NDJSON, JSON, Parquet) and evidence bundles"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
         (name = "viewer", description = "Viewer tokens, the embeddable viewer page and its token-authenticated reads"),
     ),
@@ -522,6 +525,79 @@ pub struct EventListParams {
     /// With `tenant_id`: the tenant's events in log order from this `seq` on.
     #[param(minimum = 0)]
     pub from_seq: Option<u64>,
+}
+
+/// Parameters of `GET /v1/export` (docs/export.md): a listing's filters, `order` and `format`;
+/// no `limit` or `cursor`. Unknown parameters are refused (400).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ExportParams {
+    /// Only this tenant (a tenant-bound key exports only its own).
+    #[param(
+        example = "t_0042",
+        pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$"
+    )]
+    pub tenant_id: Option<String>,
+    /// An exact type (`prompt.update`) or a prefix wildcard (`billing.*`).
+    #[param(pattern = r"^([a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.\*)?|\*)$")]
+    pub event_type: Option<String>,
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
+    pub until: Option<String>,
+    /// Impersonation session id.
+    pub session: Option<String>,
+    /// Case-insensitive substring of the payload or actor.
+    pub q: Option<String>,
+    /// By `(timestamp, event_id)`; default `desc`.
+    #[param(inline)]
+    pub order: Option<SortOrder>,
+    /// Default `ndjson`.
+    #[param(inline)]
+    pub format: Option<ExportFormat>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+    Json,
+    Parquet,
+}
+
+/// Parameters of `GET /v1/export/bundle` (docs/verification.md#evidence-bundles).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct BundleParams {
+    /// The tenant (required unless the key is bound to one).
+    #[param(
+        example = "t_0042",
+        pattern = r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}|_global)$"
+    )]
+    pub tenant_id: Option<String>,
+    /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
+    pub until: Option<String>,
+    /// `gzip` for a `.tar.gz`; default `none`.
+    #[param(inline)]
+    pub compress: Option<Compression>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
 }
 
 #[derive(ToSchema, Serialize)]

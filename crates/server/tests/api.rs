@@ -38,3 +38,6 @@ mod viewer;
 
 #[path = "api/abuse.rs"]
 mod abuse;
+
+#[path = "api/export.rs"]
+mod export;

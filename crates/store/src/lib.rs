@@ -176,7 +176,9 @@ pub async fn interim_export<S: Store + ?Sized>(
         let end = req.tree_size.unwrap_or(store.tree_size(&tenant).await?);
         let mut from = 0;
         while from < end {
-            let page = store.read_log(&tenant, from, batch.min((end - from) as usize)).await?;
+            let page = store
+                .read_log(&tenant, from, batch.min((end - from) as usize))
+                .await?;
             if page.is_empty() {
                 break;
             }
