@@ -145,7 +145,8 @@ fn range_malformed_proofs_are_errors() {
             })
         ));
         // Where both paths pass through the same subtree, the proofs must agree on it.
-        if a < 16 && b <= 16 || a >= 16 {
+        // (Both leaves on the same side of the root's split at 16.)
+        if b <= 16 || a >= 16 {
             let mut forged = last.clone();
             let top = forged.len() - 1;
             forged[top][0] ^= 1;
