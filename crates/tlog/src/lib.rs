@@ -67,7 +67,7 @@ pub use error::TlogError;
 pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT};
 pub use note::{open_note, sign_note, OpenedNote, Signer, Verifier};
 pub use proof_text::TlogProof;
-pub use range::{prove_range, range_proof, root_from_range, verify_range};
+pub use range::{prove_range, range_proof, root_from_range, root_from_range_stream, verify_range};
 pub use tree::{
     prove_consistency, prove_inclusion, root_from_leaves, tree_hash, verify_consistency,
     verify_inclusion, Appender, HashReader, MemoryHashes,

@@ -200,6 +200,20 @@ pub fn root_from_range(
             end: u64::MAX,
             tree_size,
         })?;
+    root_from_range_stream(start, end, tree_size, leaves.iter().copied(), proof)
+}
+
+/// [`root_from_range`] for leaves that arrive as a stream (read from a file, say), so they
+/// need not all be in memory: `leaves` must yield exactly the `end - start` leaf hashes of
+/// `[start, end)`, in order; fewer or more is [`TlogError::RangeLeafCount`]. Memory is
+/// O(log n).
+pub fn root_from_range_stream(
+    start: u64,
+    end: u64,
+    tree_size: u64,
+    leaves: impl IntoIterator<Item = Hash>,
+    proof: &[Hash],
+) -> Result<Hash, TlogError> {
     let want = range_proof_len(start, end, tree_size)?;
     if proof.len() != want {
         return Err(TlogError::ProofLength {
@@ -209,21 +223,24 @@ pub fn root_from_range(
         });
     }
 
-    struct Walk<'a> {
+    struct Walk<'a, I> {
         start: u64,
         end: u64,
-        leaves: &'a [Hash],
+        leaves: I,
+        /// Leaves taken from `leaves` so far.
+        taken: u64,
         proof: std::slice::Iter<'a, Hash>,
     }
-    impl Walk<'_> {
-        /// `None` only if the proof runs out, which its length check rules out.
+    impl<I: Iterator<Item = Hash>> Walk<'_, I> {
+        /// `None` if the proof or the leaves run out.
         fn hash(&mut self, lo: u64, hi: u64) -> Option<Hash> {
             if hi <= self.start || lo >= self.end {
                 self.proof.next().copied()
             } else if self.start <= lo && hi <= self.end {
-                let from = usize::try_from(lo - self.start).ok()?;
-                let to = usize::try_from(hi - self.start).ok()?;
-                Some(root_from_leaves(self.leaves.get(from..to)?.iter().copied()).1)
+                // Inside subtrees are met left to right, so they take the leaves in order.
+                let (n, root) = root_from_leaves(self.leaves.by_ref().take_n(hi - lo));
+                self.taken += n;
+                (n == hi - lo).then_some(root)
             } else {
                 let k = split_point(hi - lo);
                 let left = self.hash(lo, lo + k)?;
@@ -235,19 +252,31 @@ pub fn root_from_range(
     let mut walk = Walk {
         start,
         end,
-        leaves,
+        leaves: leaves.into_iter(),
+        taken: 0,
         proof: proof.iter(),
     };
     let root = walk.hash(0, tree_size);
-    match (root, walk.proof.len()) {
-        (Some(root), 0) => Ok(root),
-        _ => Err(TlogError::ProofLength {
-            kind: "range",
-            got: proof.len(),
-            want,
+    let extra = walk.leaves.next().is_some();
+    match root {
+        Some(root) if !extra => Ok(root),
+        // The proof's length was checked, so it is the leaves that were too few or too many.
+        _ => Err(TlogError::RangeLeafCount {
+            start,
+            end,
+            too_many: extra || walk.taken > end - start,
         }),
     }
 }
+
+/// `Iterator::take` with a `u64` count.
+trait TakeN: Iterator + Sized {
+    fn take_n(self, n: u64) -> std::iter::Take<Self> {
+        self.take(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl<I: Iterator> TakeN for I {}
 
 /// Checks that `leaves` are the leaves `[start, start + leaves.len())` of the tree of
 /// `tree_size` leaves whose root is `root`.

@@ -6,7 +6,8 @@
 use proptest::prelude::*;
 use trailkeep_tlog::hash::{leaf_hash, Hash};
 use trailkeep_tlog::range::{
-    prove_range, range_proof, range_proof_len, root_from_range, verify_range,
+    prove_range, range_proof, range_proof_len, root_from_range, root_from_range_stream,
+    verify_range,
 };
 use trailkeep_tlog::tree::{prove_inclusion, tree_hash, MemoryHashes};
 use trailkeep_tlog::TlogError;
@@ -161,6 +162,35 @@ fn range_malformed_proofs_are_errors() {
         Err(TlogError::InvalidRange { .. })
     ));
     assert!(root_from_range(20, 23, &leaves[..5], &[]).is_err());
+}
+
+#[test]
+fn range_streamed_leaves_must_be_exactly_the_range() {
+    let n = 37;
+    let (leaves, mem) = tree(n);
+    for (a, b) in [(0, 1), (4, 30), (36, 37), (0, 37)] {
+        let proof = from_inclusion(a, b, n, &mem);
+        let range = &leaves[a as usize..b as usize];
+        let streamed = root_from_range_stream(a, b, n, range.iter().copied(), &proof).unwrap();
+        assert_eq!(streamed, mem.root());
+        let fewer = root_from_range_stream(a, b, n, range[1..].iter().copied(), &proof);
+        assert!(
+            matches!(
+                fewer,
+                Err(TlogError::RangeLeafCount {
+                    too_many: false,
+                    ..
+                })
+            ),
+            "{fewer:?}"
+        );
+        let more = range.iter().copied().chain([leaf_hash(b"extra")]);
+        let more = root_from_range_stream(a, b, n, more, &proof);
+        assert!(
+            matches!(more, Err(TlogError::RangeLeafCount { too_many: true, .. })),
+            "{more:?}"
+        );
+    }
 }
 
 proptest! {
