@@ -20,7 +20,11 @@ pub fn looks_like_bundle(path: &Path) -> Result<bool> {
     Ok(head.starts_with(&[0x1f, 0x8b]) || head.get(257..262) == Some(b"ustar"))
 }
 
-pub fn verify_bundle_file(path: &Path, public_key: Option<&str>, report: &mut Report) -> Result<()> {
+pub fn verify_bundle_file(
+    path: &Path,
+    public_key: Option<&str>,
+    report: &mut Report,
+) -> Result<()> {
     let verifier = public_key.map(load_verifier).transpose()?;
     if verifier.is_none() {
         eprintln!(
