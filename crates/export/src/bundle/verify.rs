@@ -596,104 +596,50 @@ impl Check {
         Ok(())
     }
 
+    /// events.ndjson: read in chunks of lines; each chunk's events are parsed and their leaves
+    /// recomputed by worker threads while the next chunk is read (and decompressed, and
+    /// hashed); then they are checked in order against the manifest and leaves.bin.
     fn events<R: Read>(&mut self, size: u64, r: &mut R) -> Result<(), BundleError> {
         let name = member::EVENTS;
         let manifest = self.manifest()?.clone();
+        let tenant = manifest.tenant_id.as_str();
         let mut input = BufReader::with_capacity(1 << 20, Hashing::new(r.take(size)));
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        let mut line_no = 0usize;
-        let mut count = 0u64;
-        let mut last: Option<u64> = None;
-        let first_seq = manifest.first_seq.unwrap_or(0);
-        let last_seq = manifest.last_seq;
-        loop {
-            let mut n = 0;
-            while n < CHUNK {
-                if n == lines.len() {
-                    lines.push(Vec::with_capacity(512));
+        let mut order = Order {
+            manifest: &manifest,
+            count: 0,
+            last: None,
+        };
+        std::thread::scope(|s| -> Result<(), BundleError> {
+            let mut spare: Vec<Vec<u8>> = Vec::new();
+            let mut pending = None;
+            let mut line_no = 0usize;
+            loop {
+                let mut lines = std::mem::take(&mut spare);
+                let n = read_lines(&mut input, &mut lines)?;
+                // A last line without its newline ends the member — or a truncated file.
+                if n > 0 && !lines[n - 1].ends_with(b"\n") && input.get_ref().bytes < size {
+                    return Err(truncated(name));
                 }
-                let buf = &mut lines[n];
-                buf.clear();
-                let read = input
-                    .read_until(b'\n', buf)
-                    .map_err(|e| unreadable(format!("reading {name}: {e}")))?;
-                if read == 0 {
-                    break;
+                let next = (n > 0).then(|| {
+                    let chunk = s.spawn(move || {
+                        let checked = check_lines(&lines[..n], tenant);
+                        (lines, checked)
+                    });
+                    (chunk, line_no)
+                });
+                line_no += n;
+                if let Some((chunk, first_line)) = pending.take() {
+                    let (buffers, checked) = join(chunk);
+                    spare = buffers;
+                    order.accept(self, checked, first_line)?;
                 }
-                n += 1;
+                pending = next;
+                if pending.is_none() {
+                    return Ok(());
+                }
             }
-            if n == 0 {
-                break;
-            }
-            // A last line without its newline is the end of the member — or of a truncated file.
-            if !lines[n - 1].ends_with(b"\n") && input.get_ref().bytes < size {
-                return Err(truncated(name));
-            }
-            let checked = check_lines(&lines[..n], &manifest.tenant_id);
-            for (i, c) in checked.into_iter().enumerate() {
-                let at = line_no + i + 1;
-                let (seq, event_id, result) = match c {
-                    Line::Blank => continue,
-                    Line::Unreadable(why) => {
-                        return Err(BundleError::member(name, format!("line {at}: {why}")));
-                    }
-                    Line::Event {
-                        seq,
-                        event_id,
-                        result,
-                    } => (seq, event_id, result),
-                };
-                let fail = |why: String| Err(BundleError::event(seq, &event_id, why));
-                let (leaf, at_time) = match result {
-                    Ok(x) => x,
-                    Err(why) => return fail(why),
-                };
-                match last {
-                    Some(prev) if seq <= prev => {
-                        return fail(format!(
-                            "follows seq {prev}: a repeated event or events out of order (line \
-                             {at})"
-                        ));
-                    }
-                    None if Some(seq) != manifest.first_seq => {
-                        return fail(format!(
-                            "is the first event, but the manifest's first_seq is {:?}: events \
-                             were removed, added or replaced",
-                            manifest.first_seq
-                        ));
-                    }
-                    _ => {}
-                }
-                if last_seq.is_none_or(|l| seq > l) {
-                    return fail(format!(
-                        "is beyond the manifest's last_seq {last_seq:?}: an added event"
-                    ));
-                }
-                let offset = usize::try_from(seq - first_seq).unwrap_or(usize::MAX);
-                match self.leaves.get(offset) {
-                    Some(l) if *l == leaf => {}
-                    _ => {
-                        return fail(format!(
-                            "its recomputed leaf {} is not the log's leaf at seq {seq} in \
-                             leaves.bin: the event was altered or is not the log's",
-                            encode_hash(&leaf)
-                        ));
-                    }
-                }
-                if self.since.is_some_and(|s| at_time < s)
-                    || self.until.is_some_and(|u| at_time >= u)
-                {
-                    return fail(format!(
-                        "its timestamp {at_time} is outside the bundle's range [{}, {})",
-                        manifest.since.as_deref().unwrap_or("-∞"),
-                        manifest.until.as_deref().unwrap_or("∞")
-                    ));
-                }
-                last = Some(seq);
-                count += 1;
-            }
-            line_no += n;
-        }
+        })?;
+        let (count, last) = (order.count, order.last);
         let hashing = input.into_inner();
         if hashing.bytes != size {
             return Err(truncated(name));
@@ -740,6 +686,121 @@ impl Check {
             root: cp.root,
             first_checkpoint_size: self.first_checkpoint.map(|c| c.size),
         })
+    }
+}
+
+/// Reads up to [`CHUNK`] lines into `lines` (reusing its buffers); returns how many.
+fn read_lines<B: BufRead>(input: &mut B, lines: &mut Vec<Vec<u8>>) -> Result<usize, BundleError> {
+    let mut n = 0;
+    while n < CHUNK {
+        if n == lines.len() {
+            lines.push(Vec::with_capacity(512));
+        }
+        let buf = &mut lines[n];
+        buf.clear();
+        let read = input
+            .read_until(b'\n', buf)
+            .map_err(|e| unreadable(format!("reading {}: {e}", member::EVENTS)))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match h.join() {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// The checks of events.ndjson that need the events in order.
+struct Order<'m> {
+    manifest: &'m Manifest,
+    count: u64,
+    last: Option<u64>,
+}
+
+impl Order<'_> {
+    /// Checks a chunk's events, the first of them at line `first_line + 1`.
+    fn accept(
+        &mut self,
+        check: &Check,
+        lines: Vec<Line>,
+        first_line: usize,
+    ) -> Result<(), BundleError> {
+        let manifest = self.manifest;
+        let first_seq = manifest.first_seq.unwrap_or(0);
+        let last_seq = manifest.last_seq;
+        for (i, c) in lines.into_iter().enumerate() {
+            let at = first_line + i + 1;
+            let (seq, event_id, result) = match c {
+                Line::Blank => continue,
+                Line::Unreadable(why) => {
+                    return Err(BundleError::member(
+                        member::EVENTS,
+                        format!("line {at}: {why}"),
+                    ));
+                }
+                Line::Event {
+                    seq,
+                    event_id,
+                    result,
+                } => (seq, event_id, result),
+            };
+            let fail = |why: String| Err(BundleError::event(seq, &event_id, why));
+            let (leaf, at_time) = match result {
+                Ok(x) => x,
+                Err(why) => return fail(why),
+            };
+            match self.last {
+                Some(prev) if seq <= prev => {
+                    return fail(format!(
+                        "follows seq {prev}: a repeated event or events out of order (line {at})"
+                    ));
+                }
+                None if Some(seq) != manifest.first_seq => {
+                    return fail(format!(
+                        "is the first event, but the manifest's first_seq is {:?}: events were \
+                         removed, added or replaced",
+                        manifest.first_seq
+                    ));
+                }
+                _ => {}
+            }
+            if last_seq.is_none_or(|l| seq > l) {
+                return fail(format!(
+                    "is beyond the manifest's last_seq {last_seq:?}: an added event"
+                ));
+            }
+            let offset = seq
+                .checked_sub(first_seq)
+                .and_then(|o| usize::try_from(o).ok())
+                .unwrap_or(usize::MAX);
+            match check.leaves.get(offset) {
+                Some(l) if *l == leaf => {}
+                _ => {
+                    return fail(format!(
+                        "its recomputed leaf {} is not the log's leaf at seq {seq} in \
+                         leaves.bin: the event was altered or is not the log's",
+                        encode_hash(&leaf)
+                    ));
+                }
+            }
+            if check.since.is_some_and(|s| at_time < s) || check.until.is_some_and(|u| at_time >= u)
+            {
+                return fail(format!(
+                    "its timestamp {at_time} is outside the bundle's range [{}, {})",
+                    manifest.since.as_deref().unwrap_or("-∞"),
+                    manifest.until.as_deref().unwrap_or("∞")
+                ));
+            }
+            self.last = Some(seq);
+            self.count += 1;
+        }
+        Ok(())
     }
 }
 
