@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Events look like real ones (envelope, a small payload, a source IP on some); the tree is
-//! built in memory; the bundle covers the whole log, so leaves.bin holds every leaf.
+//! built in memory; the bundle covers the whole log, so leaves.bin holds every leaf. A third
+//! argument K leaves out K events at each end (seqs K..N-K only), for a non-empty range proof.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -60,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1_000_000);
     let path = args.next().unwrap_or_else(|| "bench-bundle.tar".into());
     let gzip = path.ends_with(".gz");
+    let skip: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0);
     let signer = Signer::from_seed("trailkeep/bench", [7; 32])?;
 
     let t = Instant::now();
@@ -69,11 +71,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let mut spool = BundleSpool::new(None)?;
-    for e in &events {
+    let inner = events.get(skip..events.len().saturating_sub(skip)).unwrap_or(&[]);
+    for e in inner {
         spool.push(e)?;
     }
     let (a, b) = spool.seq_span().ok_or("no events")?;
-    for chunk in events.chunks(10_000) {
+    for chunk in inner.chunks(10_000) {
         let leaves: Vec<_> = chunk.iter().map(|e| e.leaf_hash).collect();
         spool.push_leaves(&leaves)?;
     }
