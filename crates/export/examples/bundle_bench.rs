@@ -71,7 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let mut spool = BundleSpool::new(None)?;
-    let inner = events.get(skip..events.len().saturating_sub(skip)).unwrap_or(&[]);
+    let inner = events
+        .get(skip..events.len().saturating_sub(skip))
+        .unwrap_or(&[]);
     for e in inner {
         spool.push(e)?;
     }
