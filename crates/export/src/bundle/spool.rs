@@ -42,8 +42,9 @@ pub struct BundleInputs {
     pub checkpoint: String,
     /// Its tree size; every event must have seq below it.
     pub tree_size: u64,
-    /// The oldest signed checkpoint whose size covers the last event (note text); `None` when
-    /// that is `checkpoint` itself, or there are no events.
+    /// The oldest signed checkpoint whose size covers the last event (note text); `None` (or
+    /// `checkpoint` itself, which is then left out) when that is the latest, or there are no
+    /// events.
     pub first_checkpoint: Option<String>,
     /// Consistency proof from `first_checkpoint`'s size to `tree_size` (empty without one).
     pub consistency_proof: Vec<Hash>,
@@ -407,11 +408,15 @@ impl BundleSpool {
                         first.size, cp.size
                     ));
                 }
-                consistency = Some(ConsistencyJson {
-                    from: first.size,
-                    to: cp.size,
-                    proof: encode_hashes(&inputs.consistency_proof),
-                });
+                // The latest checkpoint itself (same size: the proof above checked the same
+                // root) is not repeated as the first one.
+                if first.size != cp.size {
+                    consistency = Some(ConsistencyJson {
+                        from: first.size,
+                        to: cp.size,
+                        proof: encode_hashes(&inputs.consistency_proof),
+                    });
+                }
             }
         }
 
@@ -485,6 +490,7 @@ impl BundleSpool {
             (member::CHECKPOINT, inputs.checkpoint.clone().into_bytes()),
         ];
         if let (Some(note), Some(c)) = (&inputs.first_checkpoint, &consistency) {
+            // (`consistency` is set only for a first checkpoint older than the latest.)
             small.push((member::FIRST_CHECKPOINT, note.clone().into_bytes()));
             small.push((member::CONSISTENCY, json_bytes(c)));
         }

@@ -684,10 +684,12 @@ fn bundle_spool_refuses_what_would_not_verify() {
     // And the good one finishes.
     let mut s = filled();
     s.push_leaves(&leaves).unwrap();
-    let b = s
-        .finish(inputs(Some(at(3)), good_range), &signer())
-        .unwrap();
+    // The latest checkpoint given as the first one too is not repeated.
+    let mut i = inputs(Some(at(3)), good_range);
+    i.first_checkpoint = Some(log.checkpoint(10, &signer()));
+    let b = s.finish(i, &signer()).unwrap();
     assert_eq!(b.manifest().count, 3);
+    assert!(!b.manifest().members.contains_key("checkpoint-first.txt"));
     let bytes = b.write_tar(Vec::new(), false).unwrap();
     verify(&bytes).unwrap();
 }
