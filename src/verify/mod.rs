@@ -1,6 +1,6 @@
 //! `trailkeep verify`: check that a log is what its signed checkpoints say (docs/api.md, docs/cli.md, docs/verification.md).
 //!
-//! Three inputs, one rule: every leaf is recomputed from the event itself (never taken from its
+//! Four inputs, one rule: every leaf is recomputed from the event itself (never taken from its
 //! `leaf_hash`), every checkpoint must carry a valid signature by the log key and name the
 //! right tenant, and every tree root is rebuilt locally.
 //!
@@ -8,6 +8,8 @@
 //!   (`GET /v1/events/{id}/proof`) — the event is in the signed log at its `seq`.
 //! * `verify DIR [--public-key KEY]`: a tenant's whole log offline (`events.ndjson`,
 //!   `checkpoint.txt`, optionally `public-key.txt`), streamed line by line.
+//! * `verify BUNDLE [--public-key KEY]`: an evidence bundle (a tar or gzip'd tar, told apart
+//!   from a tlog-proof by its content), checked by `trailkeep_export::bundle`.
 //! * `verify --url URL --key KEY [--tenant T]… [--checkpoint FILE|DIR]… [--save-checkpoint DIR]`:
 //!   a live server — every tenant's events against its latest checkpoint, and each earlier
 //!   checkpoint the auditor kept proven consistent with it.
@@ -16,10 +18,12 @@
 //! (`seq` and `event_id`) or proof of each log. Exit 0 only if nothing failed, 1 if something
 //! failed, 2 for usage and I/O errors (unreadable files, unreachable server) with no failure.
 
+mod bundle;
 mod frontier;
-pub mod leaf;
 mod live;
 mod offline;
+
+pub use trailkeep_export::leaf;
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -38,6 +42,12 @@ Modes:
       DIR holds events.ndjson (one tenant's events as the API returns them, seq 0..N-1 in order),
       checkpoint.txt (a signed checkpoint of that tenant) and optionally public-key.txt (used when
       --public-key is absent; trust it only as far as you trust DIR).
+  trailkeep verify BUNDLE [--public-key KEY]
+      BUNDLE is an evidence bundle (GET /v1/export/bundle: a .tar or .tar.gz, recognised by its
+      content). Every member must match the signed manifest; the checkpoints must be signed for the
+      bundle's tenant; every event's leaf is recomputed and found in leaves.bin at its seq, and
+      leaves.bin with range-proof.json must rebuild the checkpoint's root. Without --public-key the
+      bundle's own key is used, which only proves the bundle consistent with itself.
   trailkeep verify --url URL --key KEY [--tenant T]... [--checkpoint FILE|DIR]... [--save-checkpoint DIR]
       Audits a live server: for the tenant (or every tenant) fetches the latest signed checkpoint and
       every event up to it, recomputes every leaf, rebuilds the tree and compares the roots. Each
@@ -74,9 +84,9 @@ event or proof); 2 usage or I/O error.";
         .args(["path", "url"])
 ))]
 pub struct VerifyArgs {
-    /// A directory (events.ndjson, checkpoint.txt[, public-key.txt]) or a tlog-proof file (with
-    /// --event).
-    #[arg(value_name = "DIR_OR_PROOF")]
+    /// An evidence bundle (.tar or .tar.gz), a directory (events.ndjson, checkpoint.txt[,
+    /// public-key.txt]) or a tlog-proof file (with --event).
+    #[arg(value_name = "BUNDLE_DIR_OR_PROOF")]
     pub path: Option<PathBuf>,
     /// The event (JSON as the API returns it) that the tlog-proof file proves.
     #[arg(long, value_name = "EVENT.json", requires = "path")]
@@ -154,7 +164,7 @@ fn dispatch(args: &VerifyArgs, report: &mut Report) -> Result<()> {
         return live::run(url, args, report);
     }
     let Some(path) = &args.path else {
-        bail!("give a directory, a tlog-proof file with --event, or --url");
+        bail!("give an evidence bundle, a directory, a tlog-proof file with --event, or --url");
     };
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -168,9 +178,13 @@ fn dispatch(args: &VerifyArgs, report: &mut Report) -> Result<()> {
         offline::verify_dir(path, args.public_key.as_deref(), report)
     } else {
         let Some(event) = &args.event else {
+            if bundle::looks_like_bundle(path)? {
+                return bundle::verify_bundle_file(path, args.public_key.as_deref(), report);
+            }
             bail!(
-                "{} is a file: to check a tlog-proof pass the event with --event EVENT.json (for \
-                 a whole log pass a directory holding events.ndjson and checkpoint.txt)",
+                "{} is neither an evidence bundle (a tar or gzip'd tar) nor a directory: to check \
+                 a tlog-proof pass the event with --event EVENT.json (for a whole log pass a \
+                 directory holding events.ndjson and checkpoint.txt)",
                 path.display()
             );
         };

@@ -564,3 +564,498 @@ fn tlog_proof_of_one_event() {
     assert_eq!(verify(&[p(&proof_path), "--event", p(&event_path)]).0, 2);
     assert_eq!(verify(&[p(&proof_path), "--public-key", vkey.trim()]).0, 2);
 }
+
+// ----- evidence bundles ----------------------------------------------------------------------
+
+/// Runs `trailkeep verify ARGS`; returns (exit code, stdout, stderr).
+fn verify_full(args: &[&str]) -> (i32, String, String) {
+    let out: Output = trailkeep()
+        .arg("verify")
+        .args(args)
+        .output()
+        .expect("run trailkeep verify");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "verify {args:?} -> {:?}\n{stdout}{stderr}",
+        out.status.code()
+    );
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Events at minute `i` after 2026-01-02T03:00Z, every sixth a day late (so a time range
+/// leaves gaps in the seqs), with varied optional fields.
+fn timed_events(tenant: &str, from: usize, to: usize, salt: u64) -> Vec<Value> {
+    (from..to)
+        .map(|i| {
+            let minute = i + if i % 6 == 5 { 24 * 60 } else { 0 };
+            let ts = trailkeep_core::Timestamp::from_nanos(
+                1_767_322_800_000_000_000 + minute as i64 * 60_000_000_000,
+                3,
+            );
+            let mut e = json!({
+                "event_id": uuid(i as u64, salt),
+                "event_type": "app.note",
+                "actor": format!("user:u{i}@example.com"),
+                "tenant_id": tenant,
+                "payload": {"n": i, "text": "é \u{2028} \"q\" 😀", "f": 1.5e-7},
+                "timestamp": ts.to_rfc3339(),
+            });
+            if i % 2 == 0 {
+                e["source_ip"] = "2001:db8::1".into();
+            }
+            e
+        })
+        .collect()
+}
+
+/// `2026-01-02T03:00Z` plus `minutes`.
+fn minute(m: i64) -> String {
+    trailkeep_core::Timestamp::from_nanos(1_767_322_800_000_000_000 + m * 60_000_000_000, 3)
+        .to_rfc3339()
+}
+
+/// Builds a tenant's evidence bundle from a (stopped) server's data directory the way the
+/// server does: the events of [since, until) in log order up to the latest checkpoint, the
+/// leaves of their seq span, a range proof from two inclusion proofs, the first checkpoint
+/// covering the last event and its consistency proof; signed with `signer`. `seen` is an
+/// older checkpoint the test kept, used as the first covering one when it covers the last
+/// event and the store names none older (its lookup may only know the latest).
+fn bundle_from_store(
+    data: &Path,
+    tenant: &str,
+    (since, until): (Option<i64>, Option<i64>),
+    seen: Option<&str>,
+    signer: &Signer,
+    gzip: bool,
+) -> Vec<u8> {
+    use trailkeep_export::bundle::{BundleInputs, BundleSpool};
+    use trailkeep_store::Store;
+    let ts = |m: Option<i64>| m.map(|m| trailkeep_core::Timestamp::parse(&minute(m)).unwrap());
+    rt().block_on(async {
+        let store =
+            trailkeep_store::embedded::EmbeddedStore::open(data, Default::default()).unwrap();
+        let cp = store.latest_checkpoint(tenant).await.unwrap().unwrap();
+        let n = cp.size;
+        let mut batches = store
+            .export(trailkeep_store::ExportRequest {
+                query: trailkeep_store::EventQuery {
+                    tenant_id: Some(tenant.into()),
+                    since: ts(since),
+                    until: ts(until),
+                    ..Default::default()
+                },
+                log_order: true,
+                tree_size: Some(n),
+                batch: 7,
+            })
+            .await
+            .unwrap();
+        let mut spool = BundleSpool::new(None).unwrap();
+        while let Some(batch) = batches.recv().await {
+            for e in batch.unwrap() {
+                spool.push(&e).unwrap();
+            }
+        }
+        let (mut range_proof, mut first_checkpoint, mut consistency_proof) = (vec![], None, vec![]);
+        if let Some((a, b)) = spool.seq_span() {
+            let mut at = a;
+            while at < b {
+                let end = (at + 10).min(b);
+                spool
+                    .push_leaves(&store.leaves(tenant, at, end).await.unwrap())
+                    .unwrap();
+                at = end;
+            }
+            let first = store.inclusion_proof(tenant, a, n).await.unwrap();
+            let last = store.inclusion_proof(tenant, b - 1, n).await.unwrap();
+            range_proof = trailkeep_tlog::range_proof(a, b, n, &first, &last).unwrap();
+            let mut covering = store.checkpoint_covering(tenant, b).await.unwrap().unwrap();
+            if let Some(note) = seen {
+                let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+                if b <= size && size < covering.size {
+                    covering.size = size;
+                    covering.note = note.to_string();
+                }
+            }
+            if covering.size != n {
+                consistency_proof = store
+                    .consistency_proof(tenant, covering.size, n)
+                    .await
+                    .unwrap();
+                first_checkpoint = Some(covering.note);
+            }
+        }
+        store.shutdown().await;
+        let bundle = spool
+            .finish(
+                BundleInputs {
+                    tenant_id: tenant.into(),
+                    origin: format!("trailkeep/default/{tenant}"),
+                    since: since.map(minute),
+                    until: until.map(minute),
+                    created_at: "2026-12-04T10:00:00Z".into(),
+                    checkpoint: cp.note,
+                    tree_size: n,
+                    first_checkpoint,
+                    consistency_proof,
+                    range_proof,
+                    public_key: signer.verifier().to_vkey(),
+                },
+                signer,
+            )
+            .unwrap();
+        bundle.write_tar(Vec::new(), gzip).unwrap()
+    })
+}
+
+fn untar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+fn retar(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn member<'a>(m: &'a mut [(String, Vec<u8>)], name: &str) -> &'a mut Vec<u8> {
+    &mut m.iter_mut().find(|(n, _)| n == name).unwrap().1
+}
+
+/// Recomputes the manifest's member digests and counts as a forger would (it cannot sign it).
+fn recompute_manifest(m: &mut [(String, Vec<u8>)]) {
+    use sha2::Digest;
+    let mut manifest: Value = serde_json::from_slice(member(m, "manifest.json")).unwrap();
+    for (name, data) in m.iter() {
+        if manifest["members"].get(name).is_some() {
+            manifest["members"][name] =
+                json!({"sha256": hex::encode(sha2::Sha256::digest(data)), "bytes": data.len()});
+        }
+    }
+    let events = String::from_utf8(member(m, "events.ndjson").clone()).unwrap();
+    manifest["count"] = events.lines().count().into();
+    *member(m, "manifest.json") = serde_json::to_vec_pretty(&manifest).unwrap();
+}
+
+/// Re-signs every signed member with `key` and makes the bundle name it: a bundle forged
+/// from scratch by someone without the log key.
+fn resign_all(m: &mut [(String, Vec<u8>)], key: &Signer) {
+    use sha2::Digest;
+    for name in ["checkpoint.txt", "checkpoint-first.txt"] {
+        let note = String::from_utf8(member(m, name).clone()).unwrap();
+        let body = &note[..note.find("\n\n").unwrap() + 1];
+        let cp = Checkpoint::parse(body).unwrap();
+        *member(m, name) = sign_checkpoint(&cp, key).unwrap().into_bytes();
+    }
+    let vkey = key.verifier().to_vkey();
+    *member(m, "public-key.txt") = format!("{vkey}\n").into_bytes();
+    recompute_manifest(m);
+    let mut manifest: Value = serde_json::from_slice(member(m, "manifest.json")).unwrap();
+    manifest["public_key"] = vkey.into();
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let text = format!(
+        "trailkeep-bundle/1\nsha256 {}\n",
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    *member(m, "manifest.sig") = trailkeep_tlog::sign_note(&text, &[key])
+        .unwrap()
+        .into_bytes();
+    *member(m, "manifest.json") = bytes;
+}
+
+fn edit_lines(m: &mut [(String, Vec<u8>)], f: impl FnOnce(&mut Vec<String>)) {
+    let text = String::from_utf8(member(m, "events.ndjson").clone()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    f(&mut lines);
+    *member(m, "events.ndjson") = format!("{}\n", lines.join("\n")).into_bytes();
+}
+
+fn seq_of(line: &str) -> u64 {
+    serde_json::from_str::<Value>(line).unwrap()["seq"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn evidence_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start(&data);
+    let url = s.url.clone();
+    let rt_ = rt();
+    let c = client();
+    let (vkey, cp40) = rt_.block_on(async {
+        ingest(&c, &url, timed_events("t_b", 0, 40, 77)).await;
+        ingest(&c, &url, timed_events("t_c", 0, 5, 78)).await;
+        let cp40 = wait_checkpoint(&c, &url, "t_b", 40).await;
+        ingest(&c, &url, timed_events("t_b", 40, 60, 77)).await;
+        wait_checkpoint(&c, &url, "t_b", 60).await;
+        (get_text(&c, &format!("{url}/v1/public-key")).await.1, cp40)
+    });
+    s.stop();
+    drop(rt_);
+    let signer = server_signer(&data);
+    let other = Signer::from_seed("trailkeep/default", [3; 32]).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+
+    // Minutes [5, 30): seqs 6..=28 but 11, 17, 23; first covered by the checkpoint of 40.
+    let tar_bytes = bundle_from_store(
+        &data,
+        "t_b",
+        (Some(5), Some(30)),
+        Some(&cp40),
+        &signer,
+        false,
+    );
+    let good = write("good.tar", &tar_bytes);
+    let names: Vec<String> = untar(&tar_bytes).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"checkpoint-first.txt".to_string()),
+        "{names:?}"
+    );
+    let (code, out, _) = verify_full(&[p(&good), "--public-key", vkey.trim()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: ") && out.contains("20 events"), "{out}");
+    assert!(
+        out.contains("seq 6..28") && out.contains("checkpoint-first.txt (size 40)"),
+        "{out}"
+    );
+    // The key as a file, and no key at all (with the warning).
+    let key_file = write("log.vkey", vkey.as_bytes());
+    assert_eq!(verify_full(&[p(&good), "--public-key", p(&key_file)]).0, 0);
+    let (code, _, err) = verify_full(&[p(&good)]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("only proves") && err.contains("--public-key"),
+        "{err}"
+    );
+    // gzip'd, the whole log, an empty range.
+    let gz = write(
+        "good.tar.gz",
+        &bundle_from_store(
+            &data,
+            "t_b",
+            (Some(5), Some(30)),
+            Some(&cp40),
+            &signer,
+            true,
+        ),
+    );
+    let (code, out, _) = verify_full(&[p(&gz), "--public-key", vkey.trim()]);
+    assert!(code == 0 && out.contains("(gzip)"), "{out}");
+    let whole = write(
+        "whole.tar",
+        &bundle_from_store(&data, "t_b", (None, None), None, &signer, false),
+    );
+    let (code, out, _) = verify_full(&[p(&whole), "--public-key", vkey.trim()]);
+    assert!(code == 0 && out.contains("60 events"), "{out}");
+    let empty = write(
+        "empty.tar",
+        &bundle_from_store(&data, "t_b", (Some(9000), None), None, &signer, true),
+    );
+    let (code, out, _) = verify_full(&[p(&empty), "--public-key", vkey.trim()]);
+    assert!(code == 0 && out.contains("no events"), "{out}");
+
+    // Tampering: each case fails (exit 1) naming the first failing event or member.
+    let good_members = untar(&tar_bytes);
+    let lines: Vec<String> =
+        String::from_utf8(member(&mut good_members.clone(), "events.ndjson").clone())
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+    let label = |i: usize| format!("event seq {} (id {})", seq_of(&lines[i]), id_of(&lines[i]));
+    let all = untar(&bundle_from_store(
+        &data,
+        "t_b",
+        (None, None),
+        None,
+        &signer,
+        false,
+    ));
+    let all_lines: Vec<String> = String::from_utf8(all[all.len() - 1].1.clone())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    type Edit = Box<dyn Fn(&mut Vec<(String, Vec<u8>)>)>;
+    let cases: Vec<(&str, Edit, String)> = vec![
+        (
+            "event changed",
+            Box::new(|m| {
+                edit_lines(m, |l| {
+                    l[3] = set(&l[3], "actor", "user:mallory@example.com".into())
+                })
+            }),
+            label(3),
+        ),
+        (
+            "event added",
+            Box::new({
+                let extra = all_lines[11].clone();
+                move |m| {
+                    let extra = extra.clone();
+                    edit_lines(m, move |l| {
+                        let i = l.iter().position(|x| seq_of(x) == 12).unwrap();
+                        l.insert(i, extra);
+                    })
+                }
+            }),
+            format!("event seq 11 (id {})", id_of(&all_lines[11])),
+        ),
+        (
+            "event removed",
+            Box::new(|m| {
+                edit_lines(m, |l| {
+                    l.remove(7);
+                })
+            }),
+            "events.ndjson: holds 19 events".into(),
+        ),
+        (
+            "event removed, manifest recomputed",
+            Box::new(|m| {
+                edit_lines(m, |l| {
+                    l.remove(7);
+                });
+                recompute_manifest(m);
+            }),
+            "manifest.sig".into(),
+        ),
+        (
+            "events reordered",
+            Box::new(|m| edit_lines(m, |l| l.swap(4, 5))),
+            label(4),
+        ),
+        (
+            "event duplicated",
+            Box::new(|m| {
+                edit_lines(m, |l| {
+                    let d = l[9].clone();
+                    l.insert(10, d);
+                })
+            }),
+            label(9),
+        ),
+        (
+            "leaf altered",
+            Box::new(|m| member(m, "leaves.bin")[40] ^= 1),
+            "leaves.bin".into(),
+        ),
+        (
+            "range-proof hash altered",
+            Box::new(|m| {
+                let t = String::from_utf8(member(m, "range-proof.json").clone()).unwrap();
+                let mut v: Value = serde_json::from_str(&t).unwrap();
+                v["proof"][0] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+                *member(m, "range-proof.json") = format!("{v}\n").into_bytes();
+            }),
+            "range-proof.json".into(),
+        ),
+        (
+            "checkpoint altered",
+            Box::new(|m| {
+                let t = String::from_utf8(member(m, "checkpoint.txt").clone()).unwrap();
+                *member(m, "checkpoint.txt") = t.replacen("\n60\n", "\n61\n", 1).into_bytes();
+            }),
+            "checkpoint.txt".into(),
+        ),
+        (
+            "consistency proof altered",
+            Box::new(|m| {
+                let t = String::from_utf8(member(m, "consistency.json").clone()).unwrap();
+                let mut v: Value = serde_json::from_str(&t).unwrap();
+                v["proof"][0] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+                *member(m, "consistency.json") = format!("{v}\n").into_bytes();
+            }),
+            "consistency.json".into(),
+        ),
+        (
+            "manifest digest wrong",
+            Box::new(|m| {
+                let mut v: Value = serde_json::from_slice(member(m, "manifest.json")).unwrap();
+                v["members"]["leaves.bin"]["sha256"] = "0".repeat(64).into();
+                *member(m, "manifest.json") = serde_json::to_vec_pretty(&v).unwrap();
+            }),
+            "manifest.sig".into(),
+        ),
+    ];
+    for (what, edit, names) in cases {
+        let mut m = good_members.clone();
+        edit(&mut m);
+        let path = write("tampered.tar", &retar(&m));
+        let (code, out, _) = verify_full(&[p(&path), "--public-key", vkey.trim()]);
+        assert_eq!(code, 1, "{what}: {out}");
+        let fail = out
+            .lines()
+            .find(|l| l.starts_with("FAIL: "))
+            .unwrap_or_default();
+        assert!(
+            fail.contains(&names),
+            "{what}: expected {names:?} in {fail:?}"
+        );
+    }
+    // Everything re-signed by another key: consistent with itself, but not the log's.
+    let mut m = good_members.clone();
+    resign_all(&mut m, &other);
+    let forged = write("forged.tar", &retar(&m));
+    let (code, out, _) = verify_full(&[p(&forged), "--public-key", vkey.trim()]);
+    assert!(
+        code == 1 && out.contains("FAIL: ") && out.contains("manifest.sig"),
+        "{out}"
+    );
+    let (code, _, err) = verify_full(&[p(&forged)]);
+    assert!(code == 0 && err.contains("only proves"), "{err}");
+    // The good bundle against another key.
+    let (code, out, _) = verify_full(&[p(&good), "--public-key", &other.verifier().to_vkey()]);
+    assert!(code == 1 && out.contains("manifest.sig"), "{out}");
+
+    // Not bundles: exit 2 with a message, never a panic.
+    let gz_bytes = std::fs::read(&gz).unwrap();
+    let mut x: u32 = 12345;
+    let random: Vec<u8> = (0..5000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    for (what, bytes) in [
+        ("truncated tar", tar_bytes[..tar_bytes.len() / 2].to_vec()),
+        ("truncated gzip", gz_bytes[..gz_bytes.len() - 100].to_vec()),
+        ("random bytes", random),
+        ("plain text", b"just some notes\nnot a bundle\n".to_vec()),
+    ] {
+        let path = write("bad.bin", &bytes);
+        let (code, out, err) = verify_full(&[p(&path), "--public-key", vkey.trim()]);
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.starts_with("error: ") && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+    }
+}

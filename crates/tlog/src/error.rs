@@ -91,6 +91,50 @@ pub enum TlogError {
     )]
     ConsistencyMismatch,
 
+    /// A leaf range that is empty or not inside the tree.
+    #[error(
+        "leaf range [{start}, {end}) is empty or reaches beyond a tree of size {tree_size}: a \
+         range proof covers one or more leaves of the tree it is checked against"
+    )]
+    InvalidRange {
+        /// First leaf of the range.
+        start: u64,
+        /// One past the last leaf of the range.
+        end: u64,
+        /// The size of the tree.
+        tree_size: u64,
+    },
+
+    /// A range was checked with more or fewer leaves than it holds.
+    #[error(
+        "the leaf range [{start}, {end}) has {} leaves, but {} were given: the list of leaves \
+         was truncated or padded",
+        end.saturating_sub(*start),
+        more_or_fewer(*too_many)
+    )]
+    RangeLeafCount {
+        /// First leaf of the range.
+        start: u64,
+        /// One past the last leaf of the range.
+        end: u64,
+        /// More leaves than the range holds (else fewer).
+        too_many: bool,
+    },
+
+    /// A range proof and its leaves do not lead to the expected root.
+    #[error(
+        "range proof does not match the root: the leaves are not those of this tree at these \
+         positions (a leaf was altered, added or removed) or the proof was altered"
+    )]
+    RangeMismatch,
+
+    /// The inclusion proofs a range proof is built from do not fit together.
+    #[error(
+        "cannot build the range proof: {0}; both inclusion proofs must come from the same tree \
+         of the given size"
+    )]
+    RangeProofInputs(String),
+
     // ----- hash storage -----------------------------------------------------------
     /// A stored hash that the operation needs is not available.
     #[error(
@@ -194,6 +238,14 @@ pub enum TlogError {
     /// tlog-proof text does not follow C2SP tlog-proof.
     #[error("malformed tlog-proof: {0}; it is not a valid c2sp.org/tlog-proof@v1 document")]
     MalformedProof(String),
+}
+
+fn more_or_fewer(too_many: bool) -> &'static str {
+    if too_many {
+        "more"
+    } else {
+        "fewer"
+    }
 }
 
 impl TlogError {

@@ -12,6 +12,9 @@
 //!   roots, RFC 9162 inclusion and consistency proofs and their verification,
 //!   an in-memory tree ([`tree::MemoryHashes`]) and a streaming root
 //!   ([`tree::root_from_leaves`]).
+//! * [`range`]: range proofs — a contiguous run of leaves proven against a
+//!   root with the maximal subtrees outside it, built from two inclusion
+//!   proofs ([`range::range_proof`]) and checked with [`range::root_from_range`].
 //! * [`note`]: C2SP signed notes with Ed25519 keys and verifier-key strings.
 //! * [`checkpoint`]: C2SP tlog-checkpoints (origin, size, root) signed as notes.
 //! * [`proof_text`]: C2SP tlog-proof documents (a checkpoint plus an inclusion
@@ -56,6 +59,7 @@ pub mod error;
 pub mod hash;
 pub mod note;
 pub mod proof_text;
+pub mod range;
 pub mod tree;
 
 pub use checkpoint::{open_checkpoint, open_checkpoint_for_origin, sign_checkpoint, Checkpoint};
@@ -63,6 +67,7 @@ pub use error::TlogError;
 pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT};
 pub use note::{open_note, sign_note, OpenedNote, Signer, Verifier};
 pub use proof_text::TlogProof;
+pub use range::{prove_range, range_proof, root_from_range, root_from_range_stream, verify_range};
 pub use tree::{
     prove_consistency, prove_inclusion, root_from_leaves, tree_hash, verify_consistency,
     verify_inclusion, Appender, HashReader, MemoryHashes,

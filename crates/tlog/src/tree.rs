@@ -159,20 +159,20 @@ fn split_point(m: u64) -> u64 {
 
 /// The subtree hashes a proof needs, gathered top-down, read in one batch.
 #[derive(Default)]
-struct ProofPlan {
+pub(crate) struct ProofPlan {
     indexes: Vec<u64>,
     segments: Vec<Range<usize>>,
 }
 
 impl ProofPlan {
-    fn add_range(&mut self, lo: u64, hi: u64) {
+    pub(crate) fn add_range(&mut self, lo: u64, hi: u64) {
         let start = self.indexes.len();
         subtree_indexes(lo, hi, &mut self.indexes);
         self.segments.push(start..self.indexes.len());
     }
 
     /// Reads every needed hash at once; returns the proof bottom-up.
-    fn resolve<R: HashReader + ?Sized>(self, r: &R) -> Result<Vec<Hash>, TlogError> {
+    pub(crate) fn resolve<R: HashReader + ?Sized>(self, r: &R) -> Result<Vec<Hash>, TlogError> {
         let hashes = read_exact(r, &self.indexes)?;
         Ok(self
             .segments

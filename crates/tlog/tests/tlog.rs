@@ -39,6 +39,8 @@ use trailkeep_tlog::TlogError;
 
 #[path = "tlog/fuzz.rs"]
 mod fuzz;
+#[path = "tlog/range.rs"]
+mod range;
 
 // =====================================================================================
 // Test vectors from transparency-dev/merkle

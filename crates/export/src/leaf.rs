@@ -1,5 +1,9 @@
 //! Recomputing an event's leaf hash from the event as the API returns it (docs/verification.md).
 //!
+//! This is the verifier's side: `trailkeep verify` (directories, tlog-proofs, live servers) and
+//! the bundle verifier parse events with it. It reads only the JSON text — never the server's
+//! stored form — so that a verifier checks what was handed to it.
+//!
 //! The leaf data is built from the event's own fields — never from `leaf_hash`, which is only
 //! what the event *claims*. The payload is re-canonicalised (RFC 8785, so a pretty-printed or
 //! re-ordered copy still verifies) and committed to with the event's `payload_salt`; a purged
@@ -231,10 +235,10 @@ impl<'de> Visitor<'de> for NoDupVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trailkeep_core::leaf::stored_event_leaf_hash;
     use trailkeep_core::render::event_json;
     use trailkeep_core::validate::{parse_event as core_parse, RawEvent};
     use trailkeep_core::{StoredEvent, Timestamp};
-    use trailkeep_store::PreparedEvent;
     use trailkeep_tlog::hash::encode_hash;
 
     /// The event of docs/events.md, with a fixed salt.
@@ -251,14 +255,12 @@ mod tests {
         "impersonation_session": "imp_8812"
     }"#;
 
-    /// The server's path: validate, prepare (salt + leaf hash, as in the receipt), store,
-    /// render as the API does.
+    /// The server's path: validate, hash the leaf from the stored fields (core's leaf module,
+    /// as the store does before sequencing), render as the API does.
     fn server_side(json: &str, salt: [u8; 32]) -> (StoredEvent, String) {
         let now = Timestamp::parse("2026-11-23T10:16:00Z").unwrap();
-        let ev = core_parse(&RawEvent { index: 0, json }, now).expect("valid event");
-        let p = PreparedEvent::with_salt(ev, now, salt);
-        let e = p.event;
-        let stored = StoredEvent {
+        let e = core_parse(&RawEvent { index: 0, json }, now).expect("valid event");
+        let mut stored = StoredEvent {
             tenant_id: e.tenant_id.to_string(),
             seq: 7,
             event_id: e.event_id,
@@ -271,10 +273,11 @@ mod tests {
             impersonation_session: e.impersonation_session.map(String::from),
             approval_id: e.approval_id.map(String::from),
             payload: Some(e.payload.to_vec()),
-            payload_salt: Some(p.salt),
+            payload_salt: Some(salt),
             payload_commitment: None,
-            leaf_hash: p.leaf_hash,
+            leaf_hash: [0; 32],
         };
+        stored.leaf_hash = stored_event_leaf_hash(&stored).expect("salt and payload");
         let json = event_json(&stored);
         (stored, json)
     }
