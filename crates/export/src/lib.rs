@@ -10,3 +10,5 @@
 //!   the BigQuery schema that matches the Parquet (and NDJSON) files.
 //! * `bundle`: evidence bundles — a spool that gathers a tenant's events and leaves, the tar
 //!   writer (optionally gzip), and the offline verifier.
+
+pub mod formats;
