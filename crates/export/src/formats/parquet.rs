@@ -77,7 +77,7 @@ pub const COLUMNS: [Column; 16] = {
         col("tenant_id", String, true, "The tenant whose log holds the event."),
         col("seq", Int64, true, "The event's position in its tenant's log, from 0, without gaps."),
         col("event_type", String, true, "The event type, e.g. prompt.updated."),
-        col("actor", String, true, "Who acted."),
+        col("actor", String, true, "Who acted: the user, service or system the event names."),
         col("timestamp", TimestampMicros, true, "When it happened, UTC, to the microsecond (timestamp_text has the exact value)."),
         col("received_at", TimestampMicros, true, "When the server received it, UTC, to the microsecond."),
         col("source_ip", String, false, "The client address the event names, if any."),
