@@ -7,7 +7,7 @@ use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use base64::Engine as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Encoding, LogicalType, Repetition, TimeUnit, Type as PhysicalType};
+use parquet::basic::{Compression, Encoding, LogicalType, Repetition, TimeUnit, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 use std::sync::Arc;
@@ -179,7 +179,7 @@ fn row_groups_go_out_as_they_fill() {
 }
 
 #[test]
-fn dictionaries_for_low_cardinality_columns_and_statistics_everywhere() {
+fn dictionaries_for_low_cardinality_columns_snappy_for_compressible_ones_statistics_everywhere() {
     let events = synthetic(3_000, 40);
     let (meta, _) = read(&export(Format::Parquet, &[&events]));
     assert_eq!(meta.num_row_groups(), 1, "default limit {ROW_GROUP_ROWS} rows");
@@ -189,6 +189,9 @@ fn dictionaries_for_low_cardinality_columns_and_statistics_everywhere() {
         let dict = chunk.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
         let want = matches!(c.name, "tenant_id" | "event_type" | "actor" | "source_ip");
         assert_eq!(dict, want, "{}: {:?}", c.name, chunk.encodings().collect::<Vec<_>>());
+        let random = matches!(c.name, "event_id" | "payload_salt" | "payload_commitment" | "leaf_hash");
+        let want = if random { Compression::UNCOMPRESSED } else { Compression::SNAPPY };
+        assert_eq!(chunk.compression(), want, "{}", c.name);
         assert!(chunk.statistics().is_some(), "{} has statistics", c.name);
         assert!(chunk.column_index_range().is_some() && chunk.offset_index_range().is_some(), "{} page index", c.name);
     }
