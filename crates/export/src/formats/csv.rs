@@ -39,7 +39,11 @@ impl CsvWriter {
 }
 
 impl ExportWriter for CsvWriter {
-    fn write_batch(&mut self, events: &[StoredEvent], out: &mut Vec<u8>) -> Result<(), ExportError> {
+    fn write_batch(
+        &mut self,
+        events: &[StoredEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExportError> {
         self.header(out);
         for e in events {
             write_row(out, e);
@@ -56,7 +60,10 @@ impl ExportWriter for CsvWriter {
 /// Appends one event's row, CRLF included.
 pub fn write_row(out: &mut Vec<u8>, e: &StoredEvent) {
     let mut id = trailkeep_core::Uuid::encode_buffer();
-    cell(out, e.event_id.hyphenated().encode_lower(&mut id).as_bytes());
+    cell(
+        out,
+        e.event_id.hyphenated().encode_lower(&mut id).as_bytes(),
+    );
     out.push(b',');
     cell(out, e.event_type.as_bytes());
     out.push(b',');
@@ -78,7 +85,10 @@ pub fn write_row(out: &mut Vec<u8>, e: &StoredEvent) {
 
 /// Appends one cell: defused if it starts like a formula, then quoted if it needs to be.
 pub fn cell(out: &mut Vec<u8>, value: &[u8]) {
-    let defuse = matches!(value.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
+    let defuse = matches!(
+        value.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
     let quote = value
         .iter()
         .any(|&b| matches!(b, b'"' | b',' | b'\r' | b'\n'));

@@ -109,7 +109,8 @@ pub enum ExportError {
 pub trait ExportWriter: Send {
     /// Appends a batch; bytes ready to send are appended to `out` (Parquet: possibly none until
     /// a row group is full).
-    fn write_batch(&mut self, events: &[StoredEvent], out: &mut Vec<u8>) -> Result<(), ExportError>;
+    fn write_batch(&mut self, events: &[StoredEvent], out: &mut Vec<u8>)
+        -> Result<(), ExportError>;
     /// Ends the export (JSON's closing bracket, Parquet's last row group and footer).
     fn finish(self: Box<Self>, out: &mut Vec<u8>) -> Result<(), ExportError>;
 }

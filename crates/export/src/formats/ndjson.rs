@@ -24,7 +24,11 @@ impl NdjsonWriter {
 }
 
 impl ExportWriter for NdjsonWriter {
-    fn write_batch(&mut self, events: &[StoredEvent], out: &mut Vec<u8>) -> Result<(), ExportError> {
+    fn write_batch(
+        &mut self,
+        events: &[StoredEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExportError> {
         for e in events {
             write_event(out, e);
             out.push(b'\n');
@@ -59,7 +63,11 @@ impl JsonArrayWriter {
 }
 
 impl ExportWriter for JsonArrayWriter {
-    fn write_batch(&mut self, events: &[StoredEvent], out: &mut Vec<u8>) -> Result<(), ExportError> {
+    fn write_batch(
+        &mut self,
+        events: &[StoredEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExportError> {
         self.open(out);
         for e in events {
             out.extend_from_slice(if self.any { b",\n" } else { b"\n" });

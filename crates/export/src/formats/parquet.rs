@@ -65,8 +65,18 @@ pub struct Column {
     pub description: &'static str,
 }
 
-const fn col(name: &'static str, kind: ColumnType, required: bool, description: &'static str) -> Column {
-    Column { name, kind, required, description }
+const fn col(
+    name: &'static str,
+    kind: ColumnType,
+    required: bool,
+    description: &'static str,
+) -> Column {
+    Column {
+        name,
+        kind,
+        required,
+        description,
+    }
 }
 
 /// The columns of every Parquet export, in file order. Append only.
@@ -76,7 +86,7 @@ pub const COLUMNS: [Column; 16] = {
         col("event_id", String, true, "The event's UUID, lower-case and hyphenated."),
         col("tenant_id", String, true, "The tenant whose log holds the event."),
         col("seq", Int64, true, "The event's position in its tenant's log, from 0, without gaps."),
-        col("event_type", String, true, "The event type, e.g. prompt.updated."),
+        col("event_type", String, true, "The event type, e.g. prompt.update."),
         col("actor", String, true, "Who acted: the user, service or system the event names."),
         col("timestamp", TimestampMicros, true, "When it happened, UTC, to the microsecond (timestamp_text has the exact value)."),
         col("received_at", TimestampMicros, true, "When the server received it, UTC, to the microsecond."),
@@ -97,7 +107,12 @@ const DICTIONARY_COLUMNS: [&str; 4] = ["tenant_id", "event_type", "actor", "sour
 
 /// Columns of random-looking text (ids, salts, hashes): Snappy finds nothing to shorten in
 /// them, so they are stored uncompressed and the time goes to the columns that do compress.
-const RANDOM_COLUMNS: [&str; 4] = ["event_id", "payload_salt", "payload_commitment", "leaf_hash"];
+const RANDOM_COLUMNS: [&str; 4] = [
+    "event_id",
+    "payload_salt",
+    "payload_commitment",
+    "leaf_hash",
+];
 
 /// The Arrow schema of [`COLUMNS`] (timestamps in the `UTC` zone).
 pub fn arrow_schema() -> SchemaRef {
@@ -107,7 +122,9 @@ pub fn arrow_schema() -> SchemaRef {
             let dt = match c.kind {
                 ColumnType::String => DataType::Utf8,
                 ColumnType::Int64 => DataType::Int64,
-                ColumnType::TimestampMicros => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                ColumnType::TimestampMicros => {
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+                }
                 ColumnType::Boolean => DataType::Boolean,
             };
             Field::new(c.name, dt, !c.required)
@@ -190,7 +207,11 @@ impl ParquetWriter {
 }
 
 impl ExportWriter for ParquetWriter {
-    fn write_batch(&mut self, events: &[StoredEvent], out: &mut Vec<u8>) -> Result<(), ExportError> {
+    fn write_batch(
+        &mut self,
+        events: &[StoredEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExportError> {
         for chunk in events.chunks(CHUNK_ROWS) {
             let batch = record_batch(&self.schema, chunk)?;
             let w = self.encoder()?;
@@ -242,11 +263,17 @@ fn record_batch(schema: &SchemaRef, chunk: &[StoredEvent]) -> Result<RecordBatch
     let mut timestamp_text = strings(30);
 
     for e in chunk {
-        let problem = |problem| ExportError::Event { event_id: e.event_id, problem };
+        let problem = |problem| ExportError::Event {
+            event_id: e.event_id,
+            problem,
+        };
         let mut id = trailkeep_core::Uuid::encode_buffer();
         event_id.append_value(e.event_id.hyphenated().encode_lower(&mut id));
         tenant_id.append_value(&e.tenant_id);
-        seq.push(i64::try_from(e.seq).map_err(|_| problem("its seq is beyond the range of a Parquet INT64"))?);
+        seq.push(
+            i64::try_from(e.seq)
+                .map_err(|_| problem("its seq is beyond the range of a Parquet INT64"))?,
+        );
         event_type.append_value(&e.event_type);
         actor.append_value(&e.actor);
         timestamp.push(micros(&e.timestamp));
@@ -256,7 +283,8 @@ fn record_batch(schema: &SchemaRef, chunk: &[StoredEvent]) -> Result<RecordBatch
         approval.append_option(e.approval_id.as_deref());
         match &e.payload {
             Some(p) => {
-                let text = std::str::from_utf8(p).map_err(|_| problem("its stored payload is not UTF-8"))?;
+                let text = std::str::from_utf8(p)
+                    .map_err(|_| problem("its stored payload is not UTF-8"))?;
                 payload.append_value(text);
             }
             None => payload.append_null(),

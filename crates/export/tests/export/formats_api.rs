@@ -4,7 +4,12 @@ use trailkeep_export::formats::Format;
 
 #[test]
 fn formats_parse_from_their_names_only() {
-    for (name, f) in [("csv", Format::Csv), ("ndjson", Format::Ndjson), ("json", Format::Json), ("parquet", Format::Parquet)] {
+    for (name, f) in [
+        ("csv", Format::Csv),
+        ("ndjson", Format::Ndjson),
+        ("json", Format::Json),
+        ("parquet", Format::Parquet),
+    ] {
         assert_eq!(name.parse::<Format>(), Ok(f));
         assert_eq!(f.to_string(), name);
         assert_eq!(f.extension(), name);
@@ -18,8 +23,14 @@ fn formats_parse_from_their_names_only() {
 
 #[test]
 fn content_types() {
-    assert_eq!(Format::Csv.content_type(), "text/csv; charset=utf-8; header=present");
+    assert_eq!(
+        Format::Csv.content_type(),
+        "text/csv; charset=utf-8; header=present"
+    );
     assert_eq!(Format::Ndjson.content_type(), "application/x-ndjson");
     assert_eq!(Format::Json.content_type(), "application/json");
-    assert_eq!(Format::Parquet.content_type(), "application/vnd.apache.parquet");
+    assert_eq!(
+        Format::Parquet.content_type(),
+        "application/vnd.apache.parquet"
+    );
 }

@@ -33,11 +33,18 @@ fn bigquery_schema_matches_the_parquet_file() {
             _ => "NULLABLE",
         };
         assert_eq!(f["mode"], want_mode, "{}", c.name());
-        assert!(f["description"].as_str().is_some_and(|d| d.len() > 10), "{}", c.name());
+        assert!(
+            f["description"].as_str().is_some_and(|d| d.len() > 10),
+            "{}",
+            c.name()
+        );
     }
     assert_eq!(fields[10]["name"], "payload");
     assert_eq!(fields[10]["type"], "STRING");
-    assert!(fields[10]["description"].as_str().unwrap().contains("PARSE_JSON"));
+    assert!(fields[10]["description"]
+        .as_str()
+        .unwrap()
+        .contains("PARSE_JSON"));
     // Pretty, keys in the order of `bq`'s documentation.
     assert!(text.starts_with("[\n  {\n    \"name\": \"event_id\",\n    \"type\": \"STRING\",\n    \"mode\": \"REQUIRED\",\n    \"description\": "), "{text}");
     assert!(text.ends_with("]\n"));

@@ -40,7 +40,10 @@ fn cells_starting_like_a_formula_get_a_quote_mark_before_quoting() {
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\tx", "'\tx"),
         ("\rx", "\"'\rx\""),
-        ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+        (
+            "=HYPERLINK(\"http://x\")",
+            "\"'=HYPERLINK(\"\"http://x\"\")\"",
+        ),
         ("-1,2", "\"'-1,2\""),
         // Only the first character counts.
         ("x=1", "x=1"),
@@ -56,7 +59,10 @@ fn cells_starting_like_a_formula_get_a_quote_mark_before_quoting() {
 fn an_empty_export_is_the_header_alone_without_bom() {
     let out = export(Format::Csv, &[]);
     assert_eq!(out, format!("{HEADER}\r\n").into_bytes());
-    assert_eq!(HEADER, "event_id,event_type,actor,tenant_id,timestamp,source_ip,seq,payload");
+    assert_eq!(
+        HEADER,
+        "event_id,event_type,actor,tenant_id,timestamp,source_ip,seq,payload"
+    );
     let out = export(Format::Csv, &[&[], &[]]);
     assert_eq!(out, format!("{HEADER}\r\n").into_bytes());
 }
@@ -158,7 +164,12 @@ fn a_strict_reader_gets_every_field_back() {
         for (col, (got, want)) in row.iter().zip(&want).enumerate() {
             // Defused exactly when the value starts like a formula.
             let defused = want.starts_with(['=', '+', '-', '@', '\t', '\r']);
-            assert_eq!(got.starts_with('\'') && undefused(got) != got, defused, "seq {} col {col}: {got:?}", e.seq);
+            assert_eq!(
+                got.starts_with('\'') && undefused(got) != got,
+                defused,
+                "seq {} col {col}: {got:?}",
+                e.seq
+            );
             assert_eq!(undefused(got), want, "seq {} col {col}", e.seq);
         }
         // The payload cell is the stored canonical JSON, byte for byte, and parses.
@@ -166,7 +177,10 @@ fn a_strict_reader_gets_every_field_back() {
         assert_eq!(payload.is_null(), e.payload.is_none());
     }
     // The rows that needed it really were defused and quoted in the raw text.
-    assert!(text.contains(",\"'=HYPERLINK(\"\"http://x\"\")\",'+1 attacker,"), "{text}");
+    assert!(
+        text.contains(",\"'=HYPERLINK(\"\"http://x\"\")\",'+1 attacker,"),
+        "{text}"
+    );
     assert!(text.contains(",'-tenant,"), "{text}");
     assert!(text.contains(",\"'\ractor,with comma\","), "{text}");
 }

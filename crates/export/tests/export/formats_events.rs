@@ -5,7 +5,13 @@ use trailkeep_core::leaf::{payload_commitment, stored_event_leaf_hash};
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
 
 /// An event with a payload (salted, leaf hash computed as the store would).
-pub fn event(seq: u64, event_type: &str, actor: &str, timestamp: &str, payload: &str) -> StoredEvent {
+pub fn event(
+    seq: u64,
+    event_type: &str,
+    actor: &str,
+    timestamp: &str,
+    payload: &str,
+) -> StoredEvent {
     let mut salt = [0u8; 32];
     salt[..8].copy_from_slice(&seq.to_le_bytes());
     salt[31] = 0xa5;
@@ -45,30 +51,84 @@ pub fn purged(mut e: StoredEvent) -> StoredEvent {
 /// nanosecond and pre-1970 timestamps, non-ASCII text, a seq beyond 32 bits.
 pub fn tricky() -> Vec<StoredEvent> {
     let mut v = Vec::new();
-    let mut e = event(0, "prompt.updated", "alice@example.com", "2026-11-23T10:15:00.123Z", r#"{"a":1,"b":"x"}"#);
+    let mut e = event(
+        0,
+        "prompt.updated",
+        "alice@example.com",
+        "2026-11-23T10:15:00.123Z",
+        r#"{"a":1,"b":"x"}"#,
+    );
     e.source_ip = Some("203.0.113.7".into());
     e.impersonation_session = Some("sess-1".into());
     e.approval_id = Some("appr-9".into());
     v.push(e);
-    v.push(event(1, "=HYPERLINK(\"http://x\")", "+1 attacker", "2026-11-23T10:15:00.123456789Z", r#"{"quote":"he said \"hi\"","nl":"a\nb","crlf":"c\r\nd"}"#));
-    v.push(event(2, "-2+3", "@admin", "2026-11-23T10:15:00.000001Z", r#"{"k":"é ✓ 日本"}"#));
-    let mut e = event(3, "tab.start", "\tactor", "1969-12-31T23:59:59.999999999Z", "{}");
+    v.push(event(
+        1,
+        "=HYPERLINK(\"http://x\")",
+        "+1 attacker",
+        "2026-11-23T10:15:00.123456789Z",
+        r#"{"quote":"he said \"hi\"","nl":"a\nb","crlf":"c\r\nd"}"#,
+    ));
+    v.push(event(
+        2,
+        "-2+3",
+        "@admin",
+        "2026-11-23T10:15:00.000001Z",
+        r#"{"k":"é ✓ 日本"}"#,
+    ));
+    let mut e = event(
+        3,
+        "tab.start",
+        "\tactor",
+        "1969-12-31T23:59:59.999999999Z",
+        "{}",
+    );
     e.tenant_id = "-tenant".into();
     e.source_ip = Some("::1".into());
     v.push(e);
-    v.push(event(4, "cr.start", "\ractor,with comma", "2026-01-01T00:00:00.000Z", r#"{"=":"=1"}"#));
-    v.push(purged(event(5, "user.erased", "bob", "2026-11-23T10:15:01.5Z", r#"{"email":"bob@example.com"}"#)));
-    let mut e = purged(event(6, "user.erased", "carol", "2026-11-23T10:15:02.987654321Z", r#"{"x":[1,2,3]}"#));
+    v.push(event(
+        4,
+        "cr.start",
+        "\ractor,with comma",
+        "2026-01-01T00:00:00.000Z",
+        r#"{"=":"=1"}"#,
+    ));
+    v.push(purged(event(
+        5,
+        "user.erased",
+        "bob",
+        "2026-11-23T10:15:01.5Z",
+        r#"{"email":"bob@example.com"}"#,
+    )));
+    let mut e = purged(event(
+        6,
+        "user.erased",
+        "carol",
+        "2026-11-23T10:15:02.987654321Z",
+        r#"{"x":[1,2,3]}"#,
+    ));
     e.approval_id = Some("=approved".into());
     v.push(e);
-    v.push(event(5_000_000_000, "big.seq", "dave", "2261-12-31T23:59:59.999Z", r#"{"n":-1.5e-7}"#));
+    v.push(event(
+        5_000_000_000,
+        "big.seq",
+        "dave",
+        "2261-12-31T23:59:59.999Z",
+        r#"{"n":-1.5e-7}"#,
+    ));
     v
 }
 
 /// `n` deterministic, realistic events: a few tenants, types and actors, a payload of about
 /// `payload_bytes` bytes (pseudo-random text, so it does not compress away), every 50th purged.
 pub fn synthetic(n: usize, payload_bytes: usize) -> Vec<StoredEvent> {
-    let types = ["prompt.updated", "crawl.started", "user.login", "billing.invoice.paid", "key.created"];
+    let types = [
+        "prompt.updated",
+        "crawl.started",
+        "user.login",
+        "billing.invoice.paid",
+        "key.created",
+    ];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..n)
         .map(|i| {
@@ -79,9 +139,22 @@ pub fn synthetic(n: usize, payload_bytes: usize) -> Vec<StoredEvent> {
                 x ^= x << 17;
                 text.push_str(&format!("{:x}", x));
             }
-            let ts = format!("2026-11-{:02}T{:02}:{:02}:{:02}.{:06}Z", 1 + i % 28, i % 24, i % 60, (i / 60) % 60, i % 1_000_000);
+            let ts = format!(
+                "2026-11-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                1 + i % 28,
+                i % 24,
+                i % 60,
+                (i / 60) % 60,
+                i % 1_000_000
+            );
             let payload = format!(r#"{{"i":{i},"text":"{text}"}}"#);
-            let mut e = event(i as u64, types[i % types.len()], &format!("user{}@example.com", i % 37), &ts, &payload);
+            let mut e = event(
+                i as u64,
+                types[i % types.len()],
+                &format!("user{}@example.com", i % 37),
+                &ts,
+                &payload,
+            );
             e.tenant_id = format!("tenant-{}", i % 3);
             if i % 4 == 0 {
                 e.source_ip = Some(format!("10.0.{}.{}", i % 7, i % 250));

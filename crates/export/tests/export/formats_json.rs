@@ -25,7 +25,11 @@ fn ndjson_lines_equal_the_api_objects() {
 fn json_arrays_parse_empty_one_and_many() {
     let events = tricky();
     for n in [0, 1, events.len()] {
-        for batches in [vec![&events[..n]], vec![&events[..n / 2], &[][..], &events[n / 2..n]], vec![]] {
+        for batches in [
+            vec![&events[..n]],
+            vec![&events[..n / 2], &[][..], &events[n / 2..n]],
+            vec![],
+        ] {
             if batches.is_empty() && n > 0 {
                 continue;
             }
