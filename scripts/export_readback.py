@@ -223,7 +223,7 @@ def main():
         sys.exit(1)
     purged = sum(1 for e in events if e.get("purged"))
     print(f"export_readback: ok: {len(events)} events ({purged} purged); parquet ({len(NAMES)} columns, "
-          f"{groups} row groups) read with pyarrow {pa.__version__} and duckdb {duckdb.__version__}, "
+          f"{groups} row group{'' if groups == 1 else 's'}) read with pyarrow {pa.__version__} and duckdb {duckdb.__version__}, "
           f"and csv match the ndjson field by field")
 
 
