@@ -8,7 +8,7 @@
 //! flat in the size of an export.
 //!
 //! * `formats`: CSV, NDJSON, JSON array and Parquet writers, fed batches of `StoredEvent`s, and
-//!   the BigQuery schema that matches the Parquet (and NDJSON) files.
+//!   the BigQuery schema that matches the Parquet files.
 //! * `bundle`: evidence bundles — a spool that gathers a tenant's events and leaves, the tar
 //!   writer (optionally gzip), and the offline verifier.
 //! * `leaf`: an event as the API returns it, parsed, and its leaf hash recomputed from its own
@@ -16,3 +16,4 @@
 
 pub mod bundle;
 pub mod leaf;
+pub mod formats;

@@ -294,12 +294,12 @@ async fn a_bundle_verifies_offline_and_covers_exactly_its_range() {
         );
         let report = trailkeep_export::bundle::verify_bundle(&r.body[..], Some(&verifier))
             .unwrap_or_else(|e| panic!("{q}: {e}"));
-        assert_eq!(report.count, want, "{q}");
+        assert_eq!(report.manifest.count, want, "{q}");
     }
     // Events stored after the last checkpoint are covered: the bundle signs what it needs.
     api.ingest(&json!([ev("t_y", "fresh.event")])).await;
     let r = api.get(ADMIN, "/v1/export/bundle?tenant_id=t_y").await;
     r.expect(200);
     let report = trailkeep_export::bundle::verify_bundle(&r.body[..], Some(&verifier)).unwrap();
-    assert_eq!(report.count, 6);
+    assert_eq!(report.manifest.count, 6);
 }
