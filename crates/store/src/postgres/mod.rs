@@ -42,6 +42,7 @@
 //!   stored size is refused.
 
 mod append;
+mod export;
 mod pool;
 mod read;
 mod tree;
@@ -347,8 +348,11 @@ impl Store for PostgresStore {
     }
 
     async fn export(&self, req: crate::ExportRequest) -> Result<crate::EventBatches, StoreError> {
-        // Interim: a page walk (not yet a snapshot).
-        crate::interim_export(self, req).await
+        let batch = req.checked_batch()?;
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        export::start(&self.pool, req, batch).await
     }
 
     async fn checkpoint_covering(
@@ -356,11 +360,7 @@ impl Store for PostgresStore {
         tenant_id: &str,
         size: u64,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
-        // Interim: only the latest checkpoint is looked at.
-        Ok(self
-            .latest_checkpoint(tenant_id)
-            .await?
-            .filter(|c| c.size >= size))
+        on_conn!(self.pool, |c| tree::checkpoint_covering(&c, tenant_id, size))
     }
 
     async fn read_log(
