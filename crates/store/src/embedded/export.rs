@@ -25,8 +25,9 @@
 //! that no lock is held long; the caller then simply asks for the next page.
 
 use super::memory::{meta_at, Mem, SortKey, TenantMem};
-use super::read::{self, PreFilter};
-use crate::{Cursor, EventQuery, ExportRequest, StoreError};
+use super::read::{self, EntryReader, PreFilter};
+use crate::{Cursor, EventQuery, ExportRequest, Order, StoreError};
+use std::collections::BinaryHeap;
 use trailkeep_core::{StoredEvent, Uuid};
 
 /// Most index entries one page examines.
@@ -53,6 +54,8 @@ pub(crate) struct Export {
     q: EventQuery,
     batch: usize,
     walk: Walk,
+    /// Read-ahead and decompression buffers, kept from page to page.
+    reader: EntryReader,
 }
 
 impl Export {
@@ -94,7 +97,12 @@ impl Export {
         if let Walk::Keys { tenants, .. } = &mut walk {
             tenants.sort_unstable();
         }
-        Ok(Export { q, batch, walk })
+        Ok(Export {
+            q,
+            batch,
+            walk,
+            reader: EntryReader::windowed(),
+        })
     }
 
     /// Whether every event has been read.
@@ -105,7 +113,15 @@ impl Export {
     /// The next events, at most a batch: empty when the page ran out of budget first (or the
     /// export is done, see [`Self::is_done`]).
     pub fn page(&mut self, mem: &Mem) -> Result<Vec<StoredEvent>, StoreError> {
+        let page = self.read_page(mem);
+        // The window must not outlive the read lock.
+        self.reader.forget();
+        page
+    }
+
+    fn read_page(&mut self, mem: &Mem) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::with_capacity(self.batch.min(4096));
+        let reader = &mut self.reader;
         match &mut self.walk {
             Walk::Done => {}
             Walk::Log { tenant, next, end } => {
@@ -128,7 +144,7 @@ impl Export {
                         continue;
                     }
                     read += 1;
-                    let e = read::load_from(mem, sym, t, seq)?;
+                    let e = reader.load(mem, sym, t, seq)?;
                     if self.q.matches(&e) {
                         out.push(e);
                     }
@@ -154,6 +170,7 @@ impl Export {
                     scope.push((*sym, tenant_mem(mem, *sym)?));
                 }
                 let mut sources = read::open_sources(mem, &q, scope, lo, hi)?;
+                let mut merge = Merge::new(&sources, q.order);
                 let pre = PreFilter::new(mem, &q)?;
                 let size_of = |sym: u32| {
                     tenants
@@ -167,7 +184,7 @@ impl Export {
                         finished = false;
                         break;
                     }
-                    let Some((b, key, seq)) = read::next_entry(&mut sources, q.order) else {
+                    let Some((b, key, seq)) = merge.next(&mut sources) else {
                         break;
                     };
                     examined += 1;
@@ -183,7 +200,7 @@ impl Export {
                         continue;
                     }
                     read += 1;
-                    let e = read::load_from(mem, sym, t, seq)?;
+                    let e = reader.load(mem, sym, t, seq)?;
                     if q.matches(&e) {
                         out.push(e);
                     }
@@ -223,4 +240,67 @@ fn time_range(q: &EventQuery) -> (i64, i64) {
         q.since.map_or(i64::MIN, |t| t.nanos),
         q.until.map_or(i64::MAX, |t| t.nanos),
     )
+}
+
+/// The merge of an export's ranges (one per tenant, or per tenant and type: hundreds with
+/// every tenant in scope, where a listing's linear scan for the next head would cost a
+/// comparison per range per event): a heap of their heads.
+struct Merge {
+    heap: BinaryHeap<Head>,
+    asc: bool,
+}
+
+/// A range's next entry in the heap; the greatest is the next in the export's order.
+#[derive(PartialEq, Eq)]
+struct Head {
+    key: SortKey,
+    source: usize,
+    asc: bool,
+}
+
+impl Ord for Head {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        let by_key = self.key.cmp(&o.key).then(o.source.cmp(&self.source));
+        if self.asc {
+            by_key.reverse()
+        } else {
+            by_key
+        }
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Merge {
+    fn new(sources: &[read::Source<'_>], order: Order) -> Merge {
+        let asc = order == Order::Asc;
+        let heap = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(source, s)| {
+                s.head.map(|(key, _)| Head { key, source, asc })
+            })
+            .collect();
+        Merge { heap, asc }
+    }
+
+    /// The next entry in order: its range, key and seq (the range is advanced past it).
+    fn next(&mut self, sources: &mut [read::Source<'_>]) -> Option<(usize, SortKey, u64)> {
+        let top = self.heap.pop()?;
+        let s = sources.get_mut(top.source)?;
+        let (key, seq) = s.head?;
+        s.advance();
+        if let Some((next, _)) = s.head {
+            self.heap.push(Head {
+                key: next,
+                source: top.source,
+                asc: self.asc,
+            });
+        }
+        Some((top.source, key, seq))
+    }
 }

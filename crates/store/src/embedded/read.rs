@@ -35,30 +35,171 @@ fn meta(t: &TenantMem, tenant: u32, seq: u64) -> Result<&Meta, StoreError> {
 }
 
 /// [`load`] for a tenant already looked up.
-pub(crate) fn load_from(mem: &Mem, tenant: u32, t: &TenantMem, seq: u64) -> Result<StoredEvent, StoreError> {
-    mem.check(tenant)?;
-    let m = meta(t, tenant, seq)?;
-    decode_entry(mem, tenant, t, seq, m).map_err(|e| match e {
-        // Name the event: the operator restores it, an auditor reports it.
-        StoreError::Corrupt(why) if !why.starts_with("event ") => StoreError::Corrupt(format!(
-            "event {} ({}/{seq}) cannot be read back from the log ({why}): the log was altered or damaged on disk; restore the data directory from a backup",
-            Uuid::from_bytes(m.key.id),
-            mem.sym(tenant).unwrap_or("?"),
-        )),
-        other => other,
-    })
-}
-
-/// Reads and decodes the entry of event `seq` (metadata `m`) and checks it against its leaf.
-fn decode_entry(
+pub(crate) fn load_from(
     mem: &Mem,
     tenant: u32,
     t: &TenantMem,
     seq: u64,
-    m: &Meta,
 ) -> Result<StoredEvent, StoreError> {
-    let bytes = mem.segments.read(m.segment(), m.offset(), m.len as usize)?;
-    let mut r = codec::Reader::new(&bytes);
+    EntryReader::exact().load(mem, tenant, t, seq)
+}
+
+/// Largest read-ahead window of an [`EntryReader`].
+const WINDOW_MAX: usize = 64 * 1024;
+
+/// Reads events' entries from the log for a walk over many of them (an export page).
+///
+/// Entries that follow each other in a walk are often near each other in the log (an export in
+/// log order; `(timestamp, event_id)` order, which is roughly arrival order), so one `pread` of
+/// a window around an entry serves the next ones from memory, forwards or backwards as the
+/// walk goes. The window adapts: it doubles (up to [`WINDOW_MAX`]) while windows serve many
+/// entries, and shrinks to the entry alone while they serve few (a filter that picks scattered
+/// events). The buffers are reused from event to event. A reader must not outlive the read
+/// lock it was used under (bytes past the entries in memory may still be being written):
+/// [`EntryReader::forget`] drops the window.
+pub(crate) struct EntryReader {
+    window: Vec<u8>,
+    /// Where `window` starts: segment and offset (segment 0: no window).
+    seg: u32,
+    start: u64,
+    /// The next window's size (0: each entry alone).
+    size: usize,
+    /// The largest window (0: an exact reader).
+    max: usize,
+    /// Entries read alone in a row (a windowed reader tries a window again after a few).
+    alone: usize,
+    /// Entries the current window served.
+    hits: usize,
+    /// Decompressed body.
+    body: Vec<u8>,
+}
+
+impl EntryReader {
+    /// A reader that reads each entry on its own (a page of a listing, a single event).
+    pub fn exact() -> Self {
+        EntryReader {
+            window: Vec::new(),
+            seg: 0,
+            start: 0,
+            size: 0,
+            max: 0,
+            alone: 0,
+            hits: 0,
+            body: Vec::new(),
+        }
+    }
+
+    /// A reader with read-ahead windows.
+    pub fn windowed() -> Self {
+        EntryReader {
+            size: 16 * 1024,
+            max: WINDOW_MAX,
+            ..Self::exact()
+        }
+    }
+
+    /// Drops the window (before the read lock it was read under is released).
+    pub fn forget(&mut self) {
+        self.seg = 0;
+        self.window.clear();
+    }
+
+    /// Reads and decodes event `seq` of tenant `t` (symbol `tenant`), checked against its leaf.
+    pub fn load(
+        &mut self,
+        mem: &Mem,
+        tenant: u32,
+        t: &TenantMem,
+        seq: u64,
+    ) -> Result<StoredEvent, StoreError> {
+        mem.check(tenant)?;
+        let m = meta(t, tenant, seq)?;
+        self.decode_entry(mem, tenant, t, seq, m).map_err(|e| match e {
+            // Name the event: the operator restores it, an auditor reports it.
+            StoreError::Corrupt(why) if !why.starts_with("event ") => StoreError::Corrupt(format!(
+                "event {} ({}/{seq}) cannot be read back from the log ({why}): the log was altered or damaged on disk; restore the data directory from a backup",
+                Uuid::from_bytes(m.key.id),
+                mem.sym(tenant).unwrap_or("?"),
+            )),
+            other => other,
+        })
+    }
+
+    /// Where entry `m` is in the window, reading a new window if it is not in this one.
+    fn locate(&mut self, mem: &Mem, m: &Meta) -> Result<std::ops::Range<usize>, StoreError> {
+        let (seg, off, len) = (m.segment(), m.offset(), m.len as usize);
+        let end = off + len as u64;
+        if seg == self.seg && off >= self.start && end <= self.start + self.window.len() as u64 {
+            self.hits += 1;
+            let from = (off - self.start) as usize;
+            return Ok(from..from + len);
+        }
+        // A miss: size the next window by how well this one did.
+        if self.seg != 0 && self.max > 0 {
+            if self.size == 0 {
+                self.alone += 1;
+                if self.alone == 32 {
+                    self.alone = 0;
+                    self.size = 2048; // try a window again: the walk may have reached denser parts
+                }
+            } else if self.hits >= 16 {
+                self.size = (self.size * 2).min(self.max);
+            } else if self.hits <= 2 {
+                self.size /= 4;
+                if self.size < 2048 {
+                    self.size = 0;
+                }
+            }
+        }
+        let want = self.size.max(len);
+        // Walking backwards (the entry is before the window): the window ends at the entry.
+        let backwards = seg == self.seg && off < self.start;
+        let start = if backwards {
+            end.saturating_sub(want as u64)
+        } else {
+            off
+        };
+        let need = (end - start) as usize;
+        mem.segments
+            .read_window(seg, start, want, need, &mut self.window)?;
+        self.seg = seg;
+        self.start = start;
+        self.hits = 1;
+        let from = (off - start) as usize;
+        Ok(from..from + len)
+    }
+
+    /// Reads and decodes the entry of event `seq` (metadata `m`) and checks it against its
+    /// leaf.
+    fn decode_entry(
+        &mut self,
+        mem: &Mem,
+        tenant: u32,
+        t: &TenantMem,
+        seq: u64,
+        m: &Meta,
+    ) -> Result<StoredEvent, StoreError> {
+        let at = self.locate(mem, m)?;
+        let bytes = self
+            .window
+            .get(at)
+            .ok_or_else(|| StoreError::Corrupt("entry outside its read window".into()))?;
+        let e = decode_bytes(mem, tenant, t, seq, bytes, &mut self.body)?;
+        Ok(e)
+    }
+}
+
+/// Decodes the entry `bytes` of event `seq` and checks it against its leaf; `body` is scratch
+/// space for the decompressed body.
+fn decode_bytes(
+    mem: &Mem,
+    tenant: u32,
+    t: &TenantMem,
+    seq: u64,
+    bytes: &[u8],
+    body: &mut Vec<u8>,
+) -> Result<StoredEvent, StoreError> {
+    let mut r = codec::Reader::new(bytes);
     let h = codec::read_event_header(&mut r)?;
     if h.seq != seq || h.tenant != tenant {
         return Err(StoreError::Corrupt(format!(
@@ -67,12 +208,11 @@ fn decode_entry(
         )));
     }
     let stored_body = r.rest();
-    let raw;
     let body_bytes = if h.dict == 0 {
         stored_body
     } else {
-        raw = compress::decompress(mem.dict(h.dict)?, stored_body)?;
-        &raw[..]
+        compress::decompress_into(mem.dict(h.dict)?, stored_body, body)?;
+        &body[..]
     };
     let body = codec::decode_body(h.flags, body_bytes)?;
     let purged = h.flags & F_PURGED != 0;
@@ -149,7 +289,7 @@ pub(crate) struct Source<'m> {
 }
 
 impl Source<'_> {
-    fn advance(&mut self) {
+    pub fn advance(&mut self) {
         self.head = self.iter.next();
     }
 }
