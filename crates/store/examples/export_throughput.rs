@@ -91,7 +91,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             request.push(e);
         }
         if request.len() == 1000 || (line.is_none() && !request.is_empty()) {
-            let batch = PreparedEvent::new_all(std::mem::take(&mut request), Timestamp::now_micros());
+            let batch =
+                PreparedEvent::new_all(std::mem::take(&mut request), Timestamp::now_micros());
             loaded += store.append(batch).await?.accepted;
         }
         if line.is_none() {
@@ -111,10 +112,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default();
     for round in 0..2 {
         println!("round {}", round + 1);
-        measure(&store, "all tenants, (timestamp, event_id) desc", ExportRequest::default()).await;
         measure(
             &store,
-            &format!("tenant {biggest} ({} events), log order", per_tenant[&biggest]),
+            "all tenants, (timestamp, event_id) desc",
+            ExportRequest::default(),
+        )
+        .await;
+        measure(
+            &store,
+            &format!(
+                "tenant {biggest} ({} events), log order",
+                per_tenant[&biggest]
+            ),
             ExportRequest {
                 query: EventQuery {
                     tenant_id: Some(biggest.clone()),

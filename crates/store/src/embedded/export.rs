@@ -39,7 +39,11 @@ const READ_SLACK: usize = 2_048;
 /// What is left to read.
 enum Walk {
     /// One tenant's seqs `next..end`.
-    Log { tenant: u32, next: u64, end: u64 },
+    Log {
+        tenant: u32,
+        next: u64,
+        end: u64,
+    },
     /// `(timestamp, event_id)` order: keys after `after` (in the query's order) of the tenants
     /// whose ranges have not run out, each with its size at the snapshot.
     Keys {
@@ -281,9 +285,7 @@ impl Merge {
         let heap = sources
             .iter()
             .enumerate()
-            .filter_map(|(source, s)| {
-                s.head.map(|(key, _)| Head { key, source, asc })
-            })
+            .filter_map(|(source, s)| s.head.map(|(key, _)| Head { key, source, asc }))
             .collect();
         Merge { heap, asc }
     }

@@ -24,8 +24,10 @@
 //! Read path: [`memory::Mem`] holds every tenant's event metadata, indexes by time, type, actor
 //! and session, the Merkle trees and checkpoints, all rebuilt from the log at open. A listing
 //! walks index ranges in memory and reads only the entries of the page from the log (one
-//! `pread` and one small decompression per event). See ARCHITECTURE.md for the measurements
-//! behind this design.
+//! `pread` and one small decompression per event). An export ([`export`]) takes a snapshot of
+//! every tenant's size under one read lock and walks the same ranges a batch per read lock,
+//! reading the log through read-ahead windows. See ARCHITECTURE.md for the measurements behind
+//! this design.
 
 mod chunked;
 mod codec;

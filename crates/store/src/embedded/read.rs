@@ -465,7 +465,10 @@ pub(crate) fn open_sources<'m>(
 
 /// The next entry of the merge of `sources` in `order`: its source, key and seq (the source is
 /// advanced past it).
-pub(crate) fn next_entry(sources: &mut [Source<'_>], order: Order) -> Option<(usize, SortKey, u64)> {
+pub(crate) fn next_entry(
+    sources: &mut [Source<'_>],
+    order: Order,
+) -> Option<(usize, SortKey, u64)> {
     // Few sources: a linear scan for the next one beats a heap.
     let mut best: Option<(usize, SortKey, u64)> = None;
     for (i, s) in sources.iter().enumerate() {
@@ -652,7 +655,9 @@ pub(crate) fn checkpoint_covering(
     if let Some(latest) = t.latest_checkpoint.as_ref().filter(|c| c.size == at.size) {
         return Ok(Some(latest.clone()));
     }
-    let bytes = mem.segments.read(at.segment(), at.offset(), at.len as usize)?;
+    let bytes = mem
+        .segments
+        .read(at.segment(), at.offset(), at.len as usize)?;
     let (owner, cp) = decode_checkpoint(&bytes)?;
     if owner != sym || cp.size != at.size {
         return Err(StoreError::Corrupt(format!(

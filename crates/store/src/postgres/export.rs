@@ -26,7 +26,7 @@
 //! An export holds one of `max_connections` for its whole run.
 
 use super::pool::{unavailable, Conn, Pool};
-use super::read::{direction, event_from_row, filters, P, EVENT_COLS};
+use super::read::{direction, event_from_row, filters, EVENT_COLS, P};
 use super::tree::{size_tx, snapshot};
 use crate::{EventBatches, ExportRequest, StoreError};
 use std::sync::Arc;

@@ -37,6 +37,10 @@
 //!   `txid_status` before any request is answered (see `append.rs`): committed → the receipts,
 //!   aborted → `Unavailable`, still unknown after the bound → `OutcomeUnknown`, whose answer
 //!   tells the client that resending the same events (same `event_id`s) is safe.
+//! - Exports (see `export.rs`): a connection of their own, a `REPEATABLE READ READ ONLY`
+//!   transaction whose first statement fixes the snapshot before `export` returns, and a
+//!   server-side cursor read a batch per `FETCH` (each under `statement_timeout`; the
+//!   transaction may idle for up to five minutes while a slow consumer catches up).
 //! - Checkpoints: `INSERT … ON CONFLICT DO NOTHING` and a compare, so every process that signs a
 //!   tree size stores (and later serves) the first signed checkpoint, and a different root for a
 //!   stored size is refused.
@@ -360,7 +364,9 @@ impl Store for PostgresStore {
         tenant_id: &str,
         size: u64,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
-        on_conn!(self.pool, |c| tree::checkpoint_covering(&c, tenant_id, size))
+        on_conn!(self.pool, |c| tree::checkpoint_covering(
+            &c, tenant_id, size
+        ))
     }
 
     async fn read_log(

@@ -23,7 +23,11 @@ pub async fn drain(store: &Arc<dyn Store>, req: ExportRequest) -> Vec<StoredEven
     while let Some(b) = rx.recv().await {
         let b = b.expect("export batch");
         assert!(!b.is_empty(), "an export never sends an empty batch");
-        assert!(b.len() <= batch, "batch of {} for a batch size of {batch}", b.len());
+        assert!(
+            b.len() <= batch,
+            "batch of {} for a batch size of {batch}",
+            b.len()
+        );
         out.extend(b);
     }
     out
@@ -32,7 +36,13 @@ pub async fn drain(store: &Arc<dyn Store>, req: ExportRequest) -> Vec<StoredEven
 /// `n` events over `tenants`, of mixed types, actors, sessions, payloads and timestamps (many
 /// equal), as requests of `per_request` events each mixing the tenants.
 pub fn mixed_events(tenants: &[String], n: usize, per_request: usize) -> Vec<Vec<PreparedEvent>> {
-    let types = ["app.login", "app.action", "billing.plan.swap", "billing.custom", "billingx.foo"];
+    let types = [
+        "app.login",
+        "app.action",
+        "billing.plan.swap",
+        "billing.custom",
+        "billingx.foo",
+    ];
     let actors = ["user:alice", "user:bob", "svc:billing", "admin:root"];
     let events: Vec<PreparedEvent> = (0..n)
         .map(|i| {
@@ -52,7 +62,10 @@ pub fn mixed_events(tenants: &[String], n: usize, per_request: usize) -> Vec<Vec
                     )),
                 );
                 if i % 5 == 0 {
-                    m.insert("impersonation_session".into(), json!(format!("imp_{}", i % 3)));
+                    m.insert(
+                        "impersonation_session".into(),
+                        json!(format!("imp_{}", i % 3)),
+                    );
                 }
                 let word = if i % 6 == 0 { "Needle" } else { "hay" };
                 m.insert("payload".into(), json!({"n": i, "w": word}));
@@ -68,41 +81,112 @@ macro_rules! export_conformance_cases {
     () => {
         #[tokio::test]
         async fn export_holds_what_paging_query_returns() {
-            use $crate::export::{drain, mixed_events};
             use trailkeep_store::ExportRequest;
+            use $crate::export::{drain, mixed_events};
             let (store, _g) = make().await;
             let tenants = [tenant("xa"), tenant("xb"), tenant("xc")];
             for req in mixed_events(&tenants, 900, 45) {
                 store.append(req).await.unwrap();
             }
             let t0 = Some(tenants[0].clone());
-            let base = EventQuery { limit: 97, ..Default::default() };
+            let base = EventQuery {
+                limit: 97,
+                ..Default::default()
+            };
             let cases: Vec<(&str, EventQuery)> = vec![
                 ("everything", base.clone()),
-                ("tenant", EventQuery { tenant_id: t0.clone(), ..base.clone() }),
-                ("exact type", EventQuery { event_type: Some(TypeFilter::Exact("app.action".into())), ..base.clone() }),
-                ("prefix in tenant", EventQuery { tenant_id: t0.clone(),
-                    event_type: Some(TypeFilter::Prefix("billing.".into())), ..base.clone() }),
-                ("actor", EventQuery { actor: Some("user:bob".into()), ..base.clone() }),
-                ("session", EventQuery { session: Some("imp_1".into()), ..base.clone() }),
-                ("since until", EventQuery { since: Some(ts("2026-05-01T00:01:00Z")),
-                    until: Some(ts("2026-05-01T00:03:00Z")), ..base.clone() }),
-                ("q", EventQuery { q: Some("needle".into()), ..base.clone() }),
-                ("q + tenant + type", EventQuery { tenant_id: t0.clone(), q: Some("needle".into()),
-                    event_type: Some(TypeFilter::Prefix("app.".into())), ..base.clone() }),
-                ("nothing matches", EventQuery { actor: Some("user:nobody".into()), ..base.clone() }),
-                ("unknown tenant", EventQuery { tenant_id: Some(tenant("none")), ..base.clone() }),
+                (
+                    "tenant",
+                    EventQuery {
+                        tenant_id: t0.clone(),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "exact type",
+                    EventQuery {
+                        event_type: Some(TypeFilter::Exact("app.action".into())),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "prefix in tenant",
+                    EventQuery {
+                        tenant_id: t0.clone(),
+                        event_type: Some(TypeFilter::Prefix("billing.".into())),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "actor",
+                    EventQuery {
+                        actor: Some("user:bob".into()),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "session",
+                    EventQuery {
+                        session: Some("imp_1".into()),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "since until",
+                    EventQuery {
+                        since: Some(ts("2026-05-01T00:01:00Z")),
+                        until: Some(ts("2026-05-01T00:03:00Z")),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "q",
+                    EventQuery {
+                        q: Some("needle".into()),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "q + tenant + type",
+                    EventQuery {
+                        tenant_id: t0.clone(),
+                        q: Some("needle".into()),
+                        event_type: Some(TypeFilter::Prefix("app.".into())),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "nothing matches",
+                    EventQuery {
+                        actor: Some("user:nobody".into()),
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "unknown tenant",
+                    EventQuery {
+                        tenant_id: Some(tenant("none")),
+                        ..base.clone()
+                    },
+                ),
             ];
             for (name, q) in cases {
                 for order in [Order::Desc, Order::Asc] {
                     let q = EventQuery { order, ..q.clone() };
                     let want = walk(&store, q.clone()).await;
                     for batch in [0, 1, 64] {
-                        let got = drain(&store, ExportRequest {
-                            query: EventQuery { limit: 5, ..q.clone() },
-                            batch,
-                            ..Default::default()
-                        }).await;
+                        let got = drain(
+                            &store,
+                            ExportRequest {
+                                query: EventQuery {
+                                    limit: 5,
+                                    ..q.clone()
+                                },
+                                batch,
+                                ..Default::default()
+                            },
+                        )
+                        .await;
                         assert_eq!(ids(&got), ids(&want), "{name}, {order:?}, batch {batch}");
                         assert_eq!(got, want, "{name}, {order:?}, batch {batch}: same events");
                     }
@@ -116,9 +200,9 @@ macro_rules! export_conformance_cases {
 
         #[tokio::test]
         async fn export_in_log_order_and_up_to_a_tree_size() {
-            use $crate::export::{drain, mixed_events};
             use trailkeep_core::StoredEvent;
             use trailkeep_store::ExportRequest;
+            use $crate::export::{drain, mixed_events};
             let (store, _g) = make().await;
             let tenants = [tenant("la"), tenant("lb")];
             for req in mixed_events(&tenants, 400, 30) {
@@ -129,57 +213,125 @@ macro_rules! export_conformance_cases {
             assert!(log.len() > 150);
             let filters: Vec<EventQuery> = vec![
                 EventQuery::default(),
-                EventQuery { event_type: Some(TypeFilter::Prefix("billing.".into())), ..Default::default() },
-                EventQuery { actor: Some("user:alice".into()), ..Default::default() },
-                EventQuery { session: Some("imp_0".into()), ..Default::default() },
-                EventQuery { since: Some(ts("2026-05-01T00:00:30Z")), until: Some(ts("2026-05-01T00:01:10Z")), ..Default::default() },
-                EventQuery { q: Some("needle".into()), order: Order::Asc, ..Default::default() },
+                EventQuery {
+                    event_type: Some(TypeFilter::Prefix("billing.".into())),
+                    ..Default::default()
+                },
+                EventQuery {
+                    actor: Some("user:alice".into()),
+                    ..Default::default()
+                },
+                EventQuery {
+                    session: Some("imp_0".into()),
+                    ..Default::default()
+                },
+                EventQuery {
+                    since: Some(ts("2026-05-01T00:00:30Z")),
+                    until: Some(ts("2026-05-01T00:01:10Z")),
+                    ..Default::default()
+                },
+                EventQuery {
+                    q: Some("needle".into()),
+                    order: Order::Asc,
+                    ..Default::default()
+                },
             ];
             for (n, f) in filters.into_iter().enumerate() {
-                let q = EventQuery { tenant_id: Some(t.clone()), ..f };
+                let q = EventQuery {
+                    tenant_id: Some(t.clone()),
+                    ..f
+                };
                 for tree_size in [None, Some(0), Some(1), Some(77), Some(log.len() as u64)] {
                     let end = tree_size.unwrap_or(log.len() as u64);
-                    let want: Vec<StoredEvent> = log.iter()
+                    let want: Vec<StoredEvent> = log
+                        .iter()
                         .filter(|e| e.seq < end && q.matches(e))
                         .cloned()
                         .collect();
-                    let got = drain(&store, ExportRequest {
-                        query: q.clone(), log_order: true, tree_size, batch: 16,
-                    }).await;
+                    let got = drain(
+                        &store,
+                        ExportRequest {
+                            query: q.clone(),
+                            log_order: true,
+                            tree_size,
+                            batch: 16,
+                        },
+                    )
+                    .await;
                     assert_eq!(got, want, "filter {n}, tree size {tree_size:?}, log order");
                     // Up to a tree size in (timestamp, event_id) order: the listing's events
                     // below that seq.
-                    let listed: Vec<StoredEvent> = walk(&store, EventQuery { limit: 50, ..q.clone() })
-                        .await
-                        .into_iter()
-                        .filter(|e| e.seq < end)
-                        .collect();
-                    let got = drain(&store, ExportRequest {
-                        query: q.clone(), tree_size, batch: 16, ..Default::default()
-                    }).await;
-                    assert_eq!(got, listed, "filter {n}, tree size {tree_size:?}, key order");
+                    let listed: Vec<StoredEvent> = walk(
+                        &store,
+                        EventQuery {
+                            limit: 50,
+                            ..q.clone()
+                        },
+                    )
+                    .await
+                    .into_iter()
+                    .filter(|e| e.seq < end)
+                    .collect();
+                    let got = drain(
+                        &store,
+                        ExportRequest {
+                            query: q.clone(),
+                            tree_size,
+                            batch: 16,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                    assert_eq!(
+                        got, listed,
+                        "filter {n}, tree size {tree_size:?}, key order"
+                    );
                 }
             }
             // A tenant without events exports nothing, at tree size 0 too.
             let none = tenant("none");
             for tree_size in [None, Some(0)] {
-                let got = drain(&store, ExportRequest {
-                    query: EventQuery { tenant_id: Some(none.clone()), ..Default::default() },
-                    log_order: true, tree_size, batch: 0,
-                }).await;
+                let got = drain(
+                    &store,
+                    ExportRequest {
+                        query: EventQuery {
+                            tenant_id: Some(none.clone()),
+                            ..Default::default()
+                        },
+                        log_order: true,
+                        tree_size,
+                        batch: 0,
+                    },
+                )
+                .await;
                 assert!(got.is_empty());
             }
             // Refused: seq order or a tree size without a tenant, a tree size beyond the log.
             let refused = [
-                ExportRequest { log_order: true, ..Default::default() },
-                ExportRequest { tree_size: Some(1), ..Default::default() },
                 ExportRequest {
-                    query: EventQuery { tenant_id: Some(t.clone()), ..Default::default() },
-                    tree_size: Some(log.len() as u64 + 1), ..Default::default()
+                    log_order: true,
+                    ..Default::default()
                 },
                 ExportRequest {
-                    query: EventQuery { tenant_id: Some(none.clone()), ..Default::default() },
-                    log_order: true, tree_size: Some(1), ..Default::default()
+                    tree_size: Some(1),
+                    ..Default::default()
+                },
+                ExportRequest {
+                    query: EventQuery {
+                        tenant_id: Some(t.clone()),
+                        ..Default::default()
+                    },
+                    tree_size: Some(log.len() as u64 + 1),
+                    ..Default::default()
+                },
+                ExportRequest {
+                    query: EventQuery {
+                        tenant_id: Some(none.clone()),
+                        ..Default::default()
+                    },
+                    log_order: true,
+                    tree_size: Some(1),
+                    ..Default::default()
                 },
             ];
             for (n, req) in refused.into_iter().enumerate() {
@@ -196,10 +348,10 @@ macro_rules! export_conformance_cases {
         /// returned, every request whole or not at all, nothing twice.
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn export_is_a_snapshot_while_appends_continue() {
-            use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-            use $crate::export::mixed_events;
+            use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
             use trailkeep_core::StoredEvent;
             use trailkeep_store::ExportRequest;
+            use $crate::export::mixed_events;
             let (store, _g) = make().await;
             let tenants = [tenant("sa"), tenant("sb"), tenant("sc")];
             let mut before: HashSet<Uuid> = HashSet::new();
@@ -211,51 +363,86 @@ macro_rules! export_conformance_cases {
             let calling = Arc::new(AtomicBool::new(false));
             let returned = Arc::new(AtomicBool::new(false));
             let stop = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicUsize::new(0));
             // Each request: its ids, whether it was acknowledged before export was called,
             // whether it was sent after export returned.
             let appender = {
                 let (store, tenants) = (store.clone(), tenants.clone());
                 let (calling, returned, stop) = (calling.clone(), returned.clone(), stop.clone());
+                let done = done.clone();
                 tokio::spawn(async move {
                     let mut sent = Vec::new();
-                    let mut round = 0;
-                    while !stop.load(SeqCst) || round < 20 {
-                        round += 1;
+                    while !stop.load(SeqCst) {
                         // One event per tenant, timestamps all over the exported range.
                         let req = mixed_events(&tenants, 3, 3).remove(0);
                         let late = returned.load(SeqCst);
-                        let ids: Vec<Uuid> = store.append(req).await.unwrap()
-                            .receipts.iter().map(|r| r.event_id).collect();
+                        let ids: Vec<Uuid> = store
+                            .append(req)
+                            .await
+                            .unwrap()
+                            .receipts
+                            .iter()
+                            .map(|r| r.event_id)
+                            .collect();
                         let early = !calling.load(SeqCst);
                         sent.push((ids, early, late));
+                        done.fetch_add(1, SeqCst);
                         tokio::time::sleep(std::time::Duration::from_micros(300)).await;
                     }
                     sent
                 })
             };
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            // A slow consumer: after each batch it waits for another append to land.
+            let append_lands = || async {
+                let seen = done.load(SeqCst);
+                for _ in 0..5000 {
+                    if done.load(SeqCst) > seen {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                panic!("the appender stopped");
+            };
+            append_lands().await;
             calling.store(true, SeqCst);
-            let mut all = store.export(ExportRequest { batch: 25, ..Default::default() }).await.unwrap();
+            let mut all = store
+                .export(ExportRequest {
+                    batch: 25,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             returned.store(true, SeqCst);
-            let mut log = store.export(ExportRequest {
-                query: EventQuery { tenant_id: Some(tenants[1].clone()), ..Default::default() },
-                log_order: true, batch: 10, ..Default::default()
-            }).await.unwrap();
+            let mut log = store
+                .export(ExportRequest {
+                    query: EventQuery {
+                        tenant_id: Some(tenants[1].clone()),
+                        ..Default::default()
+                    },
+                    log_order: true,
+                    batch: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             let mut got: Vec<StoredEvent> = Vec::new();
             while let Some(b) = all.recv().await {
                 got.extend(b.unwrap());
-                // A slow consumer: appends keep landing while the export is read.
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                append_lands().await;
             }
             let mut in_log: Vec<StoredEvent> = Vec::new();
             while let Some(b) = log.recv().await {
                 in_log.extend(b.unwrap());
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                append_lands().await;
             }
             stop.store(true, SeqCst);
             let sent = appender.await.unwrap();
-            assert!(sent.iter().any(|(_, early, _)| *early), "some appends acknowledged before the call");
-            assert!(sent.iter().filter(|(_, _, late)| *late).count() >= 20, "appends went on during the export");
+            assert!(
+                sent.iter().any(|(_, early, _)| *early),
+                "some appends acknowledged before the call"
+            );
+            let late = sent.iter().filter(|(_, _, late)| *late).count();
+            assert!(late >= 24, "appends went on during the export ({late})");
 
             let exported: HashSet<Uuid> = got.iter().map(|e| e.event_id).collect();
             assert_eq!(exported.len(), got.len(), "no event twice");
@@ -266,7 +453,10 @@ macro_rules! export_conformance_cases {
             for (ids, early, late) in &sent {
                 known.extend(ids.iter().copied());
                 let n = ids.iter().filter(|id| exported.contains(id)).count();
-                assert!(n == 0 || n == ids.len(), "a request is in an export whole or not at all");
+                assert!(
+                    n == 0 || n == ids.len(),
+                    "a request is in an export whole or not at all"
+                );
                 if *early {
                     assert_eq!(n, ids.len(), "acknowledged before the call, so exported");
                 }
@@ -274,10 +464,15 @@ macro_rules! export_conformance_cases {
                     assert_eq!(n, 0, "sent after the export returned, so not exported");
                 }
             }
-            assert!(exported.iter().all(|id| known.contains(id)), "nothing but appended events");
+            assert!(
+                exported.iter().all(|id| known.contains(id)),
+                "nothing but appended events"
+            );
             // The listing's order, and the tenant's log order with no gap in seqs.
             for w in got.windows(2) {
-                assert!((w[0].timestamp.nanos, w[0].event_id) > (w[1].timestamp.nanos, w[1].event_id));
+                assert!(
+                    (w[0].timestamp.nanos, w[0].event_id) > (w[1].timestamp.nanos, w[1].event_id)
+                );
             }
             let seqs: Vec<u64> = in_log.iter().map(|e| e.seq).collect();
             assert_eq!(seqs, (0..in_log.len() as u64).collect::<Vec<_>>());
@@ -293,15 +488,19 @@ macro_rules! export_conformance_cases {
         /// leave room for the next one), and later exports and reads work.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn dropping_the_receiver_stops_the_export() {
-            use $crate::export::{drain, mixed_events};
             use trailkeep_store::ExportRequest;
+            use $crate::export::{drain, mixed_events};
             let (store, _g) = make().await;
             let tenants = [tenant("da"), tenant("db")];
             for req in mixed_events(&tenants, 200, 50) {
                 store.append(req).await.unwrap();
             }
             for round in 0..40 {
-                let mut rx = store.export(ExportRequest { batch: 1, ..Default::default() })
+                let mut rx = store
+                    .export(ExportRequest {
+                        batch: 1,
+                        ..Default::default()
+                    })
                     .await
                     .unwrap_or_else(|e| panic!("abandoned export {round}: {e}"));
                 assert_eq!(rx.recv().await.unwrap().unwrap().len(), 1);
@@ -310,8 +509,17 @@ macro_rules! export_conformance_cases {
             let started = std::time::Instant::now();
             let all = drain(&store, ExportRequest::default()).await;
             assert_eq!(all.len(), 200);
-            assert!(started.elapsed() < std::time::Duration::from_secs(4), "no wait for a connection");
-            let page = store.query(EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(4),
+                "no wait for a connection"
+            );
+            let page = store
+                .query(EventQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             assert_eq!(page.events.len(), 10);
         }
 
@@ -322,23 +530,48 @@ macro_rules! export_conformance_cases {
             let t = tenant("cov");
             assert_eq!(store.checkpoint_covering(&t, 0).await.unwrap(), None);
             for _ in 0..10 {
-                store.append(vec![prep(ev(&t, "cov.x", |_| {}))]).await.unwrap();
+                store
+                    .append(vec![prep(ev(&t, "cov.x", |_| {}))])
+                    .await
+                    .unwrap();
             }
             let mut cps = Vec::new();
             for size in [2u64, 5, 9] {
                 let root = store.tree_root(&t, size).await.unwrap();
-                let cp = SignedCheckpoint { size, root, note: format!("size {size}\n") };
+                let cp = SignedCheckpoint {
+                    size,
+                    root,
+                    note: format!("size {size}\n"),
+                };
                 store.put_checkpoint(&t, cp.clone()).await.unwrap();
                 cps.push(cp);
             }
-            let want = [(0, Some(0)), (1, Some(0)), (2, Some(0)), (3, Some(1)), (5, Some(1)),
-                (6, Some(2)), (9, Some(2)), (10, None), (u64::MAX, None)];
+            let want = [
+                (0, Some(0)),
+                (1, Some(0)),
+                (2, Some(0)),
+                (3, Some(1)),
+                (5, Some(1)),
+                (6, Some(2)),
+                (9, Some(2)),
+                (10, None),
+                (u64::MAX, None),
+            ];
             for (size, i) in want {
                 let got = store.checkpoint_covering(&t, size).await.unwrap();
                 assert_eq!(got, i.map(|i: usize| cps[i].clone()), "covering {size}");
             }
-            assert_eq!(store.latest_checkpoint(&t).await.unwrap(), Some(cps[2].clone()));
-            assert_eq!(store.checkpoint_covering(&tenant("cov_other"), 0).await.unwrap(), None);
+            assert_eq!(
+                store.latest_checkpoint(&t).await.unwrap(),
+                Some(cps[2].clone())
+            );
+            assert_eq!(
+                store
+                    .checkpoint_covering(&tenant("cov_other"), 0)
+                    .await
+                    .unwrap(),
+                None
+            );
         }
     };
 }
@@ -363,7 +596,10 @@ async fn embedded_checkpoints_are_read_back_from_the_log_after_a_restart() {
         for round in 0..12u64 {
             let batch: Vec<_> = (0..3).map(|_| prep(ev(&t, "cp.x", |_| {}))).collect();
             store.append(batch).await.unwrap();
-            store.append(vec![prep(ev(&u, "cp.y", |_| {}))]).await.unwrap();
+            store
+                .append(vec![prep(ev(&u, "cp.y", |_| {}))])
+                .await
+                .unwrap();
             let size = 3 * (round + 1);
             let root = store.tree_root(&t, size).await.unwrap();
             let cp = SignedCheckpoint {
@@ -398,7 +634,11 @@ async fn embedded_checkpoints_are_read_back_from_the_log_after_a_restart() {
         );
     }
     assert_eq!(
-        store.checkpoint_covering(&u, 5).await.unwrap().map(|c| c.size),
+        store
+            .checkpoint_covering(&u, 5)
+            .await
+            .unwrap()
+            .map(|c| c.size),
         Some(5)
     );
 }
