@@ -68,7 +68,7 @@ impl Export {
         let mut q = req.query.clone();
         q.cursor = None;
         q.limit = batch;
-        let walk = match q.tenant_id.as_deref() {
+        let mut walk = match q.tenant_id.as_deref() {
             Some(name) => {
                 let found = mem.tenant(name);
                 let size = found.map_or(0, |(_, t)| t.size());
@@ -97,7 +97,6 @@ impl Export {
                     .collect(),
             },
         };
-        let mut walk = walk;
         if let Walk::Keys { tenants, .. } = &mut walk {
             tenants.sort_unstable();
         }
