@@ -52,8 +52,56 @@ pub struct ExportRequest {
     /// Only events with `seq < tree_size` (needs `query.tenant_id`): an evidence bundle covers
     /// exactly the tree of one signed checkpoint.
     pub tree_size: Option<u64>,
-    /// Events per batch (0: the backend's default).
+    /// Events per batch (0: [`EXPORT_BATCH`]; at most [`EXPORT_BATCH_MAX`]).
     pub batch: usize,
+}
+
+/// Events per export batch when the request does not say.
+pub const EXPORT_BATCH: usize = 1_000;
+
+/// The largest export batch: a batch is held in memory whole (twice over while the next one is
+/// read), so a larger request is cut to this.
+pub const EXPORT_BATCH_MAX: usize = 100_000;
+
+/// Batches an export may have read ahead of its consumer (the bounded channel's capacity): the
+/// producer waits when they are all unread, so memory is at most this many batches plus the
+/// one being read.
+pub const EXPORT_READ_AHEAD: usize = 3;
+
+impl ExportRequest {
+    /// Checks what every backend refuses, and returns the batch size to use.
+    ///
+    /// `log_order` and `tree_size` need `query.tenant_id` (seqs are per tenant): without it the
+    /// request is [`StoreError::Invalid`].
+    pub fn checked_batch(&self) -> Result<usize, StoreError> {
+        if self.query.tenant_id.is_none() {
+            if self.log_order {
+                return Err(StoreError::Invalid(
+                    "an export in log order needs a tenant_id: seq order is per tenant".into(),
+                ));
+            }
+            if self.tree_size.is_some() {
+                return Err(StoreError::Invalid(
+                    "an export up to a tree size needs a tenant_id: trees are per tenant".into(),
+                ));
+            }
+        }
+        Ok(match self.batch {
+            0 => EXPORT_BATCH,
+            n => n.min(EXPORT_BATCH_MAX),
+        })
+    }
+
+    /// A `tree_size` beyond the tenant's tree (`size` leaves) is refused.
+    pub(crate) fn check_tree_size(&self, size: u64) -> Result<(), StoreError> {
+        match self.tree_size {
+            Some(n) if n > size => Err(StoreError::Invalid(format!(
+                "tree size {n} is beyond the log of {}, which has {size} leaves",
+                self.query.tenant_id.as_deref().unwrap_or("?")
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The batches of an export, in order. The producer stops when the receiver is dropped (a
@@ -161,45 +209,4 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and stops background work; later calls fail with `Unavailable`.
     async fn shutdown(&self);
-}
-
-/// Interim export by pages of `query`/`read_log` (not a snapshot); replaced per backend.
-#[doc(hidden)]
-pub async fn interim_export<S: Store + ?Sized>(
-    store: &S,
-    req: ExportRequest,
-) -> Result<EventBatches, StoreError> {
-    let batch = if req.batch == 0 { 1000 } else { req.batch };
-    let mut out = Vec::new();
-    if req.log_order {
-        let tenant = req.query.tenant_id.clone().unwrap_or_default();
-        let end = req.tree_size.unwrap_or(store.tree_size(&tenant).await?);
-        let mut from = 0;
-        while from < end {
-            let page = store
-                .read_log(&tenant, from, batch.min((end - from) as usize))
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            from += page.len() as u64;
-            out.extend(page.into_iter().filter(|e| req.query.matches(e)));
-        }
-    } else {
-        let mut q = req.query.clone();
-        q.limit = batch;
-        loop {
-            let page = store.query(q.clone()).await?;
-            out.extend(page.events);
-            match page.next_cursor {
-                Some(c) => q.cursor = Some(c),
-                None => break,
-            }
-        }
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel(1 + out.len() / batch);
-    for chunk in out.chunks(batch) {
-        let _ = tx.send(Ok(chunk.to_vec())).await;
-    }
-    Ok(rx)
 }

@@ -11,6 +11,10 @@
 #[path = "conformance/helpers.rs"]
 mod helpers;
 
+#[macro_use]
+#[path = "conformance/export.rs"]
+mod export;
+
 use helpers::Guard;
 use std::sync::Arc;
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -37,6 +41,8 @@ macro_rules! store_conformance_suite {
             async fn make() -> (Arc<dyn Store>, Guard) {
                 $make.await
             }
+
+            export_conformance_cases!();
 
             #[tokio::test]
             async fn append_get_round_trip_all_fields() {

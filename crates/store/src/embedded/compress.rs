@@ -237,18 +237,23 @@ pub fn compress_into(
 }
 
 /// Decompresses one event body written with `dict`.
+#[cfg(test)]
 pub fn decompress(dict: &Dict, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    decompress_into(dict, data, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (replacing what it held): a reader of many bodies reuses one
+/// buffer instead of allocating one per body.
+pub fn decompress_into(dict: &Dict, data: &[u8], out: &mut Vec<u8>) -> Result<(), StoreError> {
     let t = dict.table()?;
     let corrupt = |e: &str| StoreError::Corrupt(format!("event body does not decompress: {e}"));
     // A code stands for at most 8 bytes; every slot written below is 8 bytes wide.
     let cap = data.len().saturating_mul(8).min(MAX_BODY) + 8;
     // Not `vec![0; cap]`: glibc's calloc skips its per-thread cache, measured slower here.
-    #[allow(clippy::slow_vector_initialization)]
-    let mut out = {
-        let mut v = Vec::with_capacity(cap);
-        v.resize(cap, 0u8);
-        v
-    };
+    out.clear();
+    out.resize(cap, 0u8);
     let mut o = 0usize;
     let mut it = data.iter();
     while let Some(&c) = it.next() {
@@ -276,7 +281,7 @@ pub fn decompress(dict: &Dict, data: &[u8]) -> Result<Vec<u8>, StoreError> {
         return Err(corrupt(&format!("more than {MAX_BODY} bytes")));
     }
     out.truncate(o);
-    Ok(out)
+    Ok(())
 }
 
 /// Trains a dictionary from sample bodies; `None` when they are too few or too varied for a

@@ -107,6 +107,42 @@ pub struct TenantMem {
     pub tree: TreeHashes,
     /// The newest checkpoint (older ones stay in the log; their roots follow from the tree).
     pub latest_checkpoint: Option<SignedCheckpoint>,
+    /// Every stored checkpoint by size, ascending, one per size (the first stored): where its
+    /// entry is in the log, read back on demand ([`super::read::checkpoint_covering`]). The
+    /// checkpointer signs at most one a second per growing tenant: 24 bytes a second, ~2 MB a
+    /// day of constant growth.
+    pub checkpoints: Vec<CheckpointAt>,
+}
+
+/// Where a stored checkpoint of a tenant is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointAt {
+    pub size: u64,
+    /// Segment number (high 24 bits) and byte offset of the entry's contents (low 40 bits), as
+    /// in [`Meta::loc`].
+    pub loc: u64,
+    pub len: u32,
+}
+
+impl CheckpointAt {
+    pub fn segment(&self) -> u32 {
+        (self.loc >> 40) as u32
+    }
+    pub fn offset(&self) -> u64 {
+        self.loc & ((1 << 40) - 1)
+    }
+}
+
+/// Decodes a `CHECKPOINT` entry: the tenant symbol and the checkpoint.
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<(u32, SignedCheckpoint), StoreError> {
+    let mut r = Reader::new(bytes);
+    let tenant = r.varint_u32()?;
+    let size = r.varint()?;
+    let root = r.arr::<32>()?;
+    let note = std::str::from_utf8(r.rest())
+        .map_err(|_| corrupt("a checkpoint note is not UTF-8".into()))?
+        .to_string();
+    Ok((tenant, SignedCheckpoint { size, root, note }))
 }
 
 impl TenantMem {
@@ -577,7 +613,7 @@ impl Mem {
                         ))
                     }
                 },
-                CHECKPOINT => self.apply_checkpoint(bytes)?,
+                CHECKPOINT => self.apply_checkpoint(seg, at, bytes)?,
                 KEY => self.signing_keys.push(
                     std::str::from_utf8(bytes)
                         .map_err(|_| corrupt("a signing key is not UTF-8".into()))?
@@ -684,14 +720,10 @@ impl Mem {
         Ok(())
     }
 
-    fn apply_checkpoint(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let mut r = Reader::new(bytes);
-        let tenant = r.varint_u32()?;
-        let size = r.varint()?;
-        let root = r.arr::<32>()?;
-        let note = std::str::from_utf8(r.rest())
-            .map_err(|_| corrupt("a checkpoint note is not UTF-8".into()))?
-            .to_string();
+    /// Applies a checkpoint entry (its contents start at `at` in segment `seg`).
+    fn apply_checkpoint(&mut self, seg: u32, at: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let (tenant, cp) = decode_checkpoint(bytes)?;
+        let size = cp.size;
         self.sym(tenant)?;
         let t = self.tenant_mut(tenant);
         if size > t.size() {
@@ -699,8 +731,21 @@ impl Mem {
                 "checkpoint of size {size} precedes the events it covers"
             )));
         }
+        // The writer stores checkpoints in growing sizes, so this is a push; anything else
+        // keeps the list sorted and the first checkpoint stored for a size.
+        let i = t.checkpoints.partition_point(|c| c.size < size);
+        if t.checkpoints.get(i).is_none_or(|c| c.size != size) {
+            t.checkpoints.insert(
+                i,
+                CheckpointAt {
+                    size,
+                    loc: ((seg as u64) << 40) | at,
+                    len: bytes.len() as u32,
+                },
+            );
+        }
         if t.latest_checkpoint.as_ref().is_none_or(|c| size >= c.size) {
-            t.latest_checkpoint = Some(SignedCheckpoint { size, root, note });
+            t.latest_checkpoint = Some(cp);
         }
         Ok(())
     }

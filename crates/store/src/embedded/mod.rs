@@ -24,12 +24,15 @@
 //! Read path: [`memory::Mem`] holds every tenant's event metadata, indexes by time, type, actor
 //! and session, the Merkle trees and checkpoints, all rebuilt from the log at open. A listing
 //! walks index ranges in memory and reads only the entries of the page from the log (one
-//! `pread` and one small decompression per event). See ARCHITECTURE.md for the measurements
-//! behind this design.
+//! `pread` and one small decompression per event). An export ([`export`]) takes a snapshot of
+//! every tenant's size under one read lock and walks the same ranges a batch per read lock,
+//! reading the log through read-ahead windows. See ARCHITECTURE.md for the measurements behind
+//! this design.
 
 mod chunked;
 mod codec;
 mod compress;
+mod export;
 mod index;
 mod keyfile;
 mod mark;
@@ -770,8 +773,59 @@ impl Store for EmbeddedStore {
     }
 
     async fn export(&self, req: crate::ExportRequest) -> Result<crate::EventBatches, StoreError> {
-        // Interim: a page walk (not yet a snapshot).
-        crate::interim_export(self, req).await
+        let batch = req.checked_batch()?;
+        if let Some(t) = &req.query.tenant_id {
+            self.check_tenants([t.as_str()])?;
+        }
+        // The snapshot is taken here, before this returns (see `export.rs`).
+        let mut walk = self
+            .blocking(move |m| export::Export::start(m, req, batch))
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::EXPORT_READ_AHEAD);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while !walk.is_done() {
+                // A consumer that went away stops the work (checked again at each send).
+                if tx.is_closed() {
+                    return;
+                }
+                let shared = shared.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let page = match shared.mem.read() {
+                        Ok(mem) => walk.page(&mem),
+                        Err(_) => Err(StoreError::Unavailable(
+                            "the store's memory lock is poisoned".into(),
+                        )),
+                    };
+                    (walk, page)
+                })
+                .await;
+                let page = match read {
+                    Ok((w, page)) => {
+                        walk = w;
+                        page
+                    }
+                    Err(e) => {
+                        let why = format!("the export's reading task failed: {e}");
+                        let _ = tx.send(Err(StoreError::Unavailable(why))).await;
+                        return;
+                    }
+                };
+                match page {
+                    Ok(events) if events.is_empty() => {}
+                    Ok(events) => {
+                        if tx.send(Ok(events)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
     }
 
     async fn checkpoint_covering(
@@ -779,11 +833,10 @@ impl Store for EmbeddedStore {
         tenant_id: &str,
         size: u64,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
-        // Interim: only the latest checkpoint is looked at.
-        Ok(self
-            .latest_checkpoint(tenant_id)
-            .await?
-            .filter(|c| c.size >= size))
+        self.check_tenants([tenant_id])?;
+        let t = tenant_id.to_string();
+        self.blocking(move |m| read::checkpoint_covering(m, &t, size))
+            .await
     }
 
     async fn read_log(

@@ -8,7 +8,9 @@
 use super::chunked::TreeHashes;
 use super::codec::{self, F_PURGED, F_TS_ASSIGNED};
 use super::compress;
-use super::memory::{day_of, meta_at, Index, Mem, Meta, SortKey, TenantMem, DAY_NANOS};
+use super::memory::{
+    day_of, decode_checkpoint, meta_at, Index, Mem, Meta, SortKey, TenantMem, DAY_NANOS,
+};
 use crate::{EventPage, EventQuery, Order, Stats, StatsQuery, StoreError};
 use std::ops::Bound;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
@@ -33,30 +35,171 @@ fn meta(t: &TenantMem, tenant: u32, seq: u64) -> Result<&Meta, StoreError> {
 }
 
 /// [`load`] for a tenant already looked up.
-fn load_from(mem: &Mem, tenant: u32, t: &TenantMem, seq: u64) -> Result<StoredEvent, StoreError> {
-    mem.check(tenant)?;
-    let m = meta(t, tenant, seq)?;
-    decode_entry(mem, tenant, t, seq, m).map_err(|e| match e {
-        // Name the event: the operator restores it, an auditor reports it.
-        StoreError::Corrupt(why) if !why.starts_with("event ") => StoreError::Corrupt(format!(
-            "event {} ({}/{seq}) cannot be read back from the log ({why}): the log was altered or damaged on disk; restore the data directory from a backup",
-            Uuid::from_bytes(m.key.id),
-            mem.sym(tenant).unwrap_or("?"),
-        )),
-        other => other,
-    })
-}
-
-/// Reads and decodes the entry of event `seq` (metadata `m`) and checks it against its leaf.
-fn decode_entry(
+pub(crate) fn load_from(
     mem: &Mem,
     tenant: u32,
     t: &TenantMem,
     seq: u64,
-    m: &Meta,
 ) -> Result<StoredEvent, StoreError> {
-    let bytes = mem.segments.read(m.segment(), m.offset(), m.len as usize)?;
-    let mut r = codec::Reader::new(&bytes);
+    EntryReader::exact().load(mem, tenant, t, seq)
+}
+
+/// Largest read-ahead window of an [`EntryReader`].
+const WINDOW_MAX: usize = 64 * 1024;
+
+/// Reads events' entries from the log for a walk over many of them (an export page).
+///
+/// Entries that follow each other in a walk are often near each other in the log (an export in
+/// log order; `(timestamp, event_id)` order, which is roughly arrival order), so one `pread` of
+/// a window around an entry serves the next ones from memory, forwards or backwards as the
+/// walk goes. The window adapts: it doubles (up to [`WINDOW_MAX`]) while windows serve many
+/// entries, and shrinks to the entry alone while they serve few (a filter that picks scattered
+/// events). The buffers are reused from event to event. A reader must not outlive the read
+/// lock it was used under (bytes past the entries in memory may still be being written):
+/// [`EntryReader::forget`] drops the window.
+pub(crate) struct EntryReader {
+    window: Vec<u8>,
+    /// Where `window` starts: segment and offset (segment 0: no window).
+    seg: u32,
+    start: u64,
+    /// The next window's size (0: each entry alone).
+    size: usize,
+    /// The largest window (0: an exact reader).
+    max: usize,
+    /// Entries read alone in a row (a windowed reader tries a window again after a few).
+    alone: usize,
+    /// Entries the current window served.
+    hits: usize,
+    /// Decompressed body.
+    body: Vec<u8>,
+}
+
+impl EntryReader {
+    /// A reader that reads each entry on its own (a page of a listing, a single event).
+    pub fn exact() -> Self {
+        EntryReader {
+            window: Vec::new(),
+            seg: 0,
+            start: 0,
+            size: 0,
+            max: 0,
+            alone: 0,
+            hits: 0,
+            body: Vec::new(),
+        }
+    }
+
+    /// A reader with read-ahead windows.
+    pub fn windowed() -> Self {
+        EntryReader {
+            size: 16 * 1024,
+            max: WINDOW_MAX,
+            ..Self::exact()
+        }
+    }
+
+    /// Drops the window (before the read lock it was read under is released).
+    pub fn forget(&mut self) {
+        self.seg = 0;
+        self.window.clear();
+    }
+
+    /// Reads and decodes event `seq` of tenant `t` (symbol `tenant`), checked against its leaf.
+    pub fn load(
+        &mut self,
+        mem: &Mem,
+        tenant: u32,
+        t: &TenantMem,
+        seq: u64,
+    ) -> Result<StoredEvent, StoreError> {
+        mem.check(tenant)?;
+        let m = meta(t, tenant, seq)?;
+        self.decode_entry(mem, tenant, t, seq, m).map_err(|e| match e {
+            // Name the event: the operator restores it, an auditor reports it.
+            StoreError::Corrupt(why) if !why.starts_with("event ") => StoreError::Corrupt(format!(
+                "event {} ({}/{seq}) cannot be read back from the log ({why}): the log was altered or damaged on disk; restore the data directory from a backup",
+                Uuid::from_bytes(m.key.id),
+                mem.sym(tenant).unwrap_or("?"),
+            )),
+            other => other,
+        })
+    }
+
+    /// Where entry `m` is in the window, reading a new window if it is not in this one.
+    fn locate(&mut self, mem: &Mem, m: &Meta) -> Result<std::ops::Range<usize>, StoreError> {
+        let (seg, off, len) = (m.segment(), m.offset(), m.len as usize);
+        let end = off + len as u64;
+        if seg == self.seg && off >= self.start && end <= self.start + self.window.len() as u64 {
+            self.hits += 1;
+            let from = (off - self.start) as usize;
+            return Ok(from..from + len);
+        }
+        // A miss: size the next window by how well this one did.
+        if self.seg != 0 && self.max > 0 {
+            if self.size == 0 {
+                self.alone += 1;
+                if self.alone == 32 {
+                    self.alone = 0;
+                    self.size = 2048; // try a window again: the walk may have reached denser parts
+                }
+            } else if self.hits >= 16 {
+                self.size = (self.size * 2).min(self.max);
+            } else if self.hits <= 2 {
+                self.size /= 4;
+                if self.size < 2048 {
+                    self.size = 0;
+                }
+            }
+        }
+        let want = self.size.max(len);
+        // Walking backwards (the entry is before the window): the window ends at the entry.
+        let backwards = seg == self.seg && off < self.start;
+        let start = if backwards {
+            end.saturating_sub(want as u64)
+        } else {
+            off
+        };
+        let need = (end - start) as usize;
+        mem.segments
+            .read_window(seg, start, want, need, &mut self.window)?;
+        self.seg = seg;
+        self.start = start;
+        self.hits = 1;
+        let from = (off - start) as usize;
+        Ok(from..from + len)
+    }
+
+    /// Reads and decodes the entry of event `seq` (metadata `m`) and checks it against its
+    /// leaf.
+    fn decode_entry(
+        &mut self,
+        mem: &Mem,
+        tenant: u32,
+        t: &TenantMem,
+        seq: u64,
+        m: &Meta,
+    ) -> Result<StoredEvent, StoreError> {
+        let at = self.locate(mem, m)?;
+        let bytes = self
+            .window
+            .get(at)
+            .ok_or_else(|| StoreError::Corrupt("entry outside its read window".into()))?;
+        let e = decode_bytes(mem, tenant, t, seq, bytes, &mut self.body)?;
+        Ok(e)
+    }
+}
+
+/// Decodes the entry `bytes` of event `seq` and checks it against its leaf; `body` is scratch
+/// space for the decompressed body.
+fn decode_bytes(
+    mem: &Mem,
+    tenant: u32,
+    t: &TenantMem,
+    seq: u64,
+    bytes: &[u8],
+    body: &mut Vec<u8>,
+) -> Result<StoredEvent, StoreError> {
+    let mut r = codec::Reader::new(bytes);
     let h = codec::read_event_header(&mut r)?;
     if h.seq != seq || h.tenant != tenant {
         return Err(StoreError::Corrupt(format!(
@@ -65,12 +208,11 @@ fn decode_entry(
         )));
     }
     let stored_body = r.rest();
-    let raw;
     let body_bytes = if h.dict == 0 {
         stored_body
     } else {
-        raw = compress::decompress(mem.dict(h.dict)?, stored_body)?;
-        &raw[..]
+        compress::decompress_into(mem.dict(h.dict)?, stored_body, body)?;
+        &body[..]
     };
     let body = codec::decode_body(h.flags, body_bytes)?;
     let purged = h.flags & F_PURGED != 0;
@@ -139,15 +281,15 @@ fn in_scope<'m>(mem: &'m Mem, tenant: Option<&str>) -> Vec<(u32, &'m TenantMem)>
 type Entries<'m> = Box<dyn Iterator<Item = (SortKey, u64)> + 'm>;
 
 /// One ordered range of one index.
-struct Source<'m> {
-    tenant: u32,
-    t: &'m TenantMem,
+pub(crate) struct Source<'m> {
+    pub tenant: u32,
+    pub t: &'m TenantMem,
     iter: Entries<'m>,
-    head: Option<(SortKey, u64)>,
+    pub head: Option<(SortKey, u64)>,
 }
 
 impl Source<'_> {
-    fn advance(&mut self) {
+    pub fn advance(&mut self) {
         self.head = self.iter.next();
     }
 }
@@ -188,7 +330,7 @@ fn min_hi(a: Bound<SortKey>, b: Bound<SortKey>) -> Bound<SortKey> {
 
 /// Whether a range is non-empty enough for `BTreeMap::range` (which panics on start > end,
 /// and on start == end with both bounds excluded).
-fn valid(lo: &Bound<SortKey>, hi: &Bound<SortKey>) -> bool {
+pub(crate) fn valid(lo: &Bound<SortKey>, hi: &Bound<SortKey>) -> bool {
     use Bound::*;
     match (lo, hi) {
         (Unbounded, _) | (_, Unbounded) => true,
@@ -201,7 +343,7 @@ fn valid(lo: &Bound<SortKey>, hi: &Bound<SortKey>) -> bool {
 const MIN_ID: [u8; 16] = [0; 16];
 
 /// The key range a query covers: since (inclusive), until (exclusive), and the cursor.
-fn bounds(q: &EventQuery) -> (Bound<SortKey>, Bound<SortKey>) {
+pub(crate) fn bounds(q: &EventQuery) -> (Bound<SortKey>, Bound<SortKey>) {
     let mut lo = match q.since {
         Some(s) => Bound::Included(SortKey {
             ts: s.nanos,
@@ -257,14 +399,14 @@ fn pick<'m>(mem: &Mem, by: &'m foldhash::HashMap<u32, Index>, name: &str) -> Opt
 
 /// The filters that memory alone can decide (type, actor, session), checked before an event is
 /// read from the log. `q` and the exact checks still run on the decoded event.
-struct PreFilter<'q> {
+pub(crate) struct PreFilter<'q> {
     types: Option<&'q crate::TypeFilter>,
     actor: Option<u32>,
     session: Option<u32>,
 }
 
 impl<'q> PreFilter<'q> {
-    fn new(mem: &Mem, q: &'q EventQuery) -> Result<Self, StoreError> {
+    pub fn new(mem: &Mem, q: &'q EventQuery) -> Result<Self, StoreError> {
         // An actor or session no event has used has no symbol; no index opened for it either.
         Ok(PreFilter {
             types: q.event_type.as_ref(),
@@ -273,7 +415,7 @@ impl<'q> PreFilter<'q> {
         })
     }
 
-    fn passes(&self, mem: &Mem, m: &Meta) -> Result<bool, StoreError> {
+    pub fn passes(&self, mem: &Mem, m: &Meta) -> Result<bool, StoreError> {
         if self.actor.is_some_and(|a| a != m.actor) || self.session.is_some_and(|s| s != m.session)
         {
             return Ok(false);
@@ -285,14 +427,18 @@ impl<'q> PreFilter<'q> {
     }
 }
 
-pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> {
-    let limit = q.limit.max(1);
-    let (lo, hi) = bounds(q);
-    if !valid(&lo, &hi) {
-        return Ok(EventPage::new(Vec::new(), false, q.order));
-    }
+/// The index ranges a listing reads, for the tenants `tenants`: the most selective index its
+/// filters allow (session, then actor, then type, then time) within `lo..hi`, each already
+/// advanced to its first entry.
+pub(crate) fn open_sources<'m>(
+    mem: &'m Mem,
+    q: &EventQuery,
+    tenants: impl IntoIterator<Item = (u32, &'m TenantMem)>,
+    lo: Bound<SortKey>,
+    hi: Bound<SortKey>,
+) -> Result<Vec<Source<'m>>, StoreError> {
     let mut sources = Vec::new();
-    for (tid, t) in in_scope(mem, q.tenant_id.as_deref()) {
+    for (tid, t) in tenants {
         if let Some(session) = &q.session {
             if let Some(i) = pick(mem, &t.by_session, session) {
                 sources.push(open(i, tid, t, lo, hi, q.order));
@@ -314,29 +460,45 @@ pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> 
     for s in &mut sources {
         s.advance();
     }
+    Ok(sources)
+}
+
+/// The next entry of the merge of `sources` in `order`: its source, key and seq (the source is
+/// advanced past it).
+pub(crate) fn next_entry(
+    sources: &mut [Source<'_>],
+    order: Order,
+) -> Option<(usize, SortKey, u64)> {
+    // Few sources: a linear scan for the next one beats a heap.
+    let mut best: Option<(usize, SortKey, u64)> = None;
+    for (i, s) in sources.iter().enumerate() {
+        let Some((k, seq)) = s.head else { continue };
+        let better = match (best, order) {
+            (None, _) => true,
+            (Some((_, b, _)), Order::Asc) => k < b,
+            (Some((_, b, _)), Order::Desc) => k > b,
+        };
+        if better {
+            best = Some((i, k, seq));
+        }
+    }
+    let (b, _, _) = best?;
+    sources[b].advance();
+    best
+}
+
+pub(crate) fn query(mem: &Mem, q: &EventQuery) -> Result<EventPage, StoreError> {
+    let limit = q.limit.max(1);
+    let (lo, hi) = bounds(q);
+    if !valid(&lo, &hi) {
+        return Ok(EventPage::new(Vec::new(), false, q.order));
+    }
+    let mut sources = open_sources(mem, q, in_scope(mem, q.tenant_id.as_deref()), lo, hi)?;
     let pre = PreFilter::new(mem, q)?;
     let mut events = Vec::with_capacity(limit.min(1024));
     let mut more = false;
-    loop {
-        // Few sources: a linear scan for the next one beats a heap.
-        let mut best: Option<(usize, SortKey)> = None;
-        for (i, s) in sources.iter().enumerate() {
-            let Some((k, _)) = s.head else { continue };
-            let better = match (best, q.order) {
-                (None, _) => true,
-                (Some((_, b)), Order::Asc) => k < b,
-                (Some((_, b)), Order::Desc) => k > b,
-            };
-            if better {
-                best = Some((i, k));
-            }
-        }
-        let Some((b, _)) = best else { break };
-        let (_, seq) = sources[b]
-            .head
-            .ok_or_else(|| StoreError::Corrupt("merge".into()))?;
+    while let Some((b, _, seq)) = next_entry(&mut sources, q.order) {
         let (tenant, t) = (sources[b].tenant, sources[b].t);
-        sources[b].advance();
         if !pre.passes(mem, meta(t, tenant, seq)?)? {
             continue;
         }
@@ -474,4 +636,34 @@ pub(crate) fn leaves(
     }
     let idx: Vec<u64> = (start..end).map(|n| stored_hash_index(0, n)).collect();
     tree.read_hashes(&idx).map_err(tlog_err)
+}
+
+/// The oldest stored checkpoint of a tenant whose size is at least `size`, read back from the
+/// log (memory keeps only where each one is; the newest is at hand).
+pub(crate) fn checkpoint_covering(
+    mem: &Mem,
+    tenant: &str,
+    size: u64,
+) -> Result<Option<crate::SignedCheckpoint>, StoreError> {
+    let Some((sym, t)) = mem.tenant(tenant) else {
+        return Ok(None);
+    };
+    let i = t.checkpoints.partition_point(|c| c.size < size);
+    let Some(at) = t.checkpoints.get(i) else {
+        return Ok(None);
+    };
+    if let Some(latest) = t.latest_checkpoint.as_ref().filter(|c| c.size == at.size) {
+        return Ok(Some(latest.clone()));
+    }
+    let bytes = mem
+        .segments
+        .read(at.segment(), at.offset(), at.len as usize)?;
+    let (owner, cp) = decode_checkpoint(&bytes)?;
+    if owner != sym || cp.size != at.size {
+        return Err(StoreError::Corrupt(format!(
+            "the checkpoint of size {} of {tenant} cannot be read back from the log (the entry there is another one): the log was altered on disk; restore the data directory from a backup",
+            at.size
+        )));
+    }
+    Ok(Some(cp))
 }

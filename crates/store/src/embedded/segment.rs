@@ -523,6 +523,46 @@ impl Segments {
         Ok(b)
     }
 
+    /// Reads up to `want` bytes of segment `seg` from `off` into `buf` (replacing what it
+    /// held), fewer only where the file ends; fails unless at least `need` bytes were there.
+    /// For reading many nearby entries with one call (see `read::EntryReader`).
+    pub fn read_window(
+        &self,
+        seg: u32,
+        off: u64,
+        want: usize,
+        need: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let f = seg
+            .checked_sub(1)
+            .and_then(|i| self.files.get(i as usize))
+            .ok_or_else(|| StoreError::Corrupt(format!("log segment {seg} is not open")))?;
+        buf.clear();
+        buf.resize(want.max(need), 0);
+        let mut got = 0;
+        while got < buf.len() {
+            match f.read_at(&mut buf[got..], off + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "reading segment {seg} at {off}: {e}"
+                    )))
+                }
+            }
+        }
+        if got < need {
+            return Err(StoreError::Corrupt(format!(
+                "reading segment {seg} at {off}: the file ends {} bytes short of the entry",
+                need - got
+            )));
+        }
+        buf.truncate(got);
+        Ok(())
+    }
+
     /// Bytes on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.files

@@ -37,11 +37,16 @@
 //!   `txid_status` before any request is answered (see `append.rs`): committed → the receipts,
 //!   aborted → `Unavailable`, still unknown after the bound → `OutcomeUnknown`, whose answer
 //!   tells the client that resending the same events (same `event_id`s) is safe.
+//! - Exports (see `export.rs`): a connection of their own, a `REPEATABLE READ READ ONLY`
+//!   transaction whose first statement fixes the snapshot before `export` returns, and a
+//!   server-side cursor read a batch per `FETCH` (each under `statement_timeout`; the
+//!   transaction may idle for up to five minutes while a slow consumer catches up).
 //! - Checkpoints: `INSERT … ON CONFLICT DO NOTHING` and a compare, so every process that signs a
 //!   tree size stores (and later serves) the first signed checkpoint, and a different root for a
 //!   stored size is refused.
 
 mod append;
+mod export;
 mod pool;
 mod read;
 mod tree;
@@ -347,8 +352,11 @@ impl Store for PostgresStore {
     }
 
     async fn export(&self, req: crate::ExportRequest) -> Result<crate::EventBatches, StoreError> {
-        // Interim: a page walk (not yet a snapshot).
-        crate::interim_export(self, req).await
+        let batch = req.checked_batch()?;
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        export::start(&self.pool, req, batch).await
     }
 
     async fn checkpoint_covering(
@@ -356,11 +364,9 @@ impl Store for PostgresStore {
         tenant_id: &str,
         size: u64,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
-        // Interim: only the latest checkpoint is looked at.
-        Ok(self
-            .latest_checkpoint(tenant_id)
-            .await?
-            .filter(|c| c.size >= size))
+        on_conn!(self.pool, |c| tree::checkpoint_covering(
+            &c, tenant_id, size
+        ))
     }
 
     async fn read_log(

@@ -103,7 +103,7 @@ pub(crate) async fn read_log(
 
 /// A query parameter (the kinds listings and stats bind).
 #[derive(Clone)]
-enum P {
+pub(crate) enum P {
     S(String),
     I(i64),
     U(Uuid),
@@ -111,17 +111,17 @@ enum P {
 
 /// Builds `WHERE` clauses and their parameters.
 #[derive(Default, Clone)]
-struct Sql {
-    conds: Vec<String>,
+pub(crate) struct Sql {
+    pub conds: Vec<String>,
     params: Vec<P>,
 }
 
 impl Sql {
-    fn bind(&mut self, v: P) -> String {
+    pub fn bind(&mut self, v: P) -> String {
         self.params.push(v);
         format!("${}", self.params.len())
     }
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+    pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params
             .iter()
             .map(|p| match p {
@@ -131,7 +131,7 @@ impl Sql {
             })
             .collect()
     }
-    fn where_clause(&self) -> String {
+    pub fn where_clause(&self) -> String {
         if self.conds.is_empty() {
             String::new()
         } else {
@@ -140,8 +140,9 @@ impl Sql {
     }
 }
 
-pub(crate) async fn query(c: &Client, q: &EventQuery) -> Result<EventPage, StoreError> {
-    let limit = q.limit.max(1);
+/// The `WHERE` conditions of a listing's filters (tenant, type, actor, session, time; not the
+/// cursor, and not `q`, which is checked in Rust).
+pub(crate) fn filters(q: &EventQuery) -> Sql {
     let mut sql = Sql::default();
     if let Some(t) = &q.tenant_id {
         let p = sql.bind(P::S(t.clone()));
@@ -174,9 +175,24 @@ pub(crate) async fn query(c: &Client, q: &EventQuery) -> Result<EventPage, Store
         let p = sql.bind(P::I(u.nanos));
         sql.conds.push(format!("ts_nanos < {p}"));
     }
-    let (cmp, dir) = match q.order {
-        Order::Asc => (">", "ASC"),
-        Order::Desc => ("<", "DESC"),
+    sql
+}
+
+/// The SQL direction of a listing order.
+pub(crate) fn direction(order: Order) -> &'static str {
+    match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    }
+}
+
+pub(crate) async fn query(c: &Client, q: &EventQuery) -> Result<EventPage, StoreError> {
+    let limit = q.limit.max(1);
+    let sql = filters(q);
+    let dir = direction(q.order);
+    let cmp = match q.order {
+        Order::Asc => ">",
+        Order::Desc => "<",
     };
     // Without `q` every row the SQL returns matches, so limit + 1 rows decide the page; with it,
     // rows are fetched in larger chunks and filtered here.

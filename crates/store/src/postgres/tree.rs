@@ -132,7 +132,7 @@ pub(crate) async fn size(c: &Client, tenant: &str) -> Result<u64, StoreError> {
     Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
 }
 
-async fn snapshot<'a>(c: &'a mut Client) -> Result<Transaction<'a>, StoreError> {
+pub(crate) async fn snapshot<'a>(c: &'a mut Client) -> Result<Transaction<'a>, StoreError> {
     c.build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
@@ -141,7 +141,7 @@ async fn snapshot<'a>(c: &'a mut Client) -> Result<Transaction<'a>, StoreError> 
         .map_err(unavailable)
 }
 
-async fn size_tx(tx: &Transaction<'_>, tenant: &str) -> Result<u64, StoreError> {
+pub(crate) async fn size_tx(tx: &Transaction<'_>, tenant: &str) -> Result<u64, StoreError> {
     let row = tx
         .query_opt(
             "SELECT next_seq FROM tenants WHERE tenant_id = $1",
@@ -251,14 +251,39 @@ pub(crate) async fn latest_checkpoint(
         )
         .await
         .map_err(unavailable)?;
-    let Some(r) = row else { return Ok(None) };
-    let size: i64 = r.get(0);
-    let root: Vec<u8> = r.get(1);
-    Ok(Some(SignedCheckpoint {
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+/// The oldest checkpoint of `tenant` whose size is at least `size` (the primary key's order).
+pub(crate) async fn checkpoint_covering(
+    c: &Client,
+    tenant: &str,
+    size: u64,
+) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let Ok(size) = i64::try_from(size) else {
+        return Ok(None);
+    };
+    let row = c
+        .query_opt(
+            "SELECT size, root, note FROM checkpoints WHERE tenant_id = $1 AND size >= $2 \
+             ORDER BY size LIMIT 1",
+            &[&tenant, &size],
+        )
+        .await
+        .map_err(unavailable)?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+/// Decodes a row of `size, root, note`.
+fn checkpoint_from_row(r: &tokio_postgres::Row) -> Result<SignedCheckpoint, StoreError> {
+    let bad = |e: tokio_postgres::Error| StoreError::Corrupt(format!("checkpoint row: {e}"));
+    let size: i64 = r.try_get(0).map_err(bad)?;
+    let root: Vec<u8> = r.try_get(1).map_err(bad)?;
+    Ok(SignedCheckpoint {
         size: u64::try_from(size).map_err(|_| StoreError::Corrupt("checkpoint size".into()))?,
         root: root
             .try_into()
             .map_err(|_| StoreError::Corrupt("checkpoint root is not 32 bytes".into()))?,
-        note: r.get(2),
-    }))
+        note: r.try_get(2).map_err(bad)?,
+    })
 }
