@@ -18,7 +18,7 @@ use crate::{params, ApiError, AppState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use trailkeep_export::bundle::{BundleInputs, BundleSpool};
 use trailkeep_export::formats::{self, Format};
 use trailkeep_store::{EventBatches, ExportRequest};
@@ -84,10 +84,10 @@ fn disposition(tenant: Option<&str>, ext: &str) -> HeaderValue {
     responses(
         (status = 200, description = "Every matching event, streamed in the requested format",
             content(
-                ("application/x-ndjson" = String),
-                ("text/csv" = String),
-                ("application/json" = String),
-                ("application/vnd.apache.parquet" = Vec<u8>),
+                (String = "application/x-ndjson"),
+                (String = "text/csv"),
+                (Vec<crate::openapi::Event> = "application/json"),
+                (Vec<u8> = "application/vnd.apache.parquet"),
             )),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
@@ -182,7 +182,7 @@ fn produce(mut batches: EventBatches, format: Format, mut w: ChannelWriter) {
     params(crate::openapi::BundleParams),
     responses(
         (status = 200, description = "The bundle, a tar archive (gzip-compressed with compress=gzip)",
-            content(("application/x-tar" = Vec<u8>), ("application/gzip" = Vec<u8>))),
+            content((Vec<u8> = "application/x-tar"), (Vec<u8> = "application/gzip"))),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::Forbidden),

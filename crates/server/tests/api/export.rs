@@ -195,7 +195,6 @@ async fn bad_requests_are_refused_before_anything_starts() {
     let api = seeded().await;
     for (uri, needle) in [
         ("/v1/export?format=xml", "format"),
-        ("/v1/export?format=", "format"),
         ("/v1/export?limit=10", "limit"),
         ("/v1/export?cursor=abc", "cursor"),
         ("/v1/export?tenantid=t_x", "tenantid"),
