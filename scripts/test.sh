@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs trailkeep's whole test suite on a fresh machine: starts on loopback whatever the tests
 # need (PostgreSQL, for the store conformance suite's PostgreSQL backend and the benchmarks),
-# then runs every crate's tests. Usage: scripts/test.sh [extra cargo test args]
+# then runs every crate's tests, then the checks that need Python or a browser (each installs
+# what it needs: schemathesis, pyarrow and DuckDB in virtualenvs, Debian's chromium). Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +25,5 @@ ensure_postgres() {
 ensure_postgres || true
 cargo test --workspace --locked "$@"
 scripts/schemathesis.sh  # the live API against its OpenAPI document
+scripts/export-readback.sh  # Parquet and CSV exports read back with pyarrow and DuckDB
 scripts/browser-tests.sh  # the /viewer page in headless Chromium

@@ -79,7 +79,10 @@ pub struct ExportArgs {
     )]
     output: Option<PathBuf>,
     /// Print the BigQuery schema of Parquet exports (for `bq load --schema`) and exit.
-    #[arg(long, exclusive = true)]
+    #[arg(
+        long,
+        conflicts_with_all = ["tenant", "bundle", "event_type", "actor", "since", "until", "session", "q", "asc", "output"]
+    )]
     bigquery_schema: bool,
 }
 

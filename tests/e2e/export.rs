@@ -214,8 +214,11 @@ fn export_and_bundle_round_trip_postgres() {
 
 #[test]
 fn bigquery_schema_needs_no_server() {
+    // Server settings in the environment do not get in the way.
     let out = trailkeep()
         .args(["export", "--bigquery-schema"])
+        .env("TRAILKEEP_URL", "http://127.0.0.1:9")
+        .env("TRAILKEEP_KEY", "not-needed")
         .output()
         .unwrap();
     assert!(out.status.success());
