@@ -109,6 +109,9 @@ def main():
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target/release"))
     ap.add_argument("--events", type=int, action="append")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--reuse-pg", action="store_true",
+                    help="keep bench_events when it already holds exactly N rows of t_0000 "
+                         "(from an earlier run with the same N) instead of loading it again")
     ap.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/test")
     ap.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                      "trailkeep-bench-cache"))
@@ -126,9 +129,17 @@ def main():
                 print(f"storing {n} events in trailkeep ...", flush=True)
                 subprocess.run([bench, "ingest-batch", "--url", url, "--key", KEY, "--file", src],
                                check=True, stdout=subprocess.DEVNULL)
-                print(f"storing {n} events in PostgreSQL ...", flush=True)
-                subprocess.run([bench, "pg-copy", "--pg", args.pg, "--file", src], check=True,
-                               stdout=subprocess.DEVNULL)
+                have = subprocess.run(
+                    ["psql", args.pg, "-qAtc", "SELECT count(*) FROM bench_events WHERE tenant_id = 't_0000'"],
+                    capture_output=True, text=True).stdout.strip() if args.reuse_pg else ""
+                if have == str(n) and subprocess.run(
+                        ["psql", args.pg, "-qAtc", "SELECT count(*) FROM bench_events"],
+                        capture_output=True, text=True).stdout.strip() == str(n):
+                    print(f"PostgreSQL already holds these {n} events (--reuse-pg)", flush=True)
+                else:
+                    print(f"storing {n} events in PostgreSQL ...", flush=True)
+                    subprocess.run([bench, "pg-copy", "--pg", args.pg, "--file", src], check=True,
+                                   stdout=subprocess.DEVNULL)
                 subprocess.run(["psql", args.pg, "-qc", "VACUUM ANALYZE bench_events"], check=True)
                 sel = ("SELECT event_id, event_type, actor, tenant_id, ts, source_ip, payload "
                        "FROM bench_events WHERE tenant_id = 't_0000' ORDER BY ts DESC, event_id DESC")

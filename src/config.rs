@@ -71,6 +71,8 @@ pub struct Limits {
     pub idle_timeout: String,
     /// Most connections open at once; more wait until one closes.
     pub max_connections: usize,
+    /// Most exports and evidence bundles in progress at once; more get 429.
+    pub max_exports: usize,
 }
 
 impl Limits {
@@ -206,6 +208,7 @@ impl Default for Config {
                 body_read_timeout: "60s".into(),
                 idle_timeout: "60s".into(),
                 max_connections: 4096,
+                max_exports: 4,
             },
             postgres_timeouts: PostgresTimeouts::default(),
             viewer: Viewer::default(),

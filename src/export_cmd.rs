@@ -43,7 +43,12 @@ pub struct ExportArgs {
     #[arg(long)]
     tenant: Option<String>,
     /// csv, ndjson, json or parquet (docs/export.md).
-    #[arg(long, default_value = "ndjson", conflicts_with = "bundle")]
+    #[arg(
+        long,
+        default_value = "ndjson",
+        conflicts_with = "bundle",
+        value_parser = ["csv", "ndjson", "json", "parquet"]
+    )]
     format: String,
     /// An evidence bundle (tar; gzip when FILE ends in .gz) that `trailkeep verify` checks
     /// offline, instead of a plain export.
@@ -121,7 +126,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
         let format: Format = a
             .format
             .parse()
-            .map_err(|e| anyhow!("--format {:?}: {e}", a.format))?;
+            .map_err(|e| anyhow!("--format {:?}: {e}", a.format))?; // checked by clap already
         let mut params: Vec<(&str, String)> = vec![("format", a.format.clone())];
         for (k, v) in [
             ("tenant_id", &a.tenant),
@@ -221,6 +226,9 @@ impl Sink {
     }
 }
 
+/// Longest wait for the next bytes of an answer (its start included).
+const READ_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Attempts for an export the server answers with 429 or 503 before it starts.
 const BUSY_ATTEMPTS: u32 = 6;
 
@@ -229,7 +237,9 @@ const BUSY_ATTEMPTS: u32 = 6;
 async fn open(url: &str, key: &str) -> Result<reqwest::Response> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(120))
+        // A bundle's answer starts only once the server has gathered it (seconds per million
+        // events), and a selective Parquet export sends nothing until a row group is full.
+        .read_timeout(READ_TIMEOUT)
         .build()?;
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
@@ -287,7 +297,7 @@ async fn download(url: &str, key: &str, dest: &Path, counts_lines: bool) -> Resu
     let started = Instant::now();
     let mut bytes = 0u64;
     let mut lines = 0u64;
-    let result: Result<()> = async {
+    let copy = async {
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -305,9 +315,13 @@ async fn download(url: &str, key: &str, dest: &Path, counts_lines: bool) -> Resu
                 }
             }
         }
-        Ok(())
-    }
-    .await;
+        Ok::<_, anyhow::Error>(())
+    };
+    // Ctrl-C stops the copy; the partial file is removed like after any other failure.
+    let result: Result<()> = tokio::select! {
+        r = copy => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

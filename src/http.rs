@@ -5,7 +5,9 @@
 //! - a connection that does not complete a request head within `header_read_timeout` of its
 //!   first byte is closed (half a header line, then silence);
 //! - a connection with no request in progress and no byte received for `idle_timeout` is
-//!   closed (keep-alive connections, and connections that never send anything);
+//!   closed (keep-alive connections, and connections that never send anything), and so is one
+//!   whose client has not taken any of its response for `idle_timeout` (a request counts as in
+//!   progress until its body is sent, so a long streamed export is not idle);
 //! - the request body deadline is the API's own (`trailkeep_server::deadline`);
 //! - the refusals hyper writes itself get the API's JSON error body ([`json_refusal`]).
 //!
@@ -49,6 +51,9 @@ struct Activity {
     /// Milliseconds since `epoch` (+1) of the first byte of the head being read; 0 when none.
     head_since: AtomicU64,
     in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` (+1) since when a write to the client has not been taken by
+    /// the socket (the client stopped reading); 0 when writes go through.
+    write_blocked_since: AtomicU64,
 }
 
 struct Clock(Instant);
@@ -166,6 +171,29 @@ impl AsyncRead for Watched {
     }
 }
 
+impl Watched {
+    /// Records whether the socket took a write: a client that stops reading is closed after
+    /// `idle_timeout` even while its response is in progress.
+    fn track<T>(&self, r: Poll<T>) -> Poll<T> {
+        match r {
+            Poll::Pending => {
+                let _ = self.act.write_blocked_since.compare_exchange(
+                    0,
+                    self.clock.ms() + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Poll::Ready(_) => {
+                if self.act.write_blocked_since.load(Ordering::Relaxed) != 0 {
+                    self.act.write_blocked_since.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        r
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -184,7 +212,8 @@ impl AsyncWrite for Watched {
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.track(r)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         std::task::ready!(self.poll_pending(cx))?;
@@ -208,7 +237,8 @@ impl AsyncWrite for Watched {
                 return self.poll_write(cx, &all);
             }
         }
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.track(r)
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
@@ -364,6 +394,15 @@ pub async fn serve(
                     _ = ticker.tick() => {
                         let now = clock.ms();
                         if act.in_flight.load(Ordering::Relaxed) > 0 {
+                            // A response in progress that the client stopped taking.
+                            let blocked = act.write_blocked_since.load(Ordering::Relaxed);
+                            if blocked > 0
+                                && now + 1 - blocked.min(now + 1)
+                                    > limits.idle_timeout.as_millis() as u64
+                            {
+                                tracing::debug!(%peer, "closing a connection whose client stopped reading its response");
+                                return;
+                            }
                             continue;
                         }
                         let head = act.head_since.load(Ordering::Relaxed);
@@ -446,14 +485,7 @@ mod trim {
         }
     }
 
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn release() {
-        // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        trailkeep_server::memory::release_freed();
     }
-
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    fn release() {}
 }

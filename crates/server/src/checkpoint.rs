@@ -170,6 +170,56 @@ pub async fn ensure_checkpoint(
     }
 }
 
+/// How long [`checkpoint_for_bundle`] waits for the once-a-second round to cover the tree.
+const ROUND_WAIT: Duration = Duration::from_millis(1500);
+
+/// The checkpoint an evidence bundle of `tenant` is built on: one covering the whole tree as it
+/// is now, signed with the current key. `None` for a tenant without events.
+///
+/// Events stored in the last second are covered by the next round's checkpoint, so this waits
+/// for it (keeping to "at most one checkpoint a second"); only if no round covers the tree in
+/// [`ROUND_WAIT`] (no checkpointer running, or it is failing) is one signed here, as a round
+/// would. After a key rotation, a tenant whose latest checkpoint is signed with the old key gets
+/// the same tree (size and root) signed with the current key for the bundle; it is not stored
+/// (a stored checkpoint of that size exists), and it is consistent with it by being the same tree.
+pub async fn checkpoint_for_bundle(
+    state: &AppState,
+    id: &LogIdentity,
+    tenant: &str,
+) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let size = state.store.tree_size(tenant).await?;
+    if size == 0 {
+        return Ok(None);
+    }
+    let waited = tokio::time::Instant::now();
+    let mut cp = loop {
+        match state.store.latest_checkpoint(tenant).await? {
+            Some(cp) if cp.size >= size => break Some(cp),
+            _ if waited.elapsed() >= ROUND_WAIT => break None,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    if cp.is_none() {
+        cp = ensure_checkpoint(state, id, tenant).await?;
+    }
+    let Some(cp) = cp else {
+        return Ok(None);
+    };
+    if trailkeep_tlog::open_checkpoint_for_origin(&cp.note, &id.origin(tenant), &id.verifier)
+        .is_ok()
+    {
+        return Ok(Some(cp));
+    }
+    let resigned = Checkpoint::new(id.origin(tenant), cp.size, cp.root);
+    let note = sign_checkpoint(&resigned, &id.signer)
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(Some(SignedCheckpoint {
+        size: cp.size,
+        root: cp.root,
+        note,
+    }))
+}
+
 /// Records a refusal to sign once per tenant: a `/readyz` degradation and a
 /// `log.checkpoint_refused` event in `_global` (the round retries every second; the event is
 /// written again only after a restart).

@@ -17,7 +17,7 @@ use crate::stream::{channel, ChannelWriter};
 use crate::{params, ApiError, AppState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use trailkeep_export::bundle::{BundleInputs, BundleSpool};
 use trailkeep_export::formats::{self, Format};
@@ -42,6 +42,23 @@ pub const BUNDLE_PARAMS: &[&str] = &["tenant_id", "since", "until", "compress"];
 
 /// Leaf hashes read from the store at a time for a bundle.
 const LEAF_CHUNK: u64 = 65_536;
+
+/// A permit to run one more export, or 429: each export holds a blocking thread (and, on
+/// PostgreSQL, a pooled connection) until it ends.
+fn permit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.exports.clone().try_acquire_owned().map_err(|_| {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "{} exports are in progress, the most this server runs at once (limits.max_exports); retry in a few seconds",
+                state.config.max_exports
+            ),
+        );
+        e.retry_after = Some(5);
+        e
+    })
+}
 
 /// Refuses `limit` and `cursor` with a sentence of their own (a listing habit, not a typo).
 fn no_paging(p: &Result<Query<params::RawParams>, QueryRejection>) -> Result<(), ApiError> {
@@ -99,6 +116,7 @@ fn disposition(tenant: Option<&str>, ext: &str) -> HeaderValue {
 )]
 pub async fn export(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -116,6 +134,21 @@ pub async fn export(
     query.tenant_id = principal.read_scope(query.tenant_id.take())?;
     let scope = scope_of(query.tenant_id.as_deref());
     let tenant = query.tenant_id.clone();
+    let head = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        ),
+        (
+            header::CONTENT_DISPOSITION,
+            disposition(tenant.as_deref(), format.extension()),
+        ),
+    ];
+    if method == Method::HEAD {
+        // The headers a GET would get, without reading anything.
+        return Ok(served(&principal, scope, (head, ())));
+    }
+    let permit = permit(&state)?;
     let batches = state
         .store
         .export(ExportRequest {
@@ -125,48 +158,59 @@ pub async fn export(
         .await?;
     metrics::counter!("trailkeep_exports_total", "format" => format.extension()).increment(1);
     let (w, body) = channel();
-    tokio::task::spawn_blocking(move || produce(batches, format, w));
-    let resp = (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                disposition(tenant.as_deref(), format.extension()),
-            ),
-        ],
-        axum::body::Body::new(body),
-    );
-    Ok(served(&principal, scope, resp))
+    tokio::task::spawn_blocking(move || {
+        produce(batches, format, w);
+        drop(permit);
+    });
+    Ok(served(
+        &principal,
+        scope,
+        (head, axum::body::Body::new(body)),
+    ))
 }
 
-/// Formats the store's batches into the response (on a blocking thread).
-fn produce(mut batches: EventBatches, format: Format, mut w: ChannelWriter) {
+/// Formats the store's batches into the response (on a blocking thread); a large export then
+/// gives its buffers' memory back ([`crate::memory`]).
+fn produce(batches: EventBatches, format: Format, w: ChannelWriter) {
+    if format_into(batches, format, w) >= crate::memory::TRIM_AFTER_BYTES {
+        crate::memory::release_freed();
+    }
+}
+
+/// Writes every batch in `format`; returns the bytes produced.
+fn format_into(mut batches: EventBatches, format: Format, mut w: ChannelWriter) -> u64 {
     let mut writer = formats::writer(format);
     let mut out = Vec::with_capacity(1 << 20);
     let mut events = 0u64;
+    let mut bytes = 0u64;
     while let Some(batch) = batches.blocking_recv() {
         let batch = match batch {
             Ok(b) => b,
-            Err(e) => return w.fail(format!("reading the export from the store failed: {e}")),
+            Err(e) => {
+                w.fail(format!("reading the export from the store failed: {e}"));
+                return bytes;
+            }
         };
         events += batch.len() as u64;
         if let Err(e) = writer.write_batch(&batch, &mut out) {
-            return w.fail(format!("formatting the export failed: {e}"));
+            w.fail(format!("formatting the export failed: {e}"));
+            return bytes;
         }
+        bytes += out.len() as u64;
         if !out.is_empty() && w.send_bytes(std::mem::take(&mut out)).is_err() {
             // The client went away: dropping `batches` stops the store's producer.
-            return;
+            return bytes;
         }
     }
     if let Err(e) = writer.finish(&mut out) {
-        return w.fail(format!("finishing the export failed: {e}"));
+        w.fail(format!("finishing the export failed: {e}"));
+        return bytes;
     }
-    if w.send_bytes(out).is_ok() {
+    bytes += out.len() as u64;
+    if w.send_bytes(out).is_ok() && w.finish().is_ok() {
         metrics::counter!("trailkeep_exported_events_total").increment(events);
     }
+    bytes
 }
 
 /// An evidence bundle: one tenant's events in a time range with everything needed to prove,
@@ -194,6 +238,7 @@ fn produce(mut batches: EventBatches, format: Format, mut w: ChannelWriter) {
 )]
 pub async fn bundle(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     p: Result<Query<params::RawParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -221,8 +266,27 @@ pub async fn bundle(
             "this server has no signing key, so it cannot sign a bundle",
         ));
     };
-    // The bundle covers exactly one signed tree: a checkpoint of everything stored so far.
-    let Some(cp) = crate::checkpoint::ensure_checkpoint(&state, &id, &tenant).await? else {
+    let (ctype, ext) = if gzip {
+        ("application/gzip", "tar.gz")
+    } else {
+        ("application/x-tar", "tar")
+    };
+    let head = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+        (header::CONTENT_DISPOSITION, disposition(Some(&tenant), ext)),
+    ];
+    if method == Method::HEAD {
+        if state.store.tree_size(&tenant).await? == 0 {
+            return Err(ApiError::not_found(format!(
+                "tenant {tenant} has no events"
+            )));
+        }
+        return Ok(served(&principal, Scope::Tenant(tenant), (head, ())));
+    }
+    let permit = permit(&state)?;
+    // The bundle covers exactly one signed tree: a checkpoint of everything stored so far,
+    // signed with the current key.
+    let Some(cp) = crate::checkpoint::checkpoint_for_bundle(&state, &id, &tenant).await? else {
         return Err(ApiError::not_found(format!(
             "tenant {tenant} has no events"
         )));
@@ -282,7 +346,21 @@ pub async fn bundle(
         let pb = state.store.inclusion_proof(&tenant, b - 1, cp.size).await?;
         range_proof = trailkeep_tlog::range_proof(a, b, cp.size, &pa, &pb)
             .map_err(|e| ApiError::internal(format!("range proof: {e}")))?;
-        if let Some(first) = state.store.checkpoint_covering(&tenant, b).await? {
+        // The first checkpoint that covered the range, if the current key signed it (one from
+        // before a key rotation is left out: the bundle carries one verifying key).
+        let first = state
+            .store
+            .checkpoint_covering(&tenant, b)
+            .await?
+            .filter(|c| {
+                trailkeep_tlog::open_checkpoint_for_origin(
+                    &c.note,
+                    &id.origin(&tenant),
+                    &id.verifier,
+                )
+                .is_ok()
+            });
+        if let Some(first) = first {
             if first.size < cp.size {
                 consistency_proof = state
                     .store
@@ -305,33 +383,30 @@ pub async fn bundle(
         range_proof,
         public_key: id.verifier.to_vkey(),
     };
+    // Checked (every leaf, the range proof, the checkpoints) and signed before the answer
+    // starts: a bundle that would not verify is a 500, never a 200 cut off.
+    let signer = id.clone();
+    let bundle = tokio::task::spawn_blocking(move || spool.finish(inputs, &signer.signer))
+        .await
+        .map_err(|e| ApiError::internal(format!("bundle: {e}")))?
+        .map_err(|e| ApiError::internal(format!("the bundle does not check out: {e}")))?;
     let (w, body) = channel();
     tokio::task::spawn_blocking(move || {
-        let bundle = match spool.finish(inputs, &id.signer) {
-            Ok(b) => b,
-            Err(e) => return w.fail(format!("the bundle does not check out: {e}")),
-        };
         let mut w = w;
-        if let Err(e) = bundle.write_tar(&mut w, gzip) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                w.fail(format!("writing the bundle failed: {e}"));
+        match bundle.write_tar(&mut w, gzip) {
+            Ok(_) => {
+                let _ = w.finish();
             }
-            return;
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => w.fail(format!("writing the bundle failed: {e}")),
         }
-        let _ = std::io::Write::flush(&mut w);
+        crate::memory::release_freed();
+        drop(permit);
     });
     metrics::counter!("trailkeep_exports_total", "format" => "bundle").increment(1);
-    let (ctype, ext) = if gzip {
-        ("application/gzip", "tar.gz")
-    } else {
-        ("application/x-tar", "tar")
-    };
-    let resp = (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
-            (header::CONTENT_DISPOSITION, disposition(Some(&tenant), ext)),
-        ],
-        axum::body::Body::new(body),
-    );
-    Ok(served(&principal, Scope::Tenant(tenant), resp))
+    Ok(served(
+        &principal,
+        Scope::Tenant(tenant),
+        (head, axum::body::Body::new(body)),
+    ))
 }

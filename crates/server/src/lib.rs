@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod ingest;
 pub mod keys;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -52,12 +53,17 @@ pub struct ServerConfig {
     /// Total time a request's body may take to arrive (`limits.body_read_timeout`; None: no
     /// limit).
     pub body_read_timeout: Option<std::time::Duration>,
+    /// Most exports and evidence bundles in progress at once (`limits.max_exports`; 0 = no
+    /// limit). Each holds a blocking thread and, on PostgreSQL, a pooled connection.
+    pub max_exports: usize,
 }
 
 /// Default per-key limit: far above what one client sends (64 concurrent clients on one key
 /// reach about 30,000 requests/s), low enough to cap a runaway one.
 pub const DEFAULT_RATE_LIMIT_RPS: f64 = 50_000.0;
 pub const DEFAULT_RATE_LIMIT_BURST: f64 = 100_000.0;
+/// Default limit on exports in progress at once.
+pub const DEFAULT_MAX_EXPORTS: usize = 4;
 /// Default limit on failed authentications per client address.
 pub const DEFAULT_FAILED_AUTH_RPS: f64 = 20.0;
 pub const DEFAULT_FAILED_AUTH_BURST: f64 = 50.0;
@@ -73,6 +79,7 @@ impl Default for ServerConfig {
             failed_auth_burst: DEFAULT_FAILED_AUTH_BURST,
             max_auditor_ttl_secs: trailkeep_store::keys::AUDITOR_MAX_TTL_SECS,
             body_read_timeout: Some(std::time::Duration::from_secs(60)),
+            max_exports: DEFAULT_MAX_EXPORTS,
             viewer: viewer::ViewerConfig::default(),
         }
     }
@@ -95,6 +102,8 @@ pub struct AppState {
     pub degraded: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     /// The key viewer tokens are signed with (random unless [`AppState::with_viewer_key`]).
     pub viewer_key: Arc<viewer::token::TokenKey>,
+    /// Exports in progress (`ServerConfig::max_exports` permits).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -111,9 +120,15 @@ impl AppState {
             config.failed_auth_rps,
             config.failed_auth_burst,
         ));
+        let exports = Arc::new(tokio::sync::Semaphore::new(if config.max_exports == 0 {
+            tokio::sync::Semaphore::MAX_PERMITS
+        } else {
+            config.max_exports
+        }));
         AppState {
             store,
             failed_auth,
+            exports,
             config: Arc::new(config),
             env_admin_hash: env_admin_key
                 .filter(|k| !k.is_empty())

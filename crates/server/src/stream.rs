@@ -7,49 +7,95 @@
 //! the export. When the client goes away the body is dropped, the next write fails with
 //! `BrokenPipe`, and the producer stops.
 //!
-//! A producer that fails midway sends an error: the connection is then closed without the
-//! final chunk of the chunked encoding, so the client sees an incomplete response (curl: exit
-//! 18, "transfer closed with outstanding read data") rather than a short file that looks whole.
+//! The response is complete only when the producer says so ([`ChannelWriter::finish`]). A
+//! producer that fails midway ([`ChannelWriter::fail`]), returns without finishing, or panics
+//! ends the body with an error: the connection is then closed without the final chunk of the
+//! chunked encoding, so the client sees an incomplete response (curl: exit 18, "transfer closed
+//! with outstanding read data") rather than a short file that looks whole.
+//!
+//! A client that stops reading cannot hold the producer: a chunk that the client has not taken
+//! within [`STALL`] fails the send, the producer stops (and with it the store's snapshot
+//! reader), and the accept loop closes a connection whose writes stay blocked.
 
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Chunks in flight between a producer and the client.
 const DEPTH: usize = 4;
 /// A write is sent on once this many bytes are buffered.
 const CHUNK: usize = 256 * 1024;
+/// How long a producer waits for a client that does not take the next chunk.
+pub const STALL: Duration = Duration::from_secs(60);
 
 /// Receives what a [`ChannelWriter`] sends; the response body.
 pub struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, io::Error>>,
+    complete: Arc<AtomicBool>,
 }
 
 /// A `std::io::Write` for a blocking thread, feeding a [`ChannelBody`].
 pub struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
+    complete: Arc<AtomicBool>,
+    rt: tokio::runtime::Handle,
+    stall: Duration,
 }
 
-/// A connected writer and body.
+/// A connected writer and body. Call from within the runtime (the writer blocks on it).
 pub fn channel() -> (ChannelWriter, ChannelBody) {
+    channel_with_stall(STALL)
+}
+
+fn channel_with_stall(stall: Duration) -> (ChannelWriter, ChannelBody) {
     let (tx, rx) = mpsc::channel(DEPTH);
+    let complete = Arc::new(AtomicBool::new(false));
     (
         ChannelWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
+            complete: complete.clone(),
+            rt: tokio::runtime::Handle::current(),
+            stall,
         },
-        ChannelBody { rx },
+        ChannelBody { rx, complete },
     )
 }
 
 impl ChannelWriter {
     fn send(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        let (tx, stall) = (&self.tx, self.stall);
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(stall, tx.send(Ok(chunk))).await })
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client went away",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client took nothing for {} s; the response is abandoned",
+                    stall.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Sends what is buffered and marks the response complete: only now does the body end
+    /// normally.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        self.complete.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Sends `bytes` as one chunk (after anything buffered).
@@ -72,7 +118,7 @@ impl ChannelWriter {
     /// Ends the response with an error: the client sees an incomplete body.
     pub fn fail(self, why: String) {
         tracing::warn!(error = %why, "a streamed response failed midway; closing it unfinished");
-        let _ = self.tx.blocking_send(Err(io::Error::other(why)));
+        // Dropping the writer without `finish` is what fails the body.
     }
 
     /// Whether the client is gone (nothing more needs to be produced).
@@ -101,16 +147,6 @@ impl io::Write for ChannelWriter {
     }
 }
 
-impl Drop for ChannelWriter {
-    fn drop(&mut self) {
-        // What is left is sent (a producer that returned normally has flushed already).
-        if !self.buf.is_empty() && !self.tx.is_closed() {
-            let chunk = std::mem::take(&mut self.buf);
-            let _ = self.tx.blocking_send(Ok(Bytes::from(chunk)));
-        }
-    }
-}
-
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -122,7 +158,11 @@ impl http_body::Body for ChannelBody {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(http_body::Frame::data(b)))),
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
+            // The producer is gone: a complete response ends, any other is cut off.
+            Poll::Ready(None) if self.complete.load(Ordering::Acquire) => Poll::Ready(None),
+            Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::other(
+                "the response was not completed",
+            )))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -142,7 +182,7 @@ mod tests {
                 w.write_all(format!("{i}\n").as_bytes())?;
             }
             w.send_bytes(b"end\n".to_vec())?;
-            w.flush()
+            w.finish()
         });
         let got = body.collect().await.expect("body").to_bytes();
         producer.await.expect("join").expect("write");
@@ -171,6 +211,35 @@ mod tests {
         .await
         .expect("join");
         assert!(r < 2, "wrote {r} chunks into a closed body");
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_returns_without_finishing_cuts_the_body_off() {
+        let (mut w, body) = channel();
+        tokio::task::spawn_blocking(move || {
+            w.write_all(b"partial").expect("write");
+            w.flush().expect("flush");
+            // dropped here without finish()
+        });
+        assert!(body.collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_takes_nothing_stalls_the_producer_only_briefly() {
+        let (mut w, body) = channel_with_stall(Duration::from_millis(200));
+        let r = tokio::task::spawn_blocking(move || {
+            let big = vec![b'x'; CHUNK];
+            for _ in 0..100 {
+                if let Err(e) = w.write_all(&big) {
+                    return Some(e.kind());
+                }
+            }
+            None
+        })
+        .await
+        .expect("join");
+        assert_eq!(r, Some(io::ErrorKind::TimedOut));
+        drop(body);
     }
 
     #[tokio::test]

@@ -302,3 +302,102 @@ async fn a_bundle_verifies_offline_and_covers_exactly_its_range() {
     let report = trailkeep_export::bundle::verify_bundle(&r.body[..], Some(&verifier)).unwrap();
     assert_eq!(report.manifest.count, 6);
 }
+
+#[tokio::test]
+async fn exports_beyond_the_limit_get_429_with_retry_after() {
+    let api = seeded().await;
+    let n = api.state.config.max_exports;
+    assert_eq!(n, trailkeep_server::DEFAULT_MAX_EXPORTS);
+    // Every permit taken, as by exports still streaming.
+    let held = api
+        .state
+        .exports
+        .clone()
+        .try_acquire_many_owned(n as u32)
+        .unwrap();
+    for uri in [
+        "/v1/export?tenant_id=t_x",
+        "/v1/export/bundle?tenant_id=t_x",
+    ] {
+        let r = api.get(ADMIN, uri).await;
+        assert_error(&r, 429, "rate_limited");
+        assert_eq!(r.headers["retry-after"], "5");
+    }
+    drop(held);
+    api.get(ADMIN, "/v1/export?tenant_id=t_x").await.expect(200);
+    // A finished export gives its permit back (when its producer thread ends).
+    for _ in 0..100 {
+        if api.state.exports.available_permits() == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(api.state.exports.available_permits(), n);
+}
+
+#[tokio::test]
+async fn head_answers_the_headers_without_reading() {
+    let api = seeded().await;
+    let (_, auditor) = api.create_key("auditor", Some("t_x")).await;
+    let r = api
+        .request(
+            Method::HEAD,
+            "/v1/export?format=csv",
+            Some(&auditor),
+            None,
+            Vec::new(),
+        )
+        .await;
+    r.expect(200);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(r.body.is_empty());
+    let r = api
+        .request(
+            Method::HEAD,
+            "/v1/export/bundle?compress=gzip",
+            Some(&auditor),
+            None,
+            Vec::new(),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(r.headers["content-type"], "application/gzip");
+    // Still a read of the tenant by an auditor: logged.
+    let logged = listing(&api, "tenant_id=t_x&event_type=audit.read").await;
+    assert_eq!(logged.len(), 2);
+    assert_eq!(
+        api.state.exports.available_permits(),
+        api.state.config.max_exports
+    );
+}
+
+/// After the signing key is rotated, a tenant whose latest checkpoint carries the old key still
+/// gets a bundle that verifies with the new key (and with the new key only).
+#[tokio::test]
+async fn bundles_after_a_key_rotation_verify_with_the_new_key() {
+    let api = seeded().await;
+    let mut last = std::collections::HashMap::new();
+    trailkeep_server::checkpoint::checkpoint_round(&api.state, &mut last)
+        .await
+        .unwrap();
+    let old = api.state.log.as_ref().unwrap().verifier.clone();
+    let rotated = api.state.clone().with_signer("test", [7u8; 32]).unwrap();
+    let new = rotated.log.as_ref().unwrap().verifier.clone();
+    let router = trailkeep_server::app(rotated);
+    let req = axum::http::Request::builder()
+        .uri("/v1/export/bundle?tenant_id=t_x")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let report = trailkeep_export::bundle::verify_bundle(&body[..], Some(&new)).unwrap();
+    assert_eq!(report.manifest.count, 30);
+    assert!(trailkeep_export::bundle::verify_bundle(&body[..], Some(&old)).is_err());
+}
