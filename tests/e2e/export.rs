@@ -232,3 +232,76 @@ fn bigquery_schema_needs_no_server() {
     assert_eq!(names[0], "event_id");
     assert!(names.contains(&"payload") && names.contains(&"leaf_hash"));
 }
+
+/// A client that requests a large export and then reads nothing is disconnected after the idle
+/// timeout, and its export stops and gives its slot back (with `max_exports = 1`, the next export
+/// is served).
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_frees_its_slot() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        &[
+            ("TRAILKEEP_LIMITS__IDLE_TIMEOUT", "2s"),
+            ("TRAILKEEP_LIMITS__MAX_EXPORTS", "1"),
+        ],
+    );
+    // About 60 MB of NDJSON: far more than the socket buffers hold.
+    rt().block_on(async {
+        let c = client();
+        let big = "x".repeat(2000);
+        for chunk in 0..30 {
+            let batch: Vec<Value> = (0..1000)
+                .map(|i| {
+                    let mut e = event(&uuid(chunk * 1000 + i, 0x0f00), "ex_big", i as usize);
+                    e["payload"] = json!({"filler": big});
+                    e
+                })
+                .collect();
+            let r = c
+                .post(format!("{}/v1/events", server.url))
+                .bearer_auth(ADMIN)
+                .json(&batch)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stalled,
+        "GET /v1/export?tenant_id=ex_big HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+    )
+    .unwrap();
+    // Read nothing until the server has given up on us.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let status = rt().block_on(async {
+        client()
+            .get(format!(
+                "{}/v1/export?tenant_id=ex_big&format=csv",
+                server.url
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200, "the stalled export still holds the only slot");
+    // What the stalled client gets is cut off: the connection was closed mid-response.
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let r = stalled.read_to_end(&mut got);
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        r.is_err() || !got.ends_with(b"0\r\n\r\n"),
+        "the stalled response must not end as if complete"
+    );
+    assert!(got.len() < 50_000_000, "got {} bytes", got.len());
+    server.stop();
+}
