@@ -15,5 +15,5 @@
 //!   fields — the verifier's side, shared by the bundle verifier and `trailkeep verify`.
 
 pub mod bundle;
-pub mod leaf;
 pub mod formats;
+pub mod leaf;
