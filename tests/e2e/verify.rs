@@ -1035,6 +1035,59 @@ fn evidence_bundles() {
     let (code, out, _) = verify_full(&[p(&good), "--public-key", &other.verifier().to_vkey()]);
     assert!(code == 1 && out.contains("manifest.sig"), "{out}");
 
+    // Tar content that is not a bundle's, in a tar that reads cleanly: exit 1, named.
+    let pax_size = {
+        // A pax header whose `size` makes a tar tool extract a forged line with the events.
+        let events = member(&mut good_members.clone(), "events.ndjson").clone();
+        let forged = format!("{}\n", all_lines[11]).into_bytes();
+        let value = events.len() + forged.len();
+        let body = format!(" size={value}\n");
+        let record = format!("{}{body}", body.len() + 2); // a two-digit length
+        assert_eq!(record.len(), body.len() + 2);
+        let mut bytes = retar(&good_members[..good_members.len() - 1]);
+        bytes.truncate(bytes.len() - 1024);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("PaxHeaders/events.ndjson").unwrap();
+        h.set_size(record.len() as u64);
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        bytes.extend_from_slice(record.as_bytes());
+        bytes.resize(bytes.len().next_multiple_of(512), 0);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("events.ndjson").unwrap();
+        h.set_size(events.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        bytes.extend_from_slice(&events);
+        bytes.extend_from_slice(&forged);
+        bytes.resize(bytes.len().next_multiple_of(512) + 1024, 0);
+        bytes
+    };
+    let mut gz_appended = std::fs::read(&gz).unwrap();
+    gz_appended.extend_from_slice(&gz_appended.clone());
+    let mut not_json = good_members.clone();
+    *member(&mut not_json, "manifest.json") = b"{not json".to_vec();
+    for (what, bytes, names) in [
+        ("pax size", pax_size, "PaxHeaders/events.ndjson"),
+        ("second gzip member", gz_appended, "(end of archive)"),
+        ("manifest not JSON", retar(&not_json), "manifest.json"),
+    ] {
+        let path = write("odd.tar", &bytes);
+        let (code, out, err) = verify_full(&[p(&path), "--public-key", vkey.trim()]);
+        assert_eq!(code, 1, "{what}: {out}{err}");
+        let fail = out
+            .lines()
+            .find(|l| l.starts_with("FAIL: "))
+            .unwrap_or_default();
+        assert!(
+            fail.contains(names),
+            "{what}: expected {names:?} in {fail:?}"
+        );
+    }
+
     // Not bundles: exit 2 with a message, never a panic.
     let gz_bytes = std::fs::read(&gz).unwrap();
     let mut x: u32 = 12345;

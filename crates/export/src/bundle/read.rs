@@ -3,10 +3,10 @@
 //! members is truncated, not a shorter bundle).
 
 use std::cell::Cell;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
 
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::BundleError;
@@ -15,11 +15,45 @@ pub(crate) fn unreadable(what: impl std::fmt::Display) -> BundleError {
     BundleError::Unreadable(what.to_string())
 }
 
-/// The bundle's tar stream, decompressed if it starts with the gzip magic number; and whether
-/// it did.
-pub(crate) fn tar_stream<'r, R: Read + 'r>(
-    mut r: R,
-) -> Result<(Box<dyn Read + 'r>, bool), BundleError> {
+/// The bundle's tar stream: the file itself, or its first gzip member decompressed if it starts
+/// with the gzip magic number.
+pub(crate) enum Source<R: Read> {
+    Plain(Raw<R>),
+    Gzip(Box<GzDecoder<BufReader<Raw<R>>>>),
+}
+
+/// The file's bytes: the first ones, read to look for the gzip magic number, then the rest.
+pub(crate) type Raw<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+impl<R: Read> Source<R> {
+    /// Whether the file is gzip'd.
+    pub(crate) fn gzip(&self) -> bool {
+        matches!(self, Source::Gzip(_))
+    }
+
+    /// Whether the file holds nothing after the stream read so far, once that stream has been
+    /// read to its end. A gzip file must be one gzip member: a tar tool (through `gzip -d`)
+    /// would also decompress a second member appended to it, or warn about bytes after it and
+    /// go on, so either is data the bundle's signature does not cover.
+    pub(crate) fn file_ends_here(&mut self) -> io::Result<bool> {
+        match self {
+            Source::Plain(_) => Ok(true),
+            Source::Gzip(gz) => Ok(gz.get_mut().fill_buf()?.is_empty()),
+        }
+    }
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Plain(r) => r.read(buf),
+            Source::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+/// Opens the bundle's tar stream (see [`Source`]).
+pub(crate) fn tar_stream<R: Read>(mut r: R) -> Result<Source<R>, BundleError> {
     let mut magic = [0u8; 2];
     let mut got = 0;
     while got < 2 {
@@ -35,9 +69,11 @@ pub(crate) fn tar_stream<'r, R: Read + 'r>(
     }
     let whole = io::Cursor::new(magic[..got].to_vec()).chain(r);
     if magic == [0x1f, 0x8b] {
-        Ok((Box::new(GzDecoder::new(whole)), true))
+        // The bufread decoder consumes exactly its member, so what follows it stays readable.
+        let raw = BufReader::with_capacity(1 << 16, whole);
+        Ok(Source::Gzip(Box::new(GzDecoder::new(raw))))
     } else {
-        Ok((Box::new(whole), false))
+        Ok(Source::Plain(whole))
     }
 }
 

@@ -8,12 +8,17 @@
 //! the root of `checkpoint.txt`, and every event's leaf, recomputed from the event itself, must
 //! be `leaves.bin`'s leaf at its seq. The first failure ends the check and is named.
 //!
+//! Only plain ustar regular files are accepted as members, named exactly, and nothing may
+//! follow the tar's end-of-archive marker, nor the gzip member holding it: whatever a tar tool
+//! would extract from the file is what this verifier checked.
+//!
 //! Memory: the leaves of the seq span are held (32 bytes each); events are streamed and
-//! checked in parallel chunks.
+//! checked in parallel chunks of bounded lines and bytes (at most three chunks of about 33 MiB).
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
 use std::rc::Rc;
 
 use sha2::Digest;
@@ -49,22 +54,36 @@ pub struct BundleReport {
 const MANIFEST_LIMIT: u64 = 1 << 20;
 /// Largest note or JSON proof member accepted.
 const SMALL_LIMIT: u64 = 1 << 16;
-/// Lines of events.ndjson checked at a time.
-const CHUNK: usize = 16_384;
+/// Lines of events.ndjson checked at a time, at most.
+const CHUNK_LINES: usize = 16_384;
+/// Bytes of events.ndjson read into a chunk, about (a chunk ends at the first line that
+/// reaches it): bounds the verifier's memory whatever the events' size.
+const CHUNK_BYTES: usize = 32 << 20;
+/// Longest line of events.ndjson accepted, its newline included. An event's client JSON is at
+/// most 256 KiB; its API form adds the server's fields. A longer line is no event, and is not
+/// read into memory.
+const LINE_LIMIT: usize = 1 << 20;
 
 /// Verifies a bundle (tar or gzip'd tar) read from `r` against `key`, or against the bundle's
-/// own key when `key` is `None`. `Unreadable` for what is not a readable bundle, `Failed`
-/// naming the first member or event that does not verify.
+/// own key when `key` is `None`. `Unreadable` for what cannot be read as a tar (or gzip'd tar)
+/// at all: empty, truncated, corrupt, not a tar; `Failed` naming the first member or event that
+/// does not verify, for everything else — including tar content that is not a trailkeep
+/// bundle's.
 pub fn verify_bundle<R: Read>(r: R, key: Option<&Verifier>) -> Result<BundleReport, BundleError> {
-    let (stream, gzip) = tar_stream(r)?;
+    let stream = tar_stream(r)?;
+    let gzip = stream.gzip();
     let consumed = Rc::new(Cell::new(0u64));
     let mut archive = tar::Archive::new(Counting {
         inner: stream,
         count: consumed.clone(),
     });
+    // Raw: every header is an entry of its own, none applied to the next (pax or GNU
+    // extension headers are refused below, so the sizes read are those of the ustar headers,
+    // as any tar tool reads them).
     let entries = archive
         .entries()
-        .map_err(|e| unreadable(format!("not a tar file ({e})")))?;
+        .map_err(|e| unreadable(format!("not a tar file ({e})")))?
+        .raw(true);
 
     let mut check = Check {
         key_given: key.cloned(),
@@ -81,32 +100,28 @@ pub fn verify_bundle<R: Read>(r: R, key: Option<&Verifier>) -> Result<BundleRepo
                 unreadable(format!("corrupt or truncated tar ({e})"))
             }
         })?;
-        let name = match std::str::from_utf8(&entry.path_bytes()) {
-            Ok(n) => n.strip_prefix("./").unwrap_or(n).to_string(),
-            Err(_) => {
-                return Err(unreadable("a member's name is not UTF-8"));
-            }
-        };
-        let size = entry
-            .header()
-            .entry_size()
-            .map_err(|e| unreadable(format!("member {name}: {e}")))?;
+        let path = entry.path_bytes();
+        let name = String::from_utf8_lossy(&path).into_owned();
+        plain_member(&entry, &name)?;
+        let size = entry.size();
         end_of_last = entry.raw_file_position() + size.div_ceil(512) * 512;
         if first && name != member::MANIFEST {
-            return Err(unreadable(format!(
-                "its first member is {name:?}, not {}: this is not a trailkeep evidence bundle",
-                member::MANIFEST
-            )));
+            return Err(BundleError::member(
+                member::MANIFEST,
+                format!(
+                    "is missing: the tar's first member is {name:?}, and a trailkeep evidence \
+                     bundle starts with {}",
+                    member::MANIFEST
+                ),
+            ));
         }
         first = false;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(BundleError::member(&name, "is not a regular file"));
-        }
         check.member(&name, size, &mut entry)?;
     }
     if first {
-        return Err(unreadable(
-            "it holds no tar member: not a trailkeep evidence bundle",
+        return Err(BundleError::member(
+            member::MANIFEST,
+            "is missing: the tar holds no member",
         ));
     }
     // The tar reader stops at the end-of-archive marker (a zero block) or at the end of the
@@ -136,11 +151,78 @@ pub fn verify_bundle<R: Read>(r: R, key: Option<&Verifier>) -> Result<BundleRepo
     }
     if past_limit > 0 || trailing.iter().any(|&b| b != 0) {
         return Err(BundleError::member(
-            "(end of archive)",
+            END_OF_ARCHIVE,
             "data follows the end-of-archive marker: something was appended to the bundle",
         ));
     }
+    // The tar stream is read to its end (and a gzip member's checksum checked); nothing may
+    // follow it in the file.
+    let ends = rest
+        .inner
+        .file_ends_here()
+        .map_err(|e| unreadable(format!("after the gzip stream: {e}")))?;
+    if !ends {
+        return Err(BundleError::member(
+            END_OF_ARCHIVE,
+            "data follows the gzip stream (another gzip member, or appended bytes): something \
+             was appended to the bundle",
+        ));
+    }
     check.finish(gzip)
+}
+
+/// The culprit named for data after the archive.
+const END_OF_ARCHIVE: &str = "(end of archive)";
+
+/// A member must be a plain ustar regular file. trailkeep writes nothing else, and anything
+/// else is read differently by different tools: a pax `x` header's `size` or `path` overrides
+/// the next header's in GNU tar (so a forged size would make it extract bytes this verifier
+/// reads as the next header), GNU long names rename the next member, and links, directories
+/// and the rest are no bundle's content.
+fn plain_member<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<(), BundleError> {
+    let header = entry.header();
+    let kind = header.entry_type();
+    let what = match kind {
+        tar::EntryType::Regular => None,
+        tar::EntryType::XHeader => Some("a pax extended header (type 'x')".to_string()),
+        tar::EntryType::XGlobalHeader => {
+            Some("a pax global extended header (type 'g')".to_string())
+        }
+        tar::EntryType::GNULongName => Some("a GNU long-name header (type 'L')".to_string()),
+        tar::EntryType::GNULongLink => Some("a GNU long-link header (type 'K')".to_string()),
+        tar::EntryType::GNUSparse => Some("a GNU sparse file (type 'S')".to_string()),
+        tar::EntryType::Directory => Some("a directory".to_string()),
+        tar::EntryType::Link | tar::EntryType::Symlink => Some("a link".to_string()),
+        other => Some(format!("a tar entry of type {:?}", other.as_byte() as char)),
+    };
+    if let Some(what) = what {
+        return Err(BundleError::member(
+            name,
+            format!(
+                "is {what}, not a plain file: a trailkeep bundle holds only plain ustar files \
+                 (a tar tool would read this archive differently from this verifier)"
+            ),
+        ));
+    }
+    if header.as_ustar().is_none() {
+        return Err(BundleError::member(
+            name,
+            "has a tar header that is not ustar (GNU or old-style): a trailkeep bundle holds \
+             only plain ustar files",
+        ));
+    }
+    Ok(())
+}
+
+/// A manifest of another format than [`FORMAT`].
+fn wrong_format(format: &str) -> BundleError {
+    BundleError::member(
+        member::MANIFEST,
+        format!(
+            "is of format {format:?}; this verifier reads {FORMAT:?} (a bundle of a newer \
+             trailkeep needs its verifier; otherwise the manifest was altered)"
+        ),
+    )
 }
 
 /// The state of a check, member after member.
@@ -166,7 +248,7 @@ impl Check {
     fn manifest(&self) -> Result<&Manifest, BundleError> {
         self.manifest
             .as_ref()
-            .ok_or_else(|| unreadable("manifest.json is missing"))
+            .ok_or_else(|| BundleError::member(member::MANIFEST, "is missing"))
     }
 
     /// Checks one member.
@@ -213,7 +295,7 @@ impl Check {
     /// The member `name` must be the next one expected.
     fn expect(&mut self, name: &str) -> Result<(), BundleError> {
         if self.manifest.is_none() {
-            return Err(unreadable("manifest.json is missing"));
+            return Err(BundleError::member(member::MANIFEST, "is missing"));
         }
         if self.expected.first() == Some(&name) {
             self.expected.remove(0);
@@ -264,28 +346,22 @@ impl Check {
     }
 
     fn read_manifest<R: Read>(&mut self, size: u64, r: &mut R) -> Result<(), BundleError> {
-        let bytes = read_small(r, member::MANIFEST, size, MANIFEST_LIMIT).map_err(|e| match e {
-            BundleError::Failed(f) => unreadable(f),
-            e => e,
-        })?;
+        // The tar read cleanly: whatever is wrong with the manifest is a failed check of it.
+        let bytes = read_small(r, member::MANIFEST, size, MANIFEST_LIMIT)?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
             let format = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(String::from));
             match format {
-                Some(f) if f != FORMAT => unreadable(format!(
-                    "manifest.json is of format {f:?}; this verifier reads {FORMAT:?}"
-                )),
-                _ => unreadable(format!(
-                    "manifest.json is not a trailkeep bundle manifest ({e})"
-                )),
+                Some(f) if f != FORMAT => wrong_format(&f),
+                _ => BundleError::member(
+                    member::MANIFEST,
+                    format!("is not a trailkeep bundle manifest ({e})"),
+                ),
             }
         })?;
         if m.format != FORMAT {
-            return Err(unreadable(format!(
-                "manifest.json is of format {:?}; this verifier reads {FORMAT:?}",
-                m.format
-            )));
+            return Err(wrong_format(&m.format));
         }
         self.manifest_sha = sha2::Sha256::digest(&bytes).into();
         let bad = |why: String| Err(BundleError::member(member::MANIFEST, why));
@@ -399,7 +475,7 @@ impl Check {
     fn verifier(&self) -> Result<&Verifier, BundleError> {
         self.verifier
             .as_ref()
-            .ok_or_else(|| unreadable("manifest.json is missing"))
+            .ok_or_else(|| BundleError::member(member::MANIFEST, "is missing"))
     }
 
     fn signature<R: Read>(&mut self, size: u64, r: &mut R) -> Result<(), BundleError> {
@@ -596,9 +672,11 @@ impl Check {
         Ok(())
     }
 
-    /// events.ndjson: read in chunks of lines; each chunk's events are parsed and their leaves
+    /// events.ndjson: read in chunks of lines (at most [`CHUNK_LINES`] lines and about
+    /// [`CHUNK_BYTES`] bytes, in one buffer); each chunk's events are parsed and their leaves
     /// recomputed by worker threads while the next chunk is read (and decompressed, and
-    /// hashed); then they are checked in order against the manifest and leaves.bin.
+    /// hashed); then they are checked in order against the manifest and leaves.bin. At most
+    /// three chunk buffers exist at a time (one checked, one read, one spare).
     fn events<R: Read>(&mut self, size: u64, r: &mut R) -> Result<(), BundleError> {
         let name = member::EVENTS;
         let manifest = self.manifest()?.clone();
@@ -610,30 +688,43 @@ impl Check {
             last: None,
         };
         std::thread::scope(|s| -> Result<(), BundleError> {
-            let mut spare: Vec<Vec<u8>> = Vec::new();
+            let mut spare: Option<Chunk> = None;
             let mut pending = None;
             let mut line_no = 0usize;
             loop {
-                let mut lines = std::mem::take(&mut spare);
-                let n = read_lines(&mut input, &mut lines)?;
+                let mut chunk = spare.take().unwrap_or_default();
+                // An over-long line ends the chunk before it; it is reported after the lines
+                // before it are checked, so that the first failure is the one named.
+                let too_long = read_chunk(&mut input, &mut chunk, line_no)?;
+                let n = chunk.lines.len();
                 // A last line without its newline ends the member — or a truncated file.
-                if n > 0 && !lines[n - 1].ends_with(b"\n") && input.get_ref().bytes < size {
+                if too_long.is_none()
+                    && chunk.last().is_some_and(|l| !l.ends_with(b"\n"))
+                    && input.get_ref().bytes < size
+                {
                     return Err(truncated(name));
                 }
                 let next = (n > 0).then(|| {
-                    let chunk = s.spawn(move || {
-                        let checked = check_lines(&lines[..n], tenant);
-                        (lines, checked)
+                    let handle = s.spawn(move || {
+                        let checked = check_lines(&chunk, tenant);
+                        (chunk, checked)
                     });
-                    (chunk, line_no)
+                    (handle, line_no)
                 });
                 line_no += n;
-                if let Some((chunk, first_line)) = pending.take() {
-                    let (buffers, checked) = join(chunk);
-                    spare = buffers;
+                if let Some((handle, first_line)) = pending.take() {
+                    let (buffer, checked) = join(handle);
+                    spare = Some(buffer);
                     order.accept(self, checked, first_line)?;
                 }
                 pending = next;
+                if let Some(err) = too_long {
+                    if let Some((handle, first_line)) = pending.take() {
+                        let (_, checked) = join(handle);
+                        order.accept(self, checked, first_line)?;
+                    }
+                    return Err(err);
+                }
                 if pending.is_none() {
                     return Ok(());
                 }
@@ -689,24 +780,60 @@ impl Check {
     }
 }
 
-/// Reads up to [`CHUNK`] lines into `lines` (reusing its buffers); returns how many.
-fn read_lines<B: BufRead>(input: &mut B, lines: &mut Vec<Vec<u8>>) -> Result<usize, BundleError> {
-    let mut n = 0;
-    while n < CHUNK {
-        if n == lines.len() {
-            lines.push(Vec::with_capacity(512));
-        }
-        let buf = &mut lines[n];
-        buf.clear();
+/// Lines of events.ndjson, in one buffer.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    /// Each line's range in `bytes`, its newline included.
+    lines: Vec<Range<usize>>,
+}
+
+impl Chunk {
+    fn line(&self, i: usize) -> &[u8] {
+        &self.bytes[self.lines[i].clone()]
+    }
+
+    fn last(&self) -> Option<&[u8]> {
+        self.lines.len().checked_sub(1).map(|i| self.line(i))
+    }
+}
+
+/// Reads the next lines into `chunk` (emptied first): up to [`CHUNK_LINES`] lines, and no
+/// more once it holds [`CHUNK_BYTES`]. A line longer than [`LINE_LIMIT`] is not read: the
+/// chunk ends before it, and the failure naming it is returned.
+fn read_chunk<B: BufRead>(
+    input: &mut B,
+    chunk: &mut Chunk,
+    line_no: usize,
+) -> Result<Option<BundleError>, BundleError> {
+    chunk.bytes.clear();
+    chunk.lines.clear();
+    // The most a chunk holds: no reallocation while it is filled.
+    chunk.bytes.reserve_exact(CHUNK_BYTES + LINE_LIMIT);
+    while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
+        let start = chunk.bytes.len();
         let read = input
-            .read_until(b'\n', buf)
+            .by_ref()
+            .take(LINE_LIMIT as u64 + 1)
+            .read_until(b'\n', &mut chunk.bytes)
             .map_err(|e| unreadable(format!("reading {}: {e}", member::EVENTS)))?;
         if read == 0 {
             break;
         }
-        n += 1;
+        if read > LINE_LIMIT {
+            chunk.bytes.truncate(start);
+            return Ok(Some(BundleError::member(
+                member::EVENTS,
+                format!(
+                    "line {}: longer than {} bytes, more than any event's API form: not an event",
+                    line_no + chunk.lines.len() + 1,
+                    LINE_LIMIT
+                ),
+            )));
+        }
+        chunk.lines.push(start..chunk.bytes.len());
     }
-    Ok(n)
+    Ok(None)
 }
 
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
@@ -848,21 +975,29 @@ fn check_line(bytes: &[u8], tenant: &str) -> Line {
     }
 }
 
-fn check_lines(lines: &[Vec<u8>], tenant: &str) -> Vec<Line> {
+fn check_lines(chunk: &Chunk, tenant: &str) -> Vec<Line> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    if workers == 1 || lines.len() < 256 {
-        return lines.iter().map(|l| check_line(l, tenant)).collect();
+    let n = chunk.lines.len();
+    if workers == 1 || n < 256 {
+        return (0..n).map(|i| check_line(chunk.line(i), tenant)).collect();
     }
-    let per = lines.len().div_ceil(workers);
+    let per = n.div_ceil(workers);
     std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|l| check_line(l, tenant)).collect()))
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|from| {
+                let to = (from + per).min(n);
+                s.spawn(move || {
+                    (from..to)
+                        .map(|i| check_line(chunk.line(i), tenant))
+                        .collect()
+                })
+            })
             .collect();
-        let mut out: Vec<Line> = Vec::with_capacity(lines.len());
+        let mut out: Vec<Line> = Vec::with_capacity(n);
         for h in handles {
             match h.join() {
                 Ok(part) => out.extend::<Vec<Line>>(part),
@@ -871,4 +1006,54 @@ fn check_lines(lines: &[Vec<u8>], tenant: &str) -> Vec<Line> {
         }
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks are bounded by bytes as well as by lines: events of 4 KiB fill
+    /// [`CHUNK_BYTES`] long before [`CHUNK_LINES`], and every line is read exactly once.
+    #[test]
+    fn chunks_are_bounded_by_bytes() {
+        let line = format!("{}\n", "x".repeat(4095));
+        let total = CHUNK_BYTES / line.len() + 100;
+        let text = line.repeat(total);
+        let mut input = BufReader::new(text.as_bytes());
+        let mut chunk = Chunk::default();
+        let mut seen = 0;
+        loop {
+            assert!(read_chunk(&mut input, &mut chunk, seen).unwrap().is_none());
+            let n = chunk.lines.len();
+            if n == 0 {
+                break;
+            }
+            assert!(n < CHUNK_LINES);
+            assert!(chunk.bytes.len() <= CHUNK_BYTES, "{}", chunk.bytes.len());
+            assert!(chunk.bytes.capacity() <= CHUNK_BYTES + LINE_LIMIT + 64);
+            assert!((0..n).all(|i| chunk.line(i) == line.as_bytes()));
+            seen += n;
+        }
+        assert_eq!(seen, total);
+        assert_eq!(CHUNK_BYTES / line.len(), 8192);
+    }
+
+    /// A line longer than [`LINE_LIMIT`] ends the chunk before it and is named by its number;
+    /// the line at the limit is read.
+    #[test]
+    fn over_long_lines_are_named() {
+        let at_limit = format!("{}\n", "y".repeat(LINE_LIMIT - 1));
+        let text = format!("a\n{at_limit}{}", "z".repeat(LINE_LIMIT + 1));
+        let mut input = BufReader::new(text.as_bytes());
+        let mut chunk = Chunk::default();
+        let err = read_chunk(&mut input, &mut chunk, 10).unwrap().unwrap();
+        assert_eq!(chunk.lines.len(), 2);
+        assert_eq!(chunk.line(1), at_limit.as_bytes());
+        let f = err.failure().unwrap();
+        assert_eq!(
+            f.culprit,
+            super::super::Culprit::Member(member::EVENTS.into())
+        );
+        assert!(f.reason.starts_with("line 13: longer than"), "{f}");
+    }
 }

@@ -440,16 +440,29 @@ fn bundle_manifest_tampering() {
     *get(&mut m, "manifest.sig") = sig.into_bytes();
     assert_member(&pack(&m), "public-key.txt", "does not match the manifest");
 
-    // Not JSON, or another format: not a bundle this verifier reads.
+    // Not JSON, not a manifest, another format, too large: the tar reads cleanly, so these
+    // are failed checks of manifest.json, not unreadable files.
     let (_, mut m) = standard();
     *get(&mut m, "manifest.json") = b"{not json".to_vec();
-    assert_unreadable(&pack(&m));
+    assert_member(
+        &pack(&m),
+        "manifest.json",
+        "not a trailkeep bundle manifest",
+    );
+    *get(&mut m, "manifest.json") = b"{\"format\":\"trailkeep-bundle/1\"}".to_vec();
+    assert_member(
+        &pack(&m),
+        "manifest.json",
+        "not a trailkeep bundle manifest",
+    );
+    *get(&mut m, "manifest.json") = vec![b' '; 2 << 20];
+    assert_member(&pack(&m), "manifest.json", "at most");
     let (_, mut m) = standard();
     let text = String::from_utf8(get(&mut m, "manifest.json").clone()).unwrap();
     *get(&mut m, "manifest.json") = text
         .replace("trailkeep-bundle/1", "trailkeep-bundle/2")
         .into_bytes();
-    assert!(assert_unreadable(&pack(&m)).contains("trailkeep-bundle/2"));
+    assert_member(&pack(&m), "manifest.json", "trailkeep-bundle/2");
 }
 
 fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
@@ -582,11 +595,13 @@ fn bundle_unreadable_inputs() {
     let mut gz = vec![0x1f, 0x8b];
     gz.extend_from_slice(&random);
     assert_unreadable(&gz);
-    // A tar, but not a bundle.
-    assert!(
-        assert_unreadable(&pack(&[("readme.txt".into(), b"x".to_vec())]))
-            .contains("not a trailkeep")
+    // A tar, but not a bundle: it reads, and its manifest is missing.
+    assert_member(
+        &pack(&[("readme.txt".into(), b"x".to_vec())]),
+        "manifest.json",
+        "\"readme.txt\"",
     );
+    assert_member(&[0u8; 1024], "manifest.json", "no member");
 
     // Data appended after the end of the archive.
     let mut appended = bytes.clone();
@@ -719,4 +734,267 @@ proptest! {
             prop_assert_eq!(r.root, good.root);
         }
     }
+}
+
+/// A ustar header as the bundle writer makes them, of any type; the name is written as is
+/// (`set_path` would normalise `./x` or `x/`).
+fn ustar(name: &str, size: u64, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    h
+}
+
+/// One pax record: `<length> <key>=<value>\n`, the length counting itself.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+/// A tar of `members`, with `extra` (a header and its data, written raw: the data may be
+/// longer than the header says) before member `before`.
+fn pack_with(
+    members: &[(String, Vec<u8>)],
+    before: &str,
+    extra: &[(tar::Header, Vec<u8>)],
+) -> Vec<u8> {
+    use std::io::Write;
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        if name == before {
+            for (h, data) in extra {
+                let out = b.get_mut();
+                out.write_all(h.as_bytes()).unwrap();
+                out.write_all(data).unwrap();
+                out.write_all(&vec![0; data.len().next_multiple_of(512) - data.len()])
+                    .unwrap();
+            }
+        }
+        b.append(
+            &ustar(name, data.len() as u64, tar::EntryType::Regular),
+            &data[..],
+        )
+        .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// [`pack`] with names written as they are.
+fn pack_raw(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    pack_with(members, "", &[])
+}
+
+/// The pax attack: an `x` header whose `size` covers events.ndjson plus forged lines, then
+/// events.ndjson's ustar header with its true size. A pax-aware tar tool extracts the forged
+/// lines with the events; the verifier must refuse the archive, not read the lines after the
+/// true size as padding and the next header.
+#[test]
+fn bundle_pax_size_override_is_refused() {
+    let (log, m) = standard();
+    let events = m[8].1.clone();
+    let forged = format!("{}\n", line(&log.events[35])).into_bytes();
+    let pax = pax_record("size", &(events.len() + forged.len()).to_string());
+    let pax_header = ustar(
+        "PaxHeaders/events.ndjson",
+        pax.len() as u64,
+        tar::EntryType::XHeader,
+    );
+    let events_header = ustar(
+        "events.ndjson",
+        events.len() as u64,
+        tar::EntryType::Regular,
+    );
+    // Written by hand: the pax header, then events.ndjson's header and the events followed
+    // by the forged lines, padded once.
+    let mut bytes = pack(&m[..8]);
+    bytes.truncate(bytes.len() - 1024);
+    bytes.extend_from_slice(pax_header.as_bytes());
+    bytes.extend_from_slice(&pax);
+    bytes.resize(bytes.len().next_multiple_of(512), 0);
+    bytes.extend_from_slice(events_header.as_bytes());
+    bytes.extend_from_slice(&events);
+    bytes.extend_from_slice(&forged);
+    bytes.resize(bytes.len().next_multiple_of(512) + 1024, 0);
+    // A pax-aware reader (the tar crate's default) sees the forged line in events.ndjson.
+    let seen = members(&bytes);
+    assert_eq!(seen.len(), 9);
+    assert_eq!(seen[8].0, "events.ndjson");
+    assert!(seen[8].1.ends_with(&forged));
+    assert_member(&bytes, "PaxHeaders/events.ndjson", "pax extended header");
+    // And gzip'd: the same.
+    assert_member(
+        &gzip(&bytes),
+        "PaxHeaders/events.ndjson",
+        "pax extended header",
+    );
+
+    // Any pax header at all, even one that changes nothing a verifier reads.
+    let mtime = pax_record("mtime", "1");
+    let h = ustar(
+        "PaxHeaders/manifest.json",
+        mtime.len() as u64,
+        tar::EntryType::XHeader,
+    );
+    let bytes = pack_with(&m, "manifest.json", &[(h, mtime.clone())]);
+    assert_member(&bytes, "PaxHeaders/manifest.json", "pax extended header");
+    let h = ustar(
+        "GlobalHead",
+        mtime.len() as u64,
+        tar::EntryType::XGlobalHeader,
+    );
+    let bytes = pack_with(&m, "leaves.bin", &[(h, mtime)]);
+    assert_member(&bytes, "GlobalHead", "pax global");
+}
+
+/// Every other kind of tar entry, a GNU header, and names a tar tool would extract as other
+/// files (or the same one again) fail, naming the entry.
+#[test]
+fn bundle_only_plain_ustar_files() {
+    let (_, m) = standard();
+    // A GNU long name renaming the next member.
+    let long = b"events.ndjson\0".to_vec();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("@LongLink").unwrap();
+    h.set_size(long.len() as u64);
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_cksum();
+    let bytes = pack_with(&m, "range-proof.json", &[(h, long)]);
+    assert_member(&bytes, "@LongLink", "GNU long-name");
+    for (kind, says) in [
+        (tar::EntryType::Directory, "a directory"),
+        (tar::EntryType::Symlink, "a link"),
+        (tar::EntryType::Link, "a link"),
+        (tar::EntryType::GNUSparse, "sparse"),
+        (tar::EntryType::Continuous, "type '7'"),
+        (tar::EntryType::GNULongLink, "long-link"),
+    ] {
+        let bytes = pack_with(&m, "events.ndjson", &[(ustar("extra", 0, kind), vec![])]);
+        assert_member(&bytes, "extra", says);
+    }
+    // A regular file with a GNU (not ustar) header.
+    let mut bytes = pack(&m);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("checkpoint.txt").unwrap();
+    let data = &m[3].1;
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let at = find_header(&bytes, "checkpoint.txt");
+    bytes[at..at + 512].copy_from_slice(h.as_bytes());
+    assert_member(&bytes, "checkpoint.txt", "not ustar");
+    // Names: the same file to a tar tool, but not the member.
+    for name in [
+        "./events.ndjson",
+        "events.ndjson/",
+        "/events.ndjson",
+        "x/../events.ndjson",
+    ] {
+        let mut renamed = m.clone();
+        renamed[8].0 = name.into();
+        assert_member(&pack_raw(&renamed), name, "not a member");
+        let mut extra = m.clone();
+        extra.push((name.into(), m[8].1.clone()));
+        assert_member(&pack_raw(&extra), name, "extra member");
+    }
+    let mut renamed = m.clone();
+    renamed[0].0 = "./manifest.json".into();
+    assert_member(&pack_raw(&renamed), "manifest.json", "\"./manifest.json\"");
+    verify(&pack_raw(&m)).unwrap();
+    // A whole member after the end-of-archive marker.
+    let mut bytes = pack(&m);
+    bytes.extend_from_slice(&pack(&[("notes.txt".into(), b"forged".to_vec())]));
+    assert_member(&bytes, "(end of archive)", "appended");
+    assert_member(&gzip(&bytes), "(end of archive)", "appended");
+}
+
+fn find_header(tar_bytes: &[u8], name: &str) -> usize {
+    (0..tar_bytes.len())
+        .step_by(512)
+        .find(|&i| tar_bytes[i..].starts_with(name.as_bytes()) && tar_bytes[i + name.len()] == 0)
+        .unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Nothing may follow the gzip member: neither a second member (which `gzip -d`, and so
+/// `tar -xzf`, decompresses as more of the tar) nor plain bytes.
+#[test]
+fn bundle_data_after_the_gzip_stream() {
+    let log = Log::new(12);
+    let spec = Spec {
+        gzip: true,
+        ..Spec::default()
+    };
+    let good = build(&log, &spec, &signer());
+    verify(&good).unwrap();
+    // A second member holding a whole tar member (its end blocks dropped from the first
+    // would make it part of the archive; here it follows a whole one).
+    let mut two = good.clone();
+    two.extend_from_slice(&gzip(&pack(&[("notes.txt".into(), b"forged".to_vec())])));
+    assert_member(&two, "(end of archive)", "gzip stream");
+    // A second member of zeros only, and bytes.
+    let mut zeros = good.clone();
+    zeros.extend_from_slice(&gzip(&[0; 1024]));
+    assert_member(&zeros, "(end of archive)", "gzip stream");
+    for tail in [&b"x"[..], b"\0", &[7u8; 5000]] {
+        let mut appended = good.clone();
+        appended.extend_from_slice(tail);
+        assert_member(&appended, "(end of archive)", "gzip stream");
+    }
+    // The tar's end blocks left out of the first member and put in a second one, after a
+    // forged member: the decompressed stream holds a member after events.ndjson.
+    let tar_bytes = gunzip(&good);
+    let body = &tar_bytes[..tar_bytes.len() - 1024];
+    let mut split = gzip(body);
+    split.extend_from_slice(&gzip(&pack(&[("notes.txt".into(), b"forged".to_vec())])));
+    assert!(verify(&split).is_err());
+}
+
+/// A line of events.ndjson longer than any event fails, named, without being read into
+/// memory; so does one in a gzip bomb. An altered event before it is named first.
+#[test]
+fn bundle_over_long_event_lines() {
+    let (_, m) = standard();
+    for gz in [false, true] {
+        let mut long = m.clone();
+        let events = get(&mut long, "events.ndjson");
+        let first_two: usize = events
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        events.truncate(first_two);
+        events.extend(std::iter::repeat_n(b'a', 8 << 20));
+        let bytes = pack(&long);
+        let bytes = if gz { gzip(&bytes) } else { bytes };
+        assert_member(&bytes, "events.ndjson", "line 3: longer than 1048576 bytes");
+    }
+    // With a newline after it, too.
+    let mut long = m.clone();
+    edit_events(&mut long, |l| l.insert(4, "x".repeat(2 << 20)));
+    assert_member(&pack(&long), "events.ndjson", "line 5: longer than");
+    // An altered event before the long line is the failure named.
+    let mut both = m.clone();
+    edit_events(&mut both, |l| {
+        let i = pos(l, 8);
+        l[i] = l[i].replace("\"sso\"", "\"password\"");
+        l.insert(i + 1, "x".repeat(2 << 20));
+    });
+    assert_event(&pack(&both), 8, "leaf hash mismatch");
 }
