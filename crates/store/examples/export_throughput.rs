@@ -1,19 +1,25 @@
-//! Export throughput of the embedded store, the store side of `GET /v1/export`.
+//! Export throughput of a store, the store side of `GET /v1/export`.
 //!
 //! ```text
 //! scripts/gen_events.py 1000000 > /tmp/events.ndjson
 //! cargo run --release -p trailkeep-store --example export_throughput -- /tmp/events.ndjson
+//! cargo run --release -p trailkeep-store --example export_throughput -- /tmp/events.ndjson \
+//!     postgres://postgres@127.0.0.1:5432/an_empty_database
 //! ```
 //!
-//! Loads the NDJSON events into a fresh store in a temporary directory (requests of 1,000),
-//! then drains exports (every event by `(timestamp, event_id)`, the largest tenant in log
-//! order, by `(timestamp, event_id)`, and with a type prefix) and prints events/s and how far the process's
-//! resident memory rose above where it was before each export. The consumer only counts.
+//! Loads the NDJSON events into a fresh store (embedded: in a temporary directory; with a
+//! PostgreSQL URL, into that database, which should be empty) in requests of 1,000, then
+//! drains exports (every event by `(timestamp, event_id)`, the largest tenant in log order, by
+//! `(timestamp, event_id)`, with a type prefix, and the largest tenant's last hour in log
+//! order, as an evidence bundle of that hour reads it) and prints events/s and how far the
+//! process's resident memory rose above where it was before each export. The consumer only
+//! counts.
 
 use std::io::BufRead as _;
 use std::time::Instant;
 use trailkeep_core::{validate::validate_object, Timestamp};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use trailkeep_store::postgres::{PostgresOptions, PostgresStore};
 use trailkeep_store::{EventQuery, ExportRequest, PreparedEvent, Store, TypeFilter};
 
 /// A `/proc/self/status` field in KiB (0 where there is none).
@@ -71,13 +77,17 @@ async fn measure(store: &dyn Store, name: &str, req: ExportRequest) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
-        .ok_or("usage: export_throughput EVENTS.ndjson")?;
+        .ok_or("usage: export_throughput EVENTS.ndjson [POSTGRES_URL]")?;
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())?;
+    let store: Box<dyn Store> = match std::env::args().nth(2) {
+        Some(url) => Box::new(PostgresStore::open(&url, PostgresOptions::default()).await?),
+        None => Box::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default())?),
+    };
     let file = std::io::BufReader::new(std::fs::File::open(&path)?);
     let started = Instant::now();
     let (mut request, mut loaded) = (Vec::with_capacity(1000), 0usize);
     let mut per_tenant = std::collections::HashMap::<String, usize>::new();
+    let mut newest = i64::MIN;
     let mut lines = file.lines();
     loop {
         let line = lines.next().transpose()?;
@@ -88,6 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let e = validate_object(0, m, Timestamp::now_micros())
                 .map_err(|issues| format!("invalid event: {issues:?}"))?;
             *per_tenant.entry(e.tenant_id.to_string()).or_default() += 1;
+            newest = newest.max(e.timestamp.nanos);
             request.push(e);
         }
         if request.len() == 1000 || (line.is_none() && !request.is_empty()) {
@@ -113,13 +124,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..2 {
         println!("round {}", round + 1);
         measure(
-            &store,
+            &*store,
             "all tenants, (timestamp, event_id) desc",
             ExportRequest::default(),
         )
         .await;
         measure(
-            &store,
+            &*store,
             &format!(
                 "tenant {biggest} ({} events), log order",
                 per_tenant[&biggest]
@@ -135,7 +146,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await;
         measure(
-            &store,
+            &*store,
             &format!("tenant {biggest}, (timestamp, event_id) asc"),
             ExportRequest {
                 query: EventQuery {
@@ -148,7 +159,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await;
         measure(
-            &store,
+            &*store,
             &format!("tenant {biggest}, type prefix billing.*"),
             ExportRequest {
                 query: EventQuery {
@@ -156,6 +167,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     event_type: Some(TypeFilter::Prefix("billing.".into())),
                     ..Default::default()
                 },
+                ..Default::default()
+            },
+        )
+        .await;
+        let hour = 3_600_000_000_000;
+        measure(
+            &*store,
+            &format!("tenant {biggest}, last hour, log order"),
+            ExportRequest {
+                query: EventQuery {
+                    tenant_id: Some(biggest.clone()),
+                    since: Some(Timestamp::from_nanos(newest - hour, 9)),
+                    until: Some(Timestamp::from_nanos(newest + 1, 9)),
+                    ..Default::default()
+                },
+                log_order: true,
                 ..Default::default()
             },
         )

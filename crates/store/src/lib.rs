@@ -41,7 +41,7 @@ impl StoreHealth {
 }
 
 /// What an export reads (docs/export.md): a listing's filters, every matching event, from a
-/// snapshot taken when [`Store::export`] returns.
+/// snapshot taken before [`Store::export`] returns its receiver.
 #[derive(Debug, Clone, Default)]
 pub struct ExportRequest {
     /// The filters of a listing; `limit` and `cursor` are ignored (an export has neither).
@@ -52,12 +52,34 @@ pub struct ExportRequest {
     /// Only events with `seq < tree_size` (needs `query.tenant_id`): an evidence bundle covers
     /// exactly the tree of one signed checkpoint.
     pub tree_size: Option<u64>,
-    /// Events per batch (0: [`EXPORT_BATCH`]; at most [`EXPORT_BATCH_MAX`]).
+    /// Events per batch (0: [`EXPORT_BATCH`]; at most [`EXPORT_BATCH_MAX`]); a batch also ends
+    /// once it holds [`EXPORT_BATCH_BYTES`].
     pub batch: usize,
 }
 
 /// Events per export batch when the request does not say.
 pub const EXPORT_BATCH: usize = 1_000;
+
+/// Bytes per export batch, as [`export_event_bytes`] counts them: a batch ends at its event
+/// count or as soon as its events reach this many bytes, whichever comes first, so a batch is
+/// under this plus one event (at least one event per batch). An event may be ~256 KiB, so a
+/// batch of 1,000 large events would otherwise be ~256 MiB, and an export with
+/// [`EXPORT_READ_AHEAD`] batches read ahead ~1 GB.
+pub const EXPORT_BATCH_BYTES: usize = 4 << 20;
+
+/// What an event counts for against [`EXPORT_BATCH_BYTES`]: its payload and text fields plus
+/// the struct itself (ids, timestamps, hashes), about what it holds in memory.
+pub fn export_event_bytes(e: &StoredEvent) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    std::mem::size_of::<StoredEvent>()
+        + e.payload.as_ref().map_or(0, Vec::len)
+        + e.tenant_id.len()
+        + e.event_type.len()
+        + e.actor.len()
+        + opt(&e.source_ip)
+        + opt(&e.impersonation_session)
+        + opt(&e.approval_id)
+}
 
 /// The largest export batch: a batch is held in memory whole (twice over while the next one is
 /// read), so a larger request is cut to this.
@@ -65,7 +87,7 @@ pub const EXPORT_BATCH_MAX: usize = 100_000;
 
 /// Batches an export may have read ahead of its consumer (the bounded channel's capacity): the
 /// producer waits when they are all unread, so memory is at most this many batches plus the
-/// one being read.
+/// one being read (each under [`EXPORT_BATCH_BYTES`] plus one event: ~20 MiB in all).
 pub const EXPORT_READ_AHEAD: usize = 3;
 
 impl ExportRequest {
@@ -135,10 +157,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Every event matching `req`, in batches, from one consistent snapshot: every event
-    /// committed before this call returns is in it, none committed after, none twice. Memory
-    /// stays flat in the export's size (embedded: one batch at a time under short read locks;
-    /// PostgreSQL: a server-side cursor in a repeatable-read transaction).
+    /// Every event matching `req`, in batches, from one consistent snapshot, taken before
+    /// this returns the receiver: every event acknowledged before the call is in it, no event
+    /// of a request appended after it returned, none twice, and a request's events all or
+    /// none. Events committed between the snapshot and the moment the caller does something
+    /// visible (the HTTP handler calls this before it sends the response status) are not in
+    /// it. Memory stays flat in the export's size: each batch holds at most `req`'s batch
+    /// size and about [`EXPORT_BATCH_BYTES`] (embedded: one batch at a time under short read
+    /// locks; PostgreSQL: a server-side cursor in a repeatable-read transaction, fetched a few
+    /// hundred rows at a time). In log order with a time filter only the seqs between the
+    /// first and last matching event are walked (found from the time index first).
     async fn export(&self, req: ExportRequest) -> Result<EventBatches, StoreError>;
 
     /// The oldest stored checkpoint of a tenant whose tree size is at least `size`: the first

@@ -12,8 +12,13 @@
 //! indexes.
 //!
 //! **Walk.** Each [`Export::page`] takes the read lock afresh for one batch, so the apply
-//! thread is never held back longer than one batch takes to read. In log order it reads seqs
-//! onwards from where the last page stopped; otherwise it re-opens the ranges a listing would
+//! thread is never held back longer than one batch takes to read. A batch ends at the batch
+//! size or once its events reach [`EXPORT_BATCH_BYTES`], whichever comes first. In log order it
+//! reads seqs onwards from where the last page stopped; with a time filter it first finds the
+//! span of seqs that can match (the least and greatest seq in the tenant's time index between
+//! `since` and `until`, reading index entries only, a page of [`SPAN_BUDGET`] at a time, each
+//! resuming after the last key seen) and then walks only that span, so an evidence bundle of
+//! a late hour does not examine the tenant's whole history first. Otherwise it re-opens the ranges a listing would
 //! ([`super::read`]: the most selective index, merged across tenants and types) strictly after
 //! the last key it examined, like a listing's cursor (keys are unique and never change, so no
 //! event is read twice or skipped). A tenant whose ranges ran out is not opened again. Type,
@@ -26,8 +31,10 @@
 
 use super::memory::{meta_at, Mem, SortKey, TenantMem};
 use super::read::{self, EntryReader, PreFilter};
-use crate::{Cursor, EventQuery, ExportRequest, Order, StoreError};
+use crate::EXPORT_BATCH_BYTES;
+use crate::{export_event_bytes, Cursor, EventQuery, ExportRequest, Order, StoreError};
 use std::collections::BinaryHeap;
+use std::ops::Bound;
 use trailkeep_core::{StoredEvent, Uuid};
 
 /// Most index entries one page examines.
@@ -36,8 +43,22 @@ const SCAN_BUDGET: usize = 65_536;
 /// Most events one page reads from the log beyond its batch size without filling the batch.
 const READ_SLACK: usize = 2_048;
 
+/// Most time index entries one page examines while finding a log-order export's span (values
+/// only, 8 bytes each, read in order: about a millisecond).
+const SPAN_BUDGET: usize = 1 << 20;
+
 /// What is left to read.
 enum Walk {
+    /// Log order with a time filter, before the walk: finding the least (`lo`) and greatest
+    /// (`hi` − 1) seq below `end` among the tenant's time index entries in the filter's range,
+    /// those after `after` still to examine. Then [`Walk::Log`] over `lo..hi`.
+    Span {
+        tenant: u32,
+        after: Option<SortKey>,
+        lo: u64,
+        hi: u64,
+        end: u64,
+    },
     /// One tenant's seqs `next..end`.
     Log {
         tenant: u32,
@@ -60,6 +81,8 @@ pub(crate) struct Export {
     walk: Walk,
     /// Read-ahead and decompression buffers, kept from page to page.
     reader: EntryReader,
+    /// Seqs examined in log order (their metadata checked) since [`Self::take_examined`].
+    examined: u64,
 }
 
 impl Export {
@@ -74,8 +97,16 @@ impl Export {
                 let size = found.map_or(0, |(_, t)| t.size());
                 req.check_tree_size(size)?;
                 let end = req.tree_size.unwrap_or(size);
+                let timed = q.since.is_some() || q.until.is_some();
                 match found {
                     None => Walk::Done,
+                    Some((sym, _)) if req.log_order && timed => Walk::Span {
+                        tenant: sym,
+                        after: None,
+                        lo: u64::MAX,
+                        hi: 0,
+                        end,
+                    },
                     Some((sym, _)) if req.log_order => Walk::Log {
                         tenant: sym,
                         next: 0,
@@ -105,7 +136,14 @@ impl Export {
             batch,
             walk,
             reader: EntryReader::windowed(),
+            examined: 0,
         })
+    }
+
+    /// Seqs examined in log order since the last call (see
+    /// [`super::EmbeddedStore::export_log_seqs_examined`]).
+    pub fn take_examined(&mut self) -> u64 {
+        std::mem::take(&mut self.examined)
     }
 
     /// Whether every event has been read.
@@ -124,17 +162,70 @@ impl Export {
 
     fn read_page(&mut self, mem: &Mem) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::with_capacity(self.batch.min(4096));
+        // Bytes of `out`, as `EXPORT_BATCH_BYTES` counts them.
+        let mut bytes = 0;
         let reader = &mut self.reader;
         match &mut self.walk {
             Walk::Done => {}
+            Walk::Span {
+                tenant,
+                after,
+                lo,
+                hi,
+                end,
+            } => {
+                let (sym, end) = (*tenant, *end);
+                let t = tenant_mem(mem, sym)?;
+                let (since, until) = read::bounds(&self.q);
+                let from = match after {
+                    Some(k) => Bound::Excluded(*k),
+                    None => since,
+                };
+                if !read::valid(&from, &until) {
+                    self.walk = Walk::Done;
+                    return Ok(out);
+                }
+                let mut range = t.by_time.range(from.as_ref(), until.as_ref(), &t.events);
+                let mut scanned = 0;
+                let mut last = None;
+                while scanned < SPAN_BUDGET {
+                    let Some(seq) = range.next_value() else {
+                        // Every entry in the range examined: walk the span, if any.
+                        self.walk = if *lo < *hi {
+                            Walk::Log {
+                                tenant: sym,
+                                next: *lo,
+                                end: *hi,
+                            }
+                        } else {
+                            Walk::Done
+                        };
+                        return Ok(out);
+                    };
+                    scanned += 1;
+                    last = Some(seq);
+                    if seq < end {
+                        *lo = (*lo).min(seq);
+                        *hi = (*hi).max(seq + 1);
+                    }
+                }
+                // Out of budget: the next page goes on after the last key examined.
+                if let Some(seq) = last {
+                    let m = meta_at(&t.events, seq).ok_or_else(|| {
+                        StoreError::Corrupt(format!("no event {seq} in tenant symbol {sym}"))
+                    })?;
+                    *after = Some(m.key);
+                }
+            }
             Walk::Log { tenant, next, end } => {
                 let (sym, end) = (*tenant, *end);
                 let t = tenant_mem(mem, sym)?;
                 let pre = PreFilter::new(mem, &self.q)?;
                 let (since, until) = time_range(&self.q);
                 let (mut examined, mut read) = (0, 0);
-                while *next < end && out.len() < self.batch {
+                while *next < end && out.len() < self.batch && bytes < EXPORT_BATCH_BYTES {
                     if examined == SCAN_BUDGET || read == self.batch + READ_SLACK {
+                        self.examined += examined as u64;
                         return Ok(out);
                     }
                     let seq = *next;
@@ -149,9 +240,11 @@ impl Export {
                     read += 1;
                     let e = reader.load(mem, sym, t, seq)?;
                     if self.q.matches(&e) {
+                        bytes += export_event_bytes(&e);
                         out.push(e);
                     }
                 }
+                self.examined += examined as u64;
                 if *next >= end {
                     self.walk = Walk::Done;
                 }
@@ -181,13 +274,13 @@ impl Export {
                         .map_or(0, |i| tenants[i].1)
                 };
                 let (mut examined, mut read) = (0, 0);
-                let mut finished = true;
-                while out.len() < self.batch {
+                let mut exhausted = false;
+                while out.len() < self.batch && bytes < EXPORT_BATCH_BYTES {
                     if examined == SCAN_BUDGET || read == self.batch + READ_SLACK {
-                        finished = false;
                         break;
                     }
                     let Some((b, key, seq)) = merge.next(&mut sources) else {
+                        exhausted = true;
                         break;
                     };
                     examined += 1;
@@ -205,10 +298,11 @@ impl Export {
                     read += 1;
                     let e = reader.load(mem, sym, t, seq)?;
                     if q.matches(&e) {
+                        bytes += export_event_bytes(&e);
                         out.push(e);
                     }
                 }
-                if finished && out.len() < self.batch {
+                if exhausted {
                     // Every range ran out.
                     self.walk = Walk::Done;
                 } else {

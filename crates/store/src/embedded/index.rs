@@ -332,16 +332,25 @@ impl<K, S> Range<'_, K, S> {
     }
 }
 
-impl<K: Ord + Copy, S: Keys<K>> Iterator for Range<'_, K, S> {
-    type Item = (K, u64);
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<K: Ord + Copy, S> Range<'_, K, S> {
+    /// The next entry's value alone, without looking its key up: a walk that only needs the
+    /// values reads nothing but the index's chunks.
+    pub fn next_value(&mut self) -> Option<u64> {
         if self.is_empty() {
             return None;
         }
         let v = *self.idx.chunk(self.front.chunk)?.get(self.front.off)?;
         self.front.off += 1;
         self.front = self.idx.forward(self.front);
+        Some(v)
+    }
+}
+
+impl<K: Ord + Copy, S: Keys<K>> Iterator for Range<'_, K, S> {
+    type Item = (K, u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let v = self.next_value()?;
         Some((self.keys.key(v), v))
     }
 }
@@ -439,6 +448,11 @@ mod tests {
                 Vec::new()
             };
             assert_eq!(got, want, "{lo:?}..{hi:?}");
+            // Values alone: the same entries.
+            let mut r = ci.range(lo, hi, &table);
+            let values: Vec<u64> = std::iter::from_fn(|| r.next_value()).collect();
+            let want_values: Vec<u64> = want.iter().map(|(_, v)| *v).collect();
+            assert_eq!(values, want_values, "values {lo:?}..{hi:?}");
             let mut want_rev = want.clone();
             want_rev.reverse();
             assert_eq!(got_rev, want_rev, "rev {lo:?}..{hi:?}");

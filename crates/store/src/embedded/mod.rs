@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     pub durable: Mutex<mark::Pos>,
     /// How far answers and memory have got (see [`Visibility`]).
     pub visible: Visibility,
+    /// Seqs examined by log-order exports (see [`EmbeddedStore::export_log_seqs_examined`]).
+    pub export_log_seqs: AtomicU64,
 }
 
 /// Why writes are refused when they are.
@@ -305,6 +307,7 @@ impl EmbeddedStore {
             write_epoch: AtomicU64::new(0),
             durable: Mutex::new(pos),
             visible: Visibility::default(),
+            export_log_seqs: AtomicU64::new(0),
         });
         let handle = writer::spawn(
             shared.clone(),
@@ -493,6 +496,14 @@ impl EmbeddedStore {
     /// Compression dictionaries in the log (0 until enough events were seen to train one).
     pub fn dictionaries(&self) -> usize {
         self.shared.mem.read().map(|m| m.dicts.len()).unwrap_or(0)
+    }
+
+    /// Seqs whose metadata log-order exports examined since the store was opened: what a
+    /// test checks to see that an export with a time filter walks only the span of seqs that
+    /// can match, not the tenant's whole log.
+    #[doc(hidden)]
+    pub fn export_log_seqs_examined(&self) -> u64 {
+        self.shared.export_log_seqs.load(Ordering::Relaxed)
     }
 
     /// Bytes used on disk by the log.
@@ -789,9 +800,9 @@ impl Store for EmbeddedStore {
                 if tx.is_closed() {
                     return;
                 }
-                let shared = shared.clone();
+                let reading = shared.clone();
                 let read = tokio::task::spawn_blocking(move || {
-                    let page = match shared.mem.read() {
+                    let page = match reading.mem.read() {
                         Ok(mem) => walk.page(&mem),
                         Err(_) => Err(StoreError::Unavailable(
                             "the store's memory lock is poisoned".into(),
@@ -803,6 +814,9 @@ impl Store for EmbeddedStore {
                 let page = match read {
                     Ok((w, page)) => {
                         walk = w;
+                        shared
+                            .export_log_seqs
+                            .fetch_add(walk.take_examined(), Ordering::Relaxed);
                         page
                     }
                     Err(e) => {

@@ -4,7 +4,8 @@
 //!
 //! The contract checked: an export holds exactly what paging `query` returns for the same
 //! filters and order (or `read_log` filtered, in log order), in batches of at most the batch
-//! size; it is a snapshot (everything acknowledged before the call, nothing started after it
+//! size and under `EXPORT_BATCH_BYTES` plus one event; a log-order export with a time filter
+//! walks only the span of seqs that can match (embedded: counted); it is a snapshot (everything acknowledged before the call, nothing started after it
 //! returned, every request all or nothing, nothing twice) even while appends continue and the
 //! consumer is slow; dropping the receiver stops it and frees what it held.
 
@@ -13,10 +14,19 @@ use serde_json::json;
 use std::sync::Arc;
 use trailkeep_core::StoredEvent;
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
-use trailkeep_store::{EventQuery, ExportRequest, PreparedEvent, SignedCheckpoint, Store};
+use trailkeep_store::{
+    export_event_bytes, EventQuery, ExportRequest, PreparedEvent, SignedCheckpoint, Store,
+    EXPORT_BATCH_BYTES,
+};
 
-/// Every batch of an export, failing the test on an error or an empty or oversized batch.
+/// Every event of an export, failing the test on an error or an empty or oversized batch.
 pub async fn drain(store: &Arc<dyn Store>, req: ExportRequest) -> Vec<StoredEvent> {
+    drain_batches(store, req).await.concat()
+}
+
+/// Every batch of an export, failing the test on an error or an empty or oversized batch: more
+/// events than the batch size, or [`EXPORT_BATCH_BYTES`] or more before its last event.
+pub async fn drain_batches(store: &Arc<dyn Store>, req: ExportRequest) -> Vec<Vec<StoredEvent>> {
     let batch = if req.batch == 0 { 1000 } else { req.batch };
     let mut rx = store.export(req).await.expect("export starts");
     let mut out = Vec::new();
@@ -28,9 +38,78 @@ pub async fn drain(store: &Arc<dyn Store>, req: ExportRequest) -> Vec<StoredEven
             "batch of {} for a batch size of {batch}",
             b.len()
         );
-        out.extend(b);
+        let before_last: usize = b[..b.len() - 1].iter().map(export_event_bytes).sum();
+        assert!(
+            before_last < EXPORT_BATCH_BYTES,
+            "batch of {} events holds {before_last} bytes before its last one",
+            b.len()
+        );
+        out.push(b);
     }
     out
+}
+
+/// Bytes of a batch as `EXPORT_BATCH_BYTES` counts them.
+pub fn batch_bytes(b: &[StoredEvent]) -> usize {
+    b.iter().map(export_event_bytes).sum()
+}
+
+/// `n` events of tenant `t` with a payload of about `payload_bytes` each, in requests of 10.
+pub fn large_events(t: &str, n: usize, payload_bytes: usize) -> Vec<Vec<PreparedEvent>> {
+    let events: Vec<PreparedEvent> = (0..n)
+        .map(|i| {
+            prep(ev(t, "blob.put", |m| {
+                // Varied sizes, 3/4 to all of `payload_bytes`, and different bytes per event.
+                let len = payload_bytes - (i * 7919) % (payload_bytes / 4);
+                let c = char::from(b'a' + (i % 26) as u8);
+                m.insert(
+                    "payload".into(),
+                    json!({"n": i, "blob": c.to_string().repeat(len)}),
+                );
+            }))
+        })
+        .collect();
+    events.chunks(10).map(|c| c.to_vec()).collect()
+}
+
+/// A tenant's log for the late-time-range exports: 3,000 events on 2026-06-01 from 00:00 to
+/// 07:30, then 60 alternating between 10:00–10:30 and 12:00–12:01, then 300 on 06-02, then
+/// two late (backfilled) events at 10:45 and 05:00; `u`'s events in the same hours are
+/// interleaved with `t`'s late ones. Every timestamp is distinct within a tenant.
+pub fn late_range_log(t: &str, u: &str) -> Vec<Vec<PreparedEvent>> {
+    let at = |tenant: &str, ty: &str, when: String| {
+        prep(ev(tenant, ty, |m| {
+            m.insert("timestamp".into(), json!(when));
+        }))
+    };
+    let hms = |secs: usize| format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let mut reqs = Vec::new();
+    let early: Vec<PreparedEvent> = (0..3_000)
+        .map(|i| at(t, "early.x", format!("2026-06-01T{}Z", hms(i * 9))))
+        .collect();
+    reqs.extend(early.chunks(500).map(|c| c.to_vec()));
+    let late: Vec<PreparedEvent> = (0..60)
+        .flat_map(|i| {
+            let secs = if i % 2 == 0 {
+                10 * 3600 + i * 30
+            } else {
+                12 * 3600 + i
+            };
+            let ty = if i % 3 == 0 { "late.a" } else { "late.b" };
+            [
+                at(t, ty, format!("2026-06-01T{}Z", hms(secs))),
+                at(u, ty, format!("2026-06-01T{}Z", hms(secs + 1))),
+            ]
+        })
+        .collect();
+    reqs.extend(late.chunks(20).map(|c| c.to_vec()));
+    let next_day: Vec<PreparedEvent> = (0..300)
+        .map(|i| at(t, "later.x", format!("2026-06-02T{}Z", hms(i * 60))))
+        .collect();
+    reqs.extend(next_day.chunks(100).map(|c| c.to_vec()));
+    reqs.push(vec![at(t, "late.a", "2026-06-01T10:45:00Z".into())]);
+    reqs.push(vec![at(t, "early.x", "2026-06-01T05:00:00.5Z".into())]);
+    reqs
 }
 
 /// `n` events over `tenants`, of mixed types, actors, sessions, payloads and timestamps (many
@@ -523,6 +602,148 @@ macro_rules! export_conformance_cases {
             assert_eq!(page.events.len(), 10);
         }
 
+        /// Events of ~200 KiB: batches end at `EXPORT_BATCH_BYTES` (plus one event), not at
+        /// 1,000 events (~200 MiB), in both orders, and the export still equals the listing.
+        #[tokio::test]
+        async fn export_batches_are_capped_by_bytes() {
+            use trailkeep_core::StoredEvent;
+            use trailkeep_store::{ExportRequest, EXPORT_BATCH_BYTES};
+            use $crate::export::{batch_bytes, drain_batches, large_events};
+            let (store, _g) = make().await;
+            let t = tenant("big");
+            for req in large_events(&t, 200, 200 * 1024) {
+                store.append(req).await.unwrap();
+            }
+            let q = EventQuery {
+                tenant_id: Some(t.clone()),
+                ..Default::default()
+            };
+            let listed = walk(
+                &store,
+                EventQuery {
+                    limit: 50,
+                    ..q.clone()
+                },
+            )
+            .await;
+            let log = store.read_log(&t, 0, 1_000).await.unwrap();
+            assert_eq!(listed.len(), 200);
+            for log_order in [false, true] {
+                let batches = drain_batches(
+                    &store,
+                    ExportRequest {
+                        query: q.clone(),
+                        log_order,
+                        ..Default::default()
+                    },
+                )
+                .await;
+                // ~35 MiB in all: about 9 batches of ~20 events, each but the last full.
+                assert!(batches.len() >= 8, "{} batches", batches.len());
+                for b in &batches[..batches.len() - 1] {
+                    assert!(batch_bytes(b) >= EXPORT_BATCH_BYTES, "a batch ended early");
+                }
+                let got: Vec<StoredEvent> = batches.concat();
+                let want = if log_order { &log } else { &listed };
+                assert_eq!(&got, want, "log order: {log_order}");
+            }
+            // A batch size that comes first still decides.
+            let batches = drain_batches(
+                &store,
+                ExportRequest {
+                    query: q.clone(),
+                    batch: 7,
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert!(batches[..batches.len() - 1].iter().all(|b| b.len() == 7));
+            assert_eq!(batches.concat(), listed);
+        }
+
+        /// Log order with a narrow late time range (an evidence bundle of one hour) over a
+        /// tenant with many earlier events: exactly the events in the range, in seq order,
+        /// including one appended late with an earlier timestamp; up to a tree size too.
+        #[tokio::test]
+        async fn log_order_export_of_a_late_time_range() {
+            use trailkeep_core::StoredEvent;
+            use trailkeep_store::ExportRequest;
+            use $crate::export::{drain, late_range_log};
+            let (store, _g) = make().await;
+            let (t, u) = (tenant("lr"), tenant("lru"));
+            for req in late_range_log(&t, &u) {
+                store.append(req).await.unwrap();
+            }
+            let log = store.read_log(&t, 0, 10_000).await.unwrap();
+            assert_eq!(log.len(), 3_362);
+            let backfill = log.len() as u64 - 2; // 10:45, appended after 06-02
+            let range = |since: Option<&str>, until: Option<&str>| EventQuery {
+                tenant_id: Some(t.clone()),
+                since: since.map(ts),
+                until: until.map(ts),
+                ..Default::default()
+            };
+            let hour = range(Some("2026-06-01T10:00:00Z"), Some("2026-06-01T11:00:00Z"));
+            let cases: Vec<(&str, EventQuery, usize)> = vec![
+                ("one late hour", hour.clone(), 31),
+                (
+                    "one late hour, one type",
+                    EventQuery {
+                        event_type: Some(TypeFilter::Exact("late.a".into())),
+                        ..hour.clone()
+                    },
+                    11,
+                ),
+                ("since only", range(Some("2026-06-01T10:00:00Z"), None), 361),
+                ("until only", range(None, Some("2026-06-01T00:10:00Z")), 67),
+                (
+                    "early hour with a backfill at the end",
+                    range(Some("2026-06-01T05:00:00Z"), Some("2026-06-01T05:00:01Z")),
+                    2,
+                ),
+                (
+                    "nothing in the range",
+                    range(Some("2026-06-01T08:00:00Z"), Some("2026-06-01T09:00:00Z")),
+                    0,
+                ),
+                (
+                    "since after until",
+                    range(Some("2026-06-01T11:00:00Z"), Some("2026-06-01T10:00:00Z")),
+                    0,
+                ),
+            ];
+            for (name, q, count) in cases {
+                for tree_size in [None, Some(backfill), Some(3_010)] {
+                    let end = tree_size.unwrap_or(log.len() as u64);
+                    let want: Vec<StoredEvent> = log
+                        .iter()
+                        .filter(|e| e.seq < end && q.matches(e))
+                        .cloned()
+                        .collect();
+                    if tree_size.is_none() {
+                        assert_eq!(want.len(), count, "{name}: the test's own count");
+                    }
+                    for batch in [0, 4] {
+                        let got = drain(
+                            &store,
+                            ExportRequest {
+                                query: q.clone(),
+                                log_order: true,
+                                tree_size,
+                                batch,
+                            },
+                        )
+                        .await;
+                        assert!(
+                            got.windows(2).all(|w| w[0].seq < w[1].seq),
+                            "{name}: seq order"
+                        );
+                        assert_eq!(got, want, "{name}, tree size {tree_size:?}, batch {batch}");
+                    }
+                }
+            }
+        }
+
         #[tokio::test]
         async fn checkpoint_covering_is_the_oldest_that_covers_the_size() {
             use trailkeep_store::SignedCheckpoint;
@@ -751,4 +972,68 @@ async fn embedded_export_goes_on_past_pages_that_found_nothing() {
         }
         assert_eq!(got, want, "log order: {log_order}");
     }
+}
+
+/// A log-order export with a late time range examines only the seqs between the first and the
+/// last event in the range (found from the time index), not the tenant's 3,000 earlier ones.
+#[tokio::test]
+async fn embedded_log_order_export_walks_only_the_span_of_its_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let store: Arc<dyn Store> = embedded.clone();
+    let (t, u) = (tenant("sp"), tenant("spu"));
+    for req in late_range_log(&t, &u) {
+        store.append(req).await.unwrap();
+    }
+    let log = store.read_log(&t, 0, 10_000).await.unwrap();
+    let q = EventQuery {
+        tenant_id: Some(t.clone()),
+        since: Some(ts("2026-06-01T10:00:00Z")),
+        until: Some(ts("2026-06-01T11:00:00Z")),
+        ..Default::default()
+    };
+    let want: Vec<StoredEvent> = log.iter().filter(|e| q.matches(e)).cloned().collect();
+    let (first, last) = (want[0].seq, want[want.len() - 1].seq);
+    assert_eq!(
+        (first, last),
+        (3_000, 3_360),
+        "the range spans the late events"
+    );
+    for (tree_size, span) in [(None, last - first + 1), (Some(3_100), 59)] {
+        let before = embedded.export_log_seqs_examined();
+        let got = drain(
+            &store,
+            ExportRequest {
+                query: q.clone(),
+                log_order: true,
+                tree_size,
+                batch: 0,
+            },
+        )
+        .await;
+        let end = tree_size.unwrap_or(u64::MAX);
+        let expected: Vec<&StoredEvent> = want.iter().filter(|e| e.seq < end).collect();
+        assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+        let examined = embedded.export_log_seqs_examined() - before;
+        assert_eq!(examined, span, "tree size {tree_size:?}: seqs examined");
+    }
+    // Without a time filter every seq is examined (what the counter counts).
+    let before = embedded.export_log_seqs_examined();
+    let all = drain(
+        &store,
+        ExportRequest {
+            query: EventQuery {
+                tenant_id: Some(t.clone()),
+                ..Default::default()
+            },
+            log_order: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), log.len());
+    assert_eq!(
+        embedded.export_log_seqs_examined() - before,
+        log.len() as u64
+    );
 }
