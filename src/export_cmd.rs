@@ -7,7 +7,7 @@
 //! file is removed and the exit status is 1. Nothing is ever resumed.
 
 use crate::client::Refused;
-use crate::query_cmd::time_arg;
+use crate::query_cmd::Filters;
 use crate::ServerArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -54,27 +54,8 @@ pub struct ExportArgs {
     /// offline, instead of a plain export.
     #[arg(long, conflicts_with_all = ["event_type", "actor", "session", "q", "asc"])]
     bundle: bool,
-    /// Exact type or prefix wildcard (billing.*).
-    #[arg(long = "type")]
-    event_type: Option<String>,
-    /// Only events by this actor (exact match).
-    #[arg(long)]
-    actor: Option<String>,
-    /// From this time, inclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.
-    #[arg(long, value_parser = time_arg)]
-    since: Option<String>,
-    /// Before this time, exclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.
-    #[arg(long, value_parser = time_arg)]
-    until: Option<String>,
-    /// Impersonation session id.
-    #[arg(long)]
-    session: Option<String>,
-    /// Case-insensitive substring of payload or actor.
-    #[arg(long)]
-    q: Option<String>,
-    /// Oldest first (the default is newest first).
-    #[arg(long)]
-    asc: bool,
+    #[command(flatten)]
+    filters: Filters,
     /// Where to write (- for stdout).
     #[arg(
         short = 'o',
@@ -105,8 +86,8 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
         let mut params: Vec<(&str, String)> = Vec::new();
         for (k, v) in [
             ("tenant_id", &a.tenant),
-            ("since", &a.since),
-            ("until", &a.until),
+            ("since", &a.filters.since),
+            ("until", &a.filters.until),
         ] {
             if let Some(v) = v {
                 params.push((k, v.clone()));
@@ -128,22 +109,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
             .parse()
             .map_err(|e| anyhow!("--format {:?}: {e}", a.format))?; // checked by clap already
         let mut params: Vec<(&str, String)> = vec![("format", a.format.clone())];
-        for (k, v) in [
-            ("tenant_id", &a.tenant),
-            ("event_type", &a.event_type),
-            ("actor", &a.actor),
-            ("since", &a.since),
-            ("until", &a.until),
-            ("session", &a.session),
-            ("q", &a.q),
-        ] {
-            if let Some(v) = v {
-                params.push((k, v.clone()));
-            }
-        }
-        if a.asc {
-            params.push(("order", "asc".into()));
-        }
+        params.extend(a.filters.params(&a.tenant));
         (
             format!("/v1/export?{}", serde_urlencoded::to_string(&params)?),
             matches!(format, Format::Ndjson | Format::Csv),

@@ -55,6 +55,56 @@ pub(crate) fn time_arg(s: &str) -> Result<String, String> {
     )
 }
 
+/// The filters of a listing beyond the tenant, shared by `query` and `export`.
+#[derive(clap::Args)]
+pub struct Filters {
+    /// Exact type or prefix wildcard (billing.*).
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Only events by this actor (exact match).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// From this time, inclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.
+    #[arg(long, value_parser = time_arg)]
+    pub since: Option<String>,
+    /// Before this time, exclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.
+    #[arg(long, value_parser = time_arg)]
+    pub until: Option<String>,
+    /// Impersonation session id.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Case-insensitive substring of payload or actor.
+    #[arg(long)]
+    pub q: Option<String>,
+    /// Oldest first (the default is newest first).
+    #[arg(long)]
+    pub asc: bool,
+}
+
+impl Filters {
+    /// The listing's query parameters for these filters and `tenant` (`order=asc` included).
+    pub fn params(&self, tenant: &Option<String>) -> Vec<(&'static str, String)> {
+        let mut params = Vec::new();
+        for (k, v) in [
+            ("tenant_id", tenant),
+            ("event_type", &self.event_type),
+            ("actor", &self.actor),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("session", &self.session),
+            ("q", &self.q),
+        ] {
+            if let Some(v) = v {
+                params.push((k, v.clone()));
+            }
+        }
+        if self.asc {
+            params.push(("order", "asc".into()));
+        }
+        params
+    }
+}
+
 #[derive(clap::Args)]
 #[command(after_long_help = QUERY_HELP)]
 pub struct QueryArgs {
@@ -63,27 +113,8 @@ pub struct QueryArgs {
     /// Only this tenant's events.
     #[arg(long)]
     tenant: Option<String>,
-    /// Exact type or prefix wildcard (billing.*).
-    #[arg(long = "type")]
-    event_type: Option<String>,
-    /// Only events by this actor (exact match).
-    #[arg(long)]
-    actor: Option<String>,
-    /// From this time, inclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.
-    #[arg(long, value_parser = time_arg)]
-    since: Option<String>,
-    /// Before this time, exclusive: RFC 3339, or a date (2026-01-01) meaning midnight UTC.
-    #[arg(long, value_parser = time_arg)]
-    until: Option<String>,
-    /// Impersonation session id.
-    #[arg(long)]
-    session: Option<String>,
-    /// Case-insensitive substring of payload or actor.
-    #[arg(long)]
-    q: Option<String>,
-    /// Oldest first.
-    #[arg(long)]
-    asc: bool,
+    #[command(flatten)]
+    filters: Filters,
     /// Most events to print (0 = all). Default 100, or all with --log-order.
     #[arg(long)]
     limit: Option<usize>,
@@ -169,22 +200,9 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         loop {
             let page = (wanted - fetched).min(PAGE);
             let mut params: Vec<(&str, String)> = vec![("limit", page.to_string())];
-            for (k, v) in [
-                ("tenant_id", &a.tenant),
-                ("event_type", &a.event_type),
-                ("actor", &a.actor),
-                ("since", &a.since),
-                ("until", &a.until),
-                ("session", &a.session),
-                ("q", &a.q),
-                ("cursor", &cursor),
-            ] {
-                if let Some(v) = v {
-                    params.push((k, v.clone()));
-                }
-            }
-            if a.asc {
-                params.push(("order", "asc".into()));
+            params.extend(a.filters.params(&a.tenant));
+            if let Some(c) = &cursor {
+                params.push(("cursor", c.clone()));
             }
             let qs = serde_urlencoded::to_string(&params)?;
             let body = client
@@ -215,7 +233,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
             eprintln!(
                 "note: showing the first {printed} matching events ({}); more match. Pass \
                  --limit N to print up to N, or --limit 0 to print all.",
-                if a.asc {
+                if a.filters.asc {
                     "oldest first"
                 } else {
                     "newest first"
