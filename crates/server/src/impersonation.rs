@@ -232,6 +232,7 @@ fn newest_first(a: &Session, b: &Session) -> std::cmp::Ordering {
 #[utoipa::path(
     get,
     path = "/v1/impersonations",
+    operation_id = "list_impersonations",
     tag = "impersonations",
     security(("bearer" = [])),
     params(ListParams),
@@ -279,6 +280,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/impersonations/{session_id}",
+    operation_id = "get_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
     params(
