@@ -219,8 +219,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/events/{event_id}", query::get_event),
         route(M::GET, "/v1/tenants", query::tenants),
         route(M::GET, "/v1/stats", query::stats).params(params::STATS_PARAMS),
-        route(M::GET, "/v1/impersonations", impersonation::list)
-            .params(impersonation::LIST_PARAMS),
+        route(M::GET, "/v1/impersonations", impersonation::list).params(impersonation::LIST_PARAMS),
         route(
             M::GET,
             "/v1/impersonations/{session_id}",

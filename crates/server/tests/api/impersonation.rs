@@ -82,7 +82,12 @@ const VIEW_KEYS: [&str; 9] = [
 #[tokio::test]
 async fn a_session_has_its_span_and_its_actions_as_full_events() {
     let api = Api::new().await;
-    let (t0, t1, t2, t3) = (now_plus(-3600), now_plus(-3000), now_plus(-2400), now_plus(-1800));
+    let (t0, t1, t2, t3) = (
+        now_plus(-3600),
+        now_plus(-3000),
+        now_plus(-2400),
+        now_plus(-1800),
+    );
     let r = api
         .ingest(&json!([
             start("t_a", "imp_1", &t0),
@@ -269,7 +274,9 @@ async fn a_bound_key_sees_only_its_tenant() {
         403,
         "forbidden",
     );
-    api.get(&reader, "/v1/impersonations/imp_a").await.expect(200);
+    api.get(&reader, "/v1/impersonations/imp_a")
+        .await
+        .expect(200);
     // Ingest keys do not read.
     let (_, ingest) = api.create_key("ingest", None).await;
     assert_error(
@@ -343,7 +350,9 @@ async fn auditor_reads_are_logged_in_the_tenant_read() {
     api.get(&bound, "/v1/impersonations?active=true")
         .await
         .expect(200);
-    api.get(&bound, "/v1/impersonations/imp_a").await.expect(200);
+    api.get(&bound, "/v1/impersonations/imp_a")
+        .await
+        .expect(200);
     // A refused read is not logged.
     assert_error(
         &api.get(&bound, "/v1/impersonations/imp_b").await,
