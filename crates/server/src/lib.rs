@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod deadline;
 pub mod error;
 pub mod export;
+pub mod impersonation;
 pub mod ingest;
 pub mod keys;
 pub mod memory;
@@ -218,6 +219,13 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/events/{event_id}", query::get_event),
         route(M::GET, "/v1/tenants", query::tenants),
         route(M::GET, "/v1/stats", query::stats).params(params::STATS_PARAMS),
+        route(M::GET, "/v1/impersonations", impersonation::list).params(impersonation::LIST_PARAMS),
+        route(
+            M::GET,
+            "/v1/impersonations/{session_id}",
+            impersonation::get,
+        )
+        .params(impersonation::GET_PARAMS),
         route(M::POST, "/v1/keys", keys::create),
         route(M::GET, "/v1/keys", keys::list),
         route(M::DELETE, "/v1/keys/{id}", keys::revoke),

@@ -38,6 +38,8 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         crate::query::get_event,
         crate::query::tenants,
         crate::query::stats,
+        crate::impersonation::list,
+        crate::impersonation::get,
         crate::keys::create,
         crate::keys::list,
         crate::keys::revoke,
@@ -78,6 +80,7 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
     modifiers(&BearerAuth, &QueryRefusals),
     tags(
         (name = "events", description = "Ingest and query events"),
+        (name = "impersonations", description = "Impersonation sessions, derived from the log"),
         (name = "keys", description = "API keys (admin)"),
         (name = "proofs", description = "Checkpoints and Merkle proofs"),
         (name = "export", description = "Streamed exports (CSV, NDJSON, JSON, Parquet) and evidence bundles"),

@@ -41,3 +41,6 @@ mod abuse;
 
 #[path = "api/export.rs"]
 mod export;
+
+#[path = "api/impersonation.rs"]
+mod impersonation;

@@ -52,6 +52,11 @@ fn marker(t: &str) -> String {
     format!("MARKER-{t}-7f3a")
 }
 
+/// The id of the tenant's impersonation session.
+fn session_id(t: &str) -> String {
+    format!("imp-{t}")
+}
+
 impl World {
     async fn new() -> World {
         let api = Api::new().await;
@@ -73,6 +78,17 @@ impl World {
                 .collect();
             assert_eq!(ids.len(), 3, "{r}");
             events.insert(t, ids);
+            // An open impersonation session with one action, its reason marked as the tenant's.
+            let session = session_id(t);
+            api.ingest(&json!([
+                {"event_type": "impersonation.start", "actor": "admin:iso@example.com",
+                 "tenant_id": t, "payload": {"impersonator": "admin:iso@example.com",
+                 "impersonated": "user:iso@example.com", "session_id": session,
+                 "reason": marker(t)}},
+                {"event_type": "iso.test", "actor": "user:iso@example.com", "tenant_id": t,
+                 "payload": {"marker": marker(t)}, "impersonation_session": session},
+            ]))
+            .await;
         }
         let mut last = std::collections::HashMap::new();
         checkpoint_round(&api.state, &mut last).await.unwrap();
@@ -131,7 +147,8 @@ struct Req {
     body: Vec<u8>,
     /// The tenants the request names (path, query or body).
     names: BTreeSet<&'static str>,
-    /// The tenant whose data the path points at (`{tenant}` or `{event_id}`), if any.
+    /// The tenant whose data the path points at (`{tenant}`, `{event_id}` or `{session_id}`),
+    /// if any.
     path_tenant: Option<&'static str>,
     /// `tenant_id` of the query, if any.
     query_tenant: Option<&'static str>,
@@ -154,6 +171,11 @@ fn requests(w: &World, r: &Route) -> Vec<Req> {
         ["{event_id}"] => {
             for t in [A, B] {
                 paths.push((r.path.replace("{event_id}", &w.events[t][0]), Some(t)));
+            }
+        }
+        ["{session_id}"] => {
+            for t in [A, B] {
+                paths.push((r.path.replace("{session_id}", &session_id(t)), Some(t)));
             }
         }
         ["{id}"] if r.path.starts_with("/v1/keys/") => {
@@ -558,7 +580,8 @@ fn fuzzed_query_strings_never_fail_the_server_nor_steer_the_audit_log() {
             let path = r
                 .path
                 .replace("{tenant}", &path_t)
-                .replace("{event_id}", &w.events[t][0]);
+                .replace("{event_id}", &w.events[t][0])
+                .replace("{session_id}", &session_id(t));
             let uri = format!("{path}?{}", pairs.join("&"));
             let method = if head { Method::HEAD } else { Method::GET };
             rt.block_on(async {
