@@ -1,7 +1,7 @@
 //! Configuration: the TOML file of docs/configuration.md, overridden by `TRAILKEEP_*` environment variables
 //! (`__` between levels), overridden by flags.
 //!
-//! Sections that later features read (`alerts`, `approvals`, `impersonation`, `sinks`) are
+//! Sections that later features read (`alerts`, `impersonation`, `sinks`) are
 //! accepted now so a full configuration file loads; unknown top-level keys are refused so that
 //! typos surface at start instead of being silently ignored.
 
@@ -37,8 +37,8 @@ pub struct Config {
     pub viewer: Viewer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvals: Option<serde_json::Value>,
+    #[serde(default)]
+    pub approvals: Approvals,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impersonation: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +119,42 @@ impl Default for PostgresTimeouts {
             lock_timeout: "5s".into(),
             pool_wait: "5s".into(),
         }
+    }
+}
+
+/// `[approvals]`: dual approval (docs/configuration.md#dual-approval).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Approvals {
+    /// Event types (exact, or a prefix such as `killswitch.*`) that need dual approval.
+    pub required_for: Vec<String>,
+    /// Distinct approver keys needed (at least 1).
+    pub approvers: u32,
+    /// How long a request stays open, and an approval usable (`24h`).
+    pub ttl: String,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals {
+            required_for: Vec::new(),
+            approvers: 2,
+            ttl: "24h".into(),
+        }
+    }
+}
+
+impl Approvals {
+    /// The checked configuration; errors name the setting.
+    pub fn config(&self) -> Result<trailkeep_server::ApprovalConfig> {
+        let secs = trailkeep_store::keys::parse_duration_secs(&self.ttl)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: approvals.ttl: {e}"))?;
+        trailkeep_server::ApprovalConfig::new(
+            &self.required_for,
+            self.approvers,
+            std::time::Duration::from_secs(secs),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
 }
 
@@ -213,7 +249,7 @@ impl Default for Config {
             postgres_timeouts: PostgresTimeouts::default(),
             viewer: Viewer::default(),
             alerts: None,
-            approvals: None,
+            approvals: Approvals::default(),
             impersonation: None,
             sinks: None,
         }
@@ -425,6 +461,44 @@ project_id = "p"
         assert_eq!(c.listen, "127.0.0.1:9999");
         assert_eq!(c.retention.default_days, 400);
         assert_eq!(c.log_name, "prod");
+        let a = c.approvals.config().unwrap();
+        assert!(a.requires("tenant.disable") && !a.requires("tenant.enable"));
+        assert_eq!((a.approvers, a.ttl.as_secs()), (2, 24 * 3600));
+    }
+
+    #[test]
+    fn approvals_section_defaults_and_refuses_bad_values_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "").unwrap();
+        let a = Config::load(Some(&f)).unwrap().approvals.config().unwrap();
+        assert_eq!((a.approvers, a.ttl.as_secs()), (2, 24 * 3600));
+        assert!(a.required_for.is_empty());
+        std::fs::write(
+            &f,
+            "[approvals]\nrequired_for = [\"killswitch.*\"]\napprovers = 1\nttl = \"15m\"\n",
+        )
+        .unwrap();
+        let a = Config::load(Some(&f)).unwrap().approvals.config().unwrap();
+        assert!(a.requires("killswitch.embed.disable"));
+        assert_eq!((a.approvers, a.ttl.as_secs()), (1, 900));
+        for (body, key) in [
+            ("approvers = 0", "approvals.approvers"),
+            ("ttl = \"soon\"", "approvals.ttl"),
+            ("ttl = \"0s\"", "approvals.ttl"),
+            ("required_for = [\"Not A Type\"]", "approvals.required_for"),
+        ] {
+            std::fs::write(&f, format!("[approvals]\n{body}\n")).unwrap();
+            let e = match Config::load(Some(&f)).and_then(|c| c.approvals.config()) {
+                Ok(_) => panic!("{body} accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(e.contains(key), "{body}: {e}");
+        }
+        for body in ["approvers = -1", "approverz = 2"] {
+            std::fs::write(&f, format!("[approvals]\n{body}\n")).unwrap();
+            assert!(load_error(&f).contains("approvals.approver"), "{body}");
+        }
     }
 
     #[test]

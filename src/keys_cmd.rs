@@ -49,7 +49,7 @@ pub enum KeyCmd {
     /// Create a key; prints only the key on stdout.
     #[command(after_help = TARGET_HELP)]
     Create {
-        /// admin, ingest, reader or auditor.
+        /// admin, ingest, reader, auditor or approver.
         #[arg(long)]
         role: String,
         /// Bind the key to one tenant.

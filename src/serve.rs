@@ -238,6 +238,7 @@ async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Resu
         failed_auth_burst: cfg.limits.failed_auth_burst,
         max_auditor_ttl_secs: cfg.limits.max_auditor_ttl_secs()?,
         max_exports: cfg.limits.max_exports,
+        approvals: cfg.approvals.config()?,
         body_read_timeout: Some(
             cfg.limits
                 .duration("body_read_timeout", &cfg.limits.body_read_timeout)?,

@@ -4,6 +4,7 @@
 //! tests drive it directly with `tower::ServiceExt::oneshot`. Handlers are thin: parsing and
 //! validation come from `trailkeep-core`, storage from a `trailkeep_store::Store`.
 
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod checkpoint;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use trailkeep_store::Store;
 
 pub use error::ApiError;
+pub use trailkeep_control::approvals::ApprovalConfig;
 
 /// Server settings that handlers need.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     /// Most exports and evidence bundles in progress at once (`limits.max_exports`; 0 = no
     /// limit). Each holds a blocking thread and, on PostgreSQL, a pooled connection.
     pub max_exports: usize,
+    /// `[approvals]`: which event types need dual approval, how many approvers, for how long.
+    pub approvals: ApprovalConfig,
 }
 
 /// Default per-key limit: far above what one client sends (64 concurrent clients on one key
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             body_read_timeout: Some(std::time::Duration::from_secs(60)),
             max_exports: DEFAULT_MAX_EXPORTS,
             viewer: viewer::ViewerConfig::default(),
+            approvals: ApprovalConfig::default(),
         }
     }
 }
@@ -226,6 +231,11 @@ pub fn routes() -> Vec<Route> {
             impersonation::get,
         )
         .params(impersonation::GET_PARAMS),
+        route(M::POST, "/v1/approvals", approvals::create),
+        route(M::GET, "/v1/approvals", approvals::list).params(approvals::LIST_PARAMS),
+        route(M::GET, "/v1/approvals/{id}", approvals::get),
+        route(M::POST, "/v1/approvals/{id}/approve", approvals::approve),
+        route(M::POST, "/v1/approvals/{id}/reject", approvals::reject),
         route(M::POST, "/v1/keys", keys::create),
         route(M::GET, "/v1/keys", keys::list),
         route(M::DELETE, "/v1/keys/{id}", keys::revoke),

@@ -40,6 +40,11 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         crate::query::stats,
         crate::impersonation::list,
         crate::impersonation::get,
+        crate::approvals::create,
+        crate::approvals::list,
+        crate::approvals::get,
+        crate::approvals::approve,
+        crate::approvals::reject,
         crate::keys::create,
         crate::keys::list,
         crate::keys::revoke,
@@ -81,6 +86,7 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
     tags(
         (name = "events", description = "Ingest and query events"),
         (name = "impersonations", description = "Impersonation sessions, derived from the log"),
+        (name = "approvals", description = "Dual approval of sensitive actions, derived from the log"),
         (name = "keys", description = "API keys (admin)"),
         (name = "proofs", description = "Checkpoints and Merkle proofs"),
         (name = "export", description = "Streamed exports (CSV, NDJSON, JSON, Parquet) and evidence bundles"),
@@ -635,6 +641,7 @@ pub enum KeyRole {
     Ingest,
     Reader,
     Auditor,
+    Approver,
 }
 
 /// Body of `POST /v1/keys`.

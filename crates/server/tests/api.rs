@@ -44,3 +44,6 @@ mod export;
 
 #[path = "api/impersonation.rs"]
 mod impersonation;
+
+#[path = "api/approvals.rs"]
+mod approvals;

@@ -20,6 +20,9 @@ pub enum Role {
     Reader,
     /// Read-only, always expires; its reads are themselves logged.
     Auditor,
+    /// Decides dual approvals and reads them (of its tenant if bound); held by one person, so
+    /// distinct approvers are distinct keys.
+    Approver,
 }
 
 impl std::str::FromStr for Role {
@@ -30,8 +33,9 @@ impl std::str::FromStr for Role {
             "ingest" => Ok(Role::Ingest),
             "reader" => Ok(Role::Reader),
             "auditor" => Ok(Role::Auditor),
+            "approver" => Ok(Role::Approver),
             _ => Err(format!(
-                "unknown role {s:?}: expected admin, ingest, reader or auditor"
+                "unknown role {s:?}: expected admin, ingest, reader, auditor or approver"
             )),
         }
     }
@@ -44,6 +48,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Reader => "reader",
             Role::Auditor => "auditor",
+            Role::Approver => "approver",
         }
     }
 }

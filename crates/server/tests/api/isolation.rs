@@ -46,10 +46,19 @@ struct World {
     keys: Vec<Key>,
     /// A key the admin may revoke in the walk.
     victim: String,
+    /// Per tenant: the id of an approval asked for by the env admin (so that every approver
+    /// key may decide it).
+    approvals: BTreeMap<&'static str, String>,
 }
 
 fn marker(t: &str) -> String {
     format!("MARKER-{t}-7f3a")
+}
+
+/// A request for approval in tenant `t`, its reason marked as the tenant's.
+fn approval_request(t: &str) -> Value {
+    json!({"tenant_id": t, "requested_by": "svc:iso", "reason": marker(t),
+           "action": {"event_type": "tenant.disable", "payload": {"target": t}}})
 }
 
 /// The id of the tenant's impersonation session.
@@ -90,10 +99,24 @@ impl World {
             ]))
             .await;
         }
+        let mut approvals = BTreeMap::new();
+        for t in [A, B] {
+            let r = api
+                .request(
+                    Method::POST,
+                    "/v1/approvals",
+                    Some(ADMIN),
+                    Some(JSON),
+                    serde_json::to_vec(&approval_request(t)).unwrap(),
+                )
+                .await;
+            r.expect(201);
+            approvals.insert(t, r.json()["id"].as_str().unwrap().to_string());
+        }
         let mut last = std::collections::HashMap::new();
         checkpoint_round(&api.state, &mut last).await.unwrap();
         for t in [A, B] {
-            let mut s = vec![t.to_string(), marker(t)];
+            let mut s = vec![t.to_string(), marker(t), approvals[t].clone()];
             s.extend(events[t].iter().cloned());
             for e in api.store.read_log(t, 0, 1000).await.unwrap() {
                 s.push(base64::engine::general_purpose::STANDARD.encode(e.leaf_hash));
@@ -108,7 +131,7 @@ impl World {
             role: Role::Admin,
             bound: None,
         }];
-        for role in [Role::Ingest, Role::Reader, Role::Auditor] {
+        for role in [Role::Ingest, Role::Reader, Role::Auditor, Role::Approver] {
             for bound in [None, Some(A), Some(B)] {
                 let (id, secret) = api.store_key(role, bound).await;
                 keys.push(Key {
@@ -126,6 +149,7 @@ impl World {
             secrets,
             keys,
             victim,
+            approvals,
         }
     }
 
@@ -178,6 +202,11 @@ fn requests(w: &World, r: &Route) -> Vec<Req> {
                 paths.push((r.path.replace("{session_id}", &session_id(t)), Some(t)));
             }
         }
+        ["{id}"] if r.path.starts_with("/v1/approvals/") => {
+            for t in [A, B] {
+                paths.push((r.path.replace("{id}", &w.approvals[t]), Some(t)));
+            }
+        }
         ["{id}"] if r.path.starts_with("/v1/keys/") => {
             paths.push((r.path.replace("{id}", &w.victim), None));
         }
@@ -224,6 +253,14 @@ fn requests(w: &World, r: &Route) -> Vec<Req> {
                 )
             })
             .collect(),
+        ("POST", "/v1/approvals") => [A, B]
+            .iter()
+            .map(|t| (serde_json::to_vec(&approval_request(t)).unwrap(), Some(*t)))
+            .collect(),
+        ("POST", "/v1/approvals/{id}/approve" | "/v1/approvals/{id}/reject") => vec![(
+            serde_json::to_vec(&json!({"approver": "user:iso@example.com"})).unwrap(),
+            None,
+        )],
         ("POST", "/v1/keys") => [A, B]
             .iter()
             .map(|t| {
@@ -581,7 +618,8 @@ fn fuzzed_query_strings_never_fail_the_server_nor_steer_the_audit_log() {
                 .path
                 .replace("{tenant}", &path_t)
                 .replace("{event_id}", &w.events[t][0])
-                .replace("{session_id}", &session_id(t));
+                .replace("{session_id}", &session_id(t))
+                .replace("{id}", &w.approvals[t]);
             let uri = format!("{path}?{}", pairs.join("&"));
             let method = if head { Method::HEAD } else { Method::GET };
             rt.block_on(async {
