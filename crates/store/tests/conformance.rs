@@ -899,9 +899,17 @@ macro_rules! store_conformance_suite {
                     .await
                     .unwrap();
                 assert!(admin.expires_nanos.is_none());
+                // Approver keys: stored and found with their role and tenant, like the others.
+                let (_, h4) = generate_secret();
+                let approver = store
+                    .create_key(NewKey { role: Role::Approver, tenant_id: Some(t.clone()), ttl_seconds: None, secret_hash: h4.clone() })
+                    .await
+                    .unwrap();
+                assert_eq!(approver.role, Role::Approver);
+                assert_eq!(store.find_key(&h4).await.unwrap().as_ref(), Some(&approver));
 
                 let list = store.list_keys().await.unwrap();
-                for k in [&rec, &auditor, &admin] {
+                for k in [&rec, &auditor, &admin, &approver] {
                     assert_eq!(list.iter().find(|x| x.id == k.id), Some(k));
                 }
                 assert_eq!(store.find_key(&hash).await.unwrap().as_ref(), Some(&rec));

@@ -264,7 +264,7 @@ async fn two_approvers_at_once_both_land_and_the_approval_is_approved() {
 async fn listings_are_scoped_by_tenant_and_filtered_by_status() {
     let api = Api::new().await;
     let (_, ingest_a) = api.store_key(Role::Ingest, Some("t_a")).await;
-    let (_, approver_a) = api.store_key(Role::Approver, Some("t_a")).await;
+    let (_, approver_a) = api.create_key("approver", Some("t_a")).await;
     let (_, reader_b) = api.store_key(Role::Reader, Some("t_b")).await;
     let a = request(&api, &ingest_a, "t_a").await.json()["id"]
         .as_str()
