@@ -204,18 +204,27 @@ pub struct ApprovalList {
     pub approvals: Vec<ApprovalDoc>,
 }
 
-/// A refusal of the state machine as an API error: its class's status, its code, and the
-/// field at fault in `details`.
+/// A refusal of the state machine as an API error: its class's status and code, and in
+/// `details` the field at fault and the specific reason.
 fn refusal(r: Refusal) -> ApiError {
     if r.kind == trailkeep_control::RefusalKind::Internal {
         return ApiError::internal(r.message);
     }
-    let status =
-        StatusCode::from_u16(r.kind.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-    let mut e = ApiError::new(status, r.code, r.message.clone());
-    if let Some(path) = &r.path {
-        e.details = vec![json!({"index": 0, "path": path, "message": r.message})];
-    }
+    // The code is the API's own for the status (docs/api.md#errors); the state machine's
+    // specific reason goes in `details`.
+    let (status, code) = match r.kind {
+        trailkeep_control::RefusalKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        trailkeep_control::RefusalKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        trailkeep_control::RefusalKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+    };
+    let mut e = ApiError::new(status, code, r.message.clone());
+    e.details = vec![json!({
+        "index": 0,
+        "path": r.path.as_deref().unwrap_or(""),
+        "message": r.message,
+        "reason": r.code,
+    })];
     e
 }
 

@@ -258,6 +258,9 @@ pub struct ErrorDetail {
     /// For `conflict`: the event id already used with different content.
     #[schema(format = "uuid")]
     pub event_id: Option<String>,
+    /// For a refused approval step: the specific reason (`approver_repeated`,
+    /// `approval_expired`, …; docs/api.md#dual-approval).
+    pub reason: Option<String>,
 }
 
 /// The request is malformed: body not JSON/NDJSON, wrong content type, a bad, unknown or

@@ -127,7 +127,7 @@ async fn two_distinct_approvers_approve_and_the_digest_is_the_canonical_actions(
 
     // Approved: a further approve is a conflict; a reject still ends it (a late veto).
     let (_, a3) = api.store_key(Role::Approver, None).await;
-    assert_error(
+    assert_refusal(
         &decide(&api, &a3, &id, "approve", "user:zoe").await,
         409,
         "approval_approved",
@@ -135,7 +135,7 @@ async fn two_distinct_approvers_approve_and_the_digest_is_the_canonical_actions(
     let v = decide(&api, &a3, &id, "reject", "user:zoe").await.json();
     assert_eq!(v["status"], "rejected");
     assert_eq!(v["rejection"]["approver"], "user:zoe");
-    assert_error(
+    assert_refusal(
         &decide(&api, &a1, &id, "reject", "user:lea").await,
         409,
         "approval_rejected",
@@ -151,7 +151,7 @@ async fn requester_repeated_key_reject_and_roles_are_refused_as_the_contract_say
         .as_str()
         .unwrap()
         .to_string();
-    assert_error(
+    assert_refusal(
         &decide(&api, ADMIN, &id, "approve", "admin:ops").await,
         403,
         "approver_is_requester",
@@ -159,7 +159,7 @@ async fn requester_repeated_key_reject_and_roles_are_refused_as_the_contract_say
     decide(&api, &approver, &id, "approve", "user:lea")
         .await
         .expect(200);
-    assert_error(
+    assert_refusal(
         &decide(&api, &approver, &id, "approve", "user:lea-again").await,
         409,
         "approver_repeated",
@@ -182,7 +182,7 @@ async fn requester_repeated_key_reject_and_roles_are_refused_as_the_contract_say
     assert_eq!(v["status"], "rejected");
     assert_eq!(v["approvals"].as_array().unwrap().len(), 1);
     let (_, other) = api.store_key(Role::Approver, None).await;
-    assert_error(
+    assert_refusal(
         &decide(&api, &other, &id, "approve", "user:max").await,
         409,
         "approval_rejected",
@@ -203,7 +203,7 @@ async fn an_approve_after_expiry_is_refused_and_the_approval_reads_expired() {
     assert_eq!(v["approvers_required"], 1);
     let id = v["id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_error(
+    assert_refusal(
         &decide(&api, &approver, &id, "approve", "user:lea").await,
         409,
         "approval_expired",
@@ -494,4 +494,18 @@ async fn auditor_reads_of_approvals_are_logged_in_the_tenant_read() {
     )
     .await;
     assert!(global.is_empty(), "{global:?}");
+}
+
+/// A refused approval step: the API's code for its status, and the state machine's reason in
+/// `details`.
+#[track_caller]
+fn assert_refusal(r: &Resp, status: u16, reason: &str) {
+    let code = match status {
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        _ => "validation_failed",
+    };
+    let details = assert_error(r, status, code);
+    assert_eq!(details[0]["reason"], json!(reason), "{details:?}");
 }
