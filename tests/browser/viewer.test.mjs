@@ -147,6 +147,10 @@ async function rowIds(page) {
 }
 
 async function scrollToEnd(page) {
+  // Up a little first: a list already at its end fires no scroll event (one that arrived while
+  // a page was loading would otherwise be the last).
+  await page.$eval('.list', (l) => { l.scrollTop = Math.max(0, l.scrollHeight - l.clientHeight - 40); });
+  await page.waitForTimeout(30);
   await page.$eval('.list', (l) => { l.scrollTop = l.scrollHeight; });
 }
 
@@ -225,10 +229,12 @@ test('filters: type, actor, time range and text', async () => {
   const apply = async () => {
     await page.click('#f-apply');
     await page.waitForFunction(() => /event|No events/.test(document.querySelector('#list-status').textContent) && !document.querySelector('#list-status').textContent.startsWith('Loading'));
-    // Load every page of the result.
-    for (let i = 0; i < 10 && !(await page.textContent('#list-status')).match(/end of the log|No events/); i++) {
+    // Load every page of the result: scroll, let the page's load finish, look again (a
+    // generous budget: on a loaded machine one page can take well over a second).
+    for (let i = 0; i < 40 && !(await page.textContent('#list-status')).match(/end of the log|No events/); i++) {
       await scrollToEnd(page);
       await page.waitForTimeout(150);
+      await page.waitForFunction(() => !document.querySelector('#list-status').textContent.startsWith('Loading'));
     }
     return rowIds(page);
   };
