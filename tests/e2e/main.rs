@@ -6,6 +6,7 @@
 mod abuse;
 mod cli;
 mod client;
+mod control;
 mod crash;
 mod docs;
 mod export;
