@@ -53,8 +53,8 @@ use trailkeep_control::approvals::{
     RequestInput, Status, REQUEST,
 };
 use trailkeep_control::Refusal;
-use trailkeep_core::{NewEvent, StoredEvent, Timestamp, Uuid};
-use trailkeep_store::{EventQuery, ExportRequest, Order, PreparedEvent, Role, TypeFilter};
+use trailkeep_core::{NewEvent, Timestamp, Uuid};
+use trailkeep_store::{EventQuery, Order, PreparedEvent, Role, TypeFilter};
 use utoipa::{IntoParams, ToSchema};
 
 /// Parameters of `GET /v1/approvals`.
@@ -245,36 +245,9 @@ fn parse_body<T: DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, ApiEr
     })
 }
 
-/// Every `approval.*` event of the tenant (or of every tenant), sorted by `(tenant_id, seq)`:
-/// each tenant's in log order, as the fold needs.
-async fn approval_events(
-    state: &AppState,
-    tenant: Option<&str>,
-) -> Result<Vec<StoredEvent>, ApiError> {
-    let mut batches = state
-        .store
-        .export(ExportRequest {
-            query: EventQuery {
-                tenant_id: tenant.map(str::to_string),
-                event_type: Some(TypeFilter::Prefix(APPROVAL_TYPES.to_string())),
-                order: Order::Asc,
-                ..EventQuery::default()
-            },
-            log_order: tenant.is_some(),
-            ..ExportRequest::default()
-        })
-        .await?;
-    let mut events = Vec::new();
-    while let Some(batch) = batches.recv().await {
-        events.extend(batch?);
-    }
-    events.sort_by(|a, b| (&a.tenant_id, a.seq).cmp(&(&b.tenant_id, b.seq)));
-    Ok(events)
-}
-
 async fn fold(state: &AppState, tenant: Option<&str>) -> Result<Approvals, ApiError> {
     let mut approvals = Approvals::new();
-    for e in approval_events(state, tenant).await? {
+    for e in crate::projection::events_in_log_order(state, tenant, APPROVAL_TYPES).await? {
         // Steps the fold ignores (a repeated key, a decision after the end) stay in the log;
         // the answer does not count them.
         let _ = approvals.apply(&e);
@@ -593,15 +566,7 @@ pub async fn approve(
     id: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(&state, &headers).await?;
-    principal.require(DECIDE_ROLES, "decide approvals")?;
-    let id = params::path_param(id)?;
-    let (tenant, approvals, input) = decision(&state, &principal, &id, body).await?;
-    let a = approvals.get(&id).ok_or_else(|| not_found(&id))?;
-    let steps = decide_approve(a, &principal.key_id, &input, now()).map_err(refusal)?;
-    append(&state, steps).await?;
-    let v = view(&state, &tenant, &id).await?;
-    render(StatusCode::OK, &v)
+    decide(state, headers, id, body, Verdict::Approve).await
 }
 
 /// Rejects: the approval is over (also once approved, while not yet used).
@@ -637,13 +602,35 @@ pub async fn reject(
     id: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    decide(state, headers, id, body, Verdict::Reject).await
+}
+
+/// Which decision a request makes.
+enum Verdict {
+    Approve,
+    Reject,
+}
+
+/// `approve` and `reject`: the step the state machine decides is appended, then the approval
+/// is read back from the log (so concurrent decisions show).
+async fn decide(
+    state: AppState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(DECIDE_ROLES, "decide approvals")?;
     let id = params::path_param(id)?;
     let (tenant, approvals, input) = decision(&state, &principal, &id, body).await?;
     let a = approvals.get(&id).ok_or_else(|| not_found(&id))?;
-    let step = decide_reject(a, &principal.key_id, &input, now()).map_err(refusal)?;
-    append(&state, vec![step]).await?;
+    let steps = match verdict {
+        Verdict::Approve => decide_approve(a, &principal.key_id, &input, now()),
+        Verdict::Reject => decide_reject(a, &principal.key_id, &input, now()).map(|s| vec![s]),
+    }
+    .map_err(refusal)?;
+    append(&state, steps).await?;
     let v = view(&state, &tenant, &id).await?;
     render(StatusCode::OK, &v)
 }

@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use trailkeep_control::sessions::{Session, SessionView, Sessions};
 use trailkeep_core::render::write_event;
 use trailkeep_core::{StoredEvent, Timestamp};
-use trailkeep_store::{EventQuery, ExportRequest, Order, TypeFilter};
+use trailkeep_store::{EventQuery, Order};
 use utoipa::{IntoParams, ToSchema};
 
 /// Parameters of `GET /v1/impersonations`.
@@ -150,38 +150,6 @@ fn active_param(p: &params::Params) -> Result<Option<bool>, ApiError> {
     }
 }
 
-/// Every `impersonation.*` event of the tenant (or of every tenant), sorted by
-/// `(tenant_id, seq)`: each tenant's in log order, as the fold needs.
-async fn session_events(
-    state: &AppState,
-    tenant: Option<&str>,
-) -> Result<Vec<StoredEvent>, ApiError> {
-    let mut batches = state
-        .store
-        .export(ExportRequest {
-            query: EventQuery {
-                tenant_id: tenant.map(str::to_string),
-                event_type: Some(TypeFilter::Prefix(SESSION_TYPES.to_string())),
-                order: Order::Asc,
-                ..EventQuery::default()
-            },
-            // Seq order needs a tenant; across tenants the sort below restores it.
-            log_order: tenant.is_some(),
-            ..ExportRequest::default()
-        })
-        .await?;
-    let mut events = Vec::new();
-    while let Some(batch) = batches.recv().await {
-        events.extend(batch?);
-    }
-    sort_log_order(&mut events);
-    Ok(events)
-}
-
-fn sort_log_order(events: &mut [StoredEvent]) {
-    events.sort_by(|a, b| (&a.tenant_id, a.seq).cmp(&(&b.tenant_id, b.seq)));
-}
-
 /// Every event of the tenant naming `session_id` in `impersonation_session`, all pages.
 async fn action_events(
     state: &AppState,
@@ -256,7 +224,8 @@ pub async fn list(
     let p = params::query_params(p, LIST_PARAMS)?;
     let tenant = principal.read_scope(params::tenant(&p)?)?;
     let active = active_param(&p)?;
-    let events = session_events(&state, tenant.as_deref()).await?;
+    let events =
+        crate::projection::events_in_log_order(&state, tenant.as_deref(), SESSION_TYPES).await?;
     let sessions = fold(&events);
     let mut list = sessions.list(tenant.as_deref(), active);
     list.sort_by(|a, b| newest_first(a, b));
@@ -320,7 +289,8 @@ pub async fn get(
             "no impersonation session {shown:?}{more}{within}; list them with GET /v1/impersonations"
         ))
     };
-    let mut events = session_events(&state, tenant.as_deref()).await?;
+    let mut events =
+        crate::projection::events_in_log_order(&state, tenant.as_deref(), SESSION_TYPES).await?;
     let found = fold(&events);
     let mut candidates = found.find(&session_id);
     candidates.sort_by(|a, b| newest_first(a, b));
@@ -339,7 +309,7 @@ pub async fn get(
         }
         by_id.insert(a.event_id, a);
     }
-    sort_log_order(&mut events);
+    crate::projection::sort_log_order(&mut events);
     let sessions = fold(&events);
     let Some(session) = sessions.get(&owner, &session_id) else {
         return Err(not_found());

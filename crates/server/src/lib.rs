@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod params;
+mod projection;
 pub mod proofs;
 pub mod query;
 pub mod ratelimit;
