@@ -53,7 +53,7 @@ use trailkeep_control::approvals::{
     RequestInput, Status, REQUEST,
 };
 use trailkeep_control::Refusal;
-use trailkeep_core::{NewEvent, Timestamp, Uuid};
+use trailkeep_core::{Timestamp, Uuid};
 use trailkeep_store::{EventQuery, Order, PreparedEvent, Role, TypeFilter};
 use utoipa::{IntoParams, ToSchema};
 
@@ -316,26 +316,10 @@ async fn visible_tenant(
 
 /// Appends the steps of one decision, in order, atomically.
 async fn append(state: &AppState, steps: Vec<NewStep>) -> Result<(), ApiError> {
-    let received = Timestamp::now_micros();
-    let events = steps
-        .into_iter()
-        .map(|s| NewEvent {
-            event_id: Uuid::now_v7(),
-            event_id_assigned: true,
-            event_type: s.event_type.into(),
-            actor: s.actor.into(),
-            tenant_id: s.tenant_id.into(),
-            payload: s.payload.into(),
-            timestamp: s.at,
-            timestamp_assigned: true,
-            source_ip: None,
-            impersonation_session: None,
-            approval_id: Some(s.approval_id.into()),
-        })
-        .collect();
+    let events = steps.into_iter().map(crate::gate::step_event).collect();
     state
         .store
-        .append(PreparedEvent::new_all(events, received))
+        .append(PreparedEvent::new_all(events, Timestamp::now_micros()))
         .await?;
     Ok(())
 }

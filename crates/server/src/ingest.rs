@@ -61,11 +61,20 @@ pub async fn post_events(
     // Kept for the one answer that needs them: a write whose outcome is unknown names every
     // event_id (server-assigned ones included) so the client can resend exactly these events.
     let ids: Vec<Uuid> = prepared.iter().map(|p| p.event.event_id).collect();
-    let outcome = state
-        .store
-        .append(prepared)
-        .await
-        .map_err(|e| append_error(e, &ids))?;
+    let outcome = if crate::gate::needs_gate(&state.config.approvals, &prepared) {
+        crate::gate::append_gated(&state, prepared)
+            .await
+            .map_err(|e| match e {
+                crate::gate::GateError::Api(e) => e,
+                crate::gate::GateError::Store(e) => append_error(e, &ids),
+            })?
+    } else {
+        state
+            .store
+            .append(prepared)
+            .await
+            .map_err(|e| append_error(e, &ids))?
+    };
     metrics::counter!("trailkeep_events_accepted_total").increment(outcome.accepted as u64);
     metrics::counter!("trailkeep_events_duplicate_total").increment(outcome.duplicates as u64);
     Ok((

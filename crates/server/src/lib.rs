@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod deadline;
 pub mod error;
 pub mod export;
+mod gate;
 pub mod impersonation;
 pub mod ingest;
 pub mod keys;

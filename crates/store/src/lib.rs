@@ -130,6 +130,41 @@ impl ExportRequest {
 /// client that disconnects stops the work); an `Err` ends the export.
 pub type EventBatches = tokio::sync::mpsc::Receiver<Result<Vec<StoredEvent>, StoreError>>;
 
+/// Seqs [`Store::read_log_matching`] looks at per call, at most.
+pub const LOG_SCAN_WINDOW: u64 = 65_536;
+
+/// What [`Store::read_log_matching`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct LogSlice {
+    /// The matching events, in seq order.
+    pub events: Vec<StoredEvent>,
+    /// The seq to continue from: one past the last seq looked at.
+    pub next_seq: u64,
+}
+
+/// A delivery cursor: tenant → next seq to deliver.
+pub type DeliveryCursor = std::collections::BTreeMap<String, u64>;
+
+/// Held while a tenant's control lock is (see [`Store::control_lock`]); dropping it releases
+/// the lock.
+pub struct ControlGuard {
+    _inner: Box<dyn Send + Sync>,
+}
+
+impl ControlGuard {
+    pub fn new(inner: impl Send + Sync + 'static) -> ControlGuard {
+        ControlGuard {
+            _inner: Box::new(inner),
+        }
+    }
+}
+
+impl std::fmt::Debug for ControlGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlGuard")
+    }
+}
+
 /// What every storage backend provides.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -225,6 +260,44 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant_id: &str,
     ) -> Result<Option<SignedCheckpoint>, StoreError>;
+
+    /// Events of a tenant's log from `from_seq` on, in seq order, keeping only those whose
+    /// type matches one of `types` (all of them when `types` is empty): at most `limit`
+    /// events, from at most [`LOG_SCAN_WINDOW`] seqs looked at. [`LogSlice::next_seq`] is
+    /// where the next call continues (after the last seq looked at, matching or not), so a
+    /// reader that saves it as its cursor skips what it did not want without reading it.
+    /// Delivery (alert channels, sinks) reads the log this way: the log is the outbox.
+    async fn read_log_matching(
+        &self,
+        tenant_id: &str,
+        from_seq: u64,
+        types: &[TypeFilter],
+        limit: usize,
+    ) -> Result<LogSlice, StoreError>;
+
+    /// A named delivery cursor (`alerts/ops-chat`, `sinks/gcl`): per tenant, the next seq to
+    /// deliver. Empty when never saved.
+    async fn load_cursor(&self, name: &str) -> Result<DeliveryCursor, StoreError>;
+    /// Sets the given tenants' positions of a cursor (others keep theirs), durably: fsync'd
+    /// (embedded) or committed (PostgreSQL) when this returns.
+    async fn save_cursor(&self, name: &str, positions: &[(String, u64)]) -> Result<(), StoreError>;
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now, if no other holder
+    /// has an unexpired one; `true` when `holder` holds it. Several PostgreSQL servers run one
+    /// delivery loop per destination between them this way; the embedded store (one process)
+    /// always grants it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Excludes every other holder of the same tenant's control lock (in this process and, on
+    /// PostgreSQL, in every process on the database) until the guard is dropped. Ingest takes
+    /// it around the check and append of events whose acceptance depends on the log's state
+    /// (impersonation start and end, events carrying an `approval_id`, types that need
+    /// approval), so that two such requests are decided one after the other.
+    async fn control_lock(&self, tenant_id: &str) -> Result<ControlGuard, StoreError>;
 
     /// Whether storage is reachable and accepting writes.
     async fn ready(&self) -> Result<(), StoreError>;

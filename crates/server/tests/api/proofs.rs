@@ -293,6 +293,32 @@ impl Store for RewrittenLog {
     ) -> Result<Vec<trailkeep_core::StoredEvent>, StoreError> {
         self.inner.read_log(t, from, limit).await
     }
+    async fn read_log_matching(
+        &self,
+        t: &str,
+        from: u64,
+        types: &[trailkeep_store::TypeFilter],
+        limit: usize,
+    ) -> Result<trailkeep_store::LogSlice, StoreError> {
+        self.inner.read_log_matching(t, from, types, limit).await
+    }
+    async fn load_cursor(&self, name: &str) -> Result<trailkeep_store::DeliveryCursor, StoreError> {
+        self.inner.load_cursor(name).await
+    }
+    async fn save_cursor(&self, name: &str, p: &[(String, u64)]) -> Result<(), StoreError> {
+        self.inner.save_cursor(name, p).await
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.acquire_lease(name, holder, ttl).await
+    }
+    async fn control_lock(&self, t: &str) -> Result<trailkeep_store::ControlGuard, StoreError> {
+        self.inner.control_lock(t).await
+    }
     async fn export(
         &self,
         r: trailkeep_store::ExportRequest,

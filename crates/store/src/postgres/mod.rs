@@ -501,6 +501,49 @@ impl Store for PostgresStore {
 
     /// Bounded by [`READY_TIMEOUT`] as a whole (connect and `SELECT 1` on the probe's own
     /// connection), so a probe gets its 503 quickly when the database does not answer.
+    async fn read_log_matching(
+        &self,
+        _tenant_id: &str,
+        _from_seq: u64,
+        _types: &[crate::TypeFilter],
+        _limit: usize,
+    ) -> Result<crate::LogSlice, StoreError> {
+        Err(StoreError::Unavailable(
+            "read_log_matching is not built yet".into(),
+        ))
+    }
+
+    async fn load_cursor(&self, _name: &str) -> Result<crate::DeliveryCursor, StoreError> {
+        Err(StoreError::Unavailable(
+            "delivery cursors are not built yet".into(),
+        ))
+    }
+
+    async fn save_cursor(
+        &self,
+        _name: &str,
+        _positions: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "delivery cursors are not built yet".into(),
+        ))
+    }
+
+    async fn acquire_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("leases are not built yet".into()))
+    }
+
+    async fn control_lock(&self, _tenant_id: &str) -> Result<crate::ControlGuard, StoreError> {
+        Err(StoreError::Unavailable(
+            "control locks are not built yet".into(),
+        ))
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         if self.pool.is_closed() {
             return Err(StoreError::Unavailable("the store is shut down".into()));

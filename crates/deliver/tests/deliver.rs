@@ -1,0 +1,1 @@
+//! The delivery crate's integration tests (one binary; modules per concern).
