@@ -174,6 +174,33 @@ impl Rule {
         &self.config.channels
     }
 
+    /// The event types the rule can match, as patterns, or `None` when it can match any type
+    /// (no type filter and no risk filter, `*`, or a risk filter that includes `low`, which
+    /// every type outside the catalogue has). A delivery loop reads only these types from the
+    /// log; the rule itself still decides on each event read.
+    ///
+    /// `event_types` when set; otherwise, for a rule filtering on risk only, the catalogue's
+    /// types of those risks ([`trailkeep_core::catalogue::RATED_TYPES`]).
+    pub fn type_patterns(&self) -> Option<Vec<TypePattern>> {
+        if !self.event_types.is_empty() {
+            if self.event_types.contains(&TypePattern::Any) {
+                return None;
+            }
+            return Some(self.event_types.clone());
+        }
+        let risk = &self.config.risk;
+        if risk.is_empty() || risk.contains(&Risk::Low) {
+            return None;
+        }
+        Some(
+            trailkeep_core::catalogue::RATED_TYPES
+                .iter()
+                .filter(|(_, r)| risk.contains(r))
+                .map(|(t, _)| TypePattern::Exact((*t).to_string()))
+                .collect(),
+        )
+    }
+
     /// Every filter but `where`: cheap, no payload parsed.
     fn matches_envelope(&self, e: &StoredEvent) -> bool {
         let c = &self.config;

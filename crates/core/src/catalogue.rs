@@ -18,22 +18,37 @@ pub enum Risk {
     High,
 }
 
-/// Risk of a type: from the catalogue, `Low` for everything else.
+/// The catalogue's types above [`Risk::Low`], with their risk: the one list [`risk_of`] reads,
+/// and what an alert rule filtering on risk turns into a type filter (a delivery loop then
+/// reads only those types from the log).
+pub const RATED_TYPES: [(&str, Risk); 11] = [
+    ("prompt.update", Risk::High),
+    ("impersonation.start", Risk::High),
+    ("impersonation.end", Risk::High),
+    ("killswitch.embed.disable", Risk::High),
+    ("killswitch.embed.enable", Risk::High),
+    ("policy.update", Risk::Medium),
+    ("threshold.update", Risk::Medium),
+    ("billing.plan.change", Risk::Medium),
+    ("billing.quota.override", Risk::Medium),
+    ("billing.grace.start", Risk::Medium),
+    ("billing.grace.end", Risk::Medium),
+];
+
+/// Risk of a type: from the catalogue ([`RATED_TYPES`]), `Low` for everything else.
 pub fn risk_of(event_type: &str) -> Risk {
-    match event_type {
-        "prompt.update"
-        | "impersonation.start"
-        | "impersonation.end"
-        | "killswitch.embed.disable"
-        | "killswitch.embed.enable" => Risk::High,
-        "policy.update"
-        | "threshold.update"
-        | "billing.plan.change"
-        | "billing.quota.override"
-        | "billing.grace.start"
-        | "billing.grace.end" => Risk::Medium,
-        _ => Risk::Low,
-    }
+    RATED_TYPES
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map_or(Risk::Low, |&(_, r)| r)
+}
+
+/// The catalogue's types of a risk level above `Low` (every other type is `Low`).
+pub fn types_of_risk(risk: Risk) -> impl Iterator<Item = &'static str> {
+    RATED_TYPES
+        .iter()
+        .filter(move |(_, r)| *r == risk)
+        .map(|&(t, _)| t)
 }
 
 /// Whether a type is reserved for events trailkeep writes itself.
@@ -320,6 +335,19 @@ mod tests {
             "logs.x",
         ] {
             assert!(!is_reserved(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn risk_levels() {
+        assert_eq!(risk_of("prompt.update"), Risk::High);
+        assert_eq!(risk_of("billing.grace.end"), Risk::Medium);
+        assert_eq!(risk_of("crawl.run"), Risk::Low);
+        assert_eq!(risk_of("prompt.update.x"), Risk::Low);
+        assert_eq!(types_of_risk(Risk::High).count(), 5);
+        assert_eq!(types_of_risk(Risk::Low).count(), 0);
+        for (t, r) in RATED_TYPES {
+            assert_eq!(risk_of(t), r, "{t}");
         }
     }
 

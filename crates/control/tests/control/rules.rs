@@ -166,6 +166,51 @@ fn rules_combine_their_filters() {
 }
 
 #[test]
+fn type_patterns_cover_every_type_a_rule_can_match() {
+    let with = |event_types: &[&str], risk: Vec<Risk>| {
+        rule(RuleConfig {
+            name: "r".into(),
+            event_types: event_types.iter().map(|s| s.to_string()).collect(),
+            risk,
+            ..Default::default()
+        })
+        .type_patterns()
+    };
+    let p = |s| TypePattern::parse(s).unwrap();
+    assert_eq!(
+        with(&["killswitch.*", "prompt.update"], vec![]),
+        Some(vec![p("killswitch.*"), p("prompt.update")])
+    );
+    assert_eq!(with(&["prompt.update", "*"], vec![]), None);
+    assert_eq!(with(&[], vec![]), None);
+    assert_eq!(with(&[], vec![Risk::Low]), None);
+    assert_eq!(with(&[], vec![Risk::High, Risk::Low]), None);
+    // Types win over risk: the rule cannot match anything outside them.
+    assert_eq!(
+        with(&["crawl.run"], vec![Risk::High]),
+        Some(vec![p("crawl.run")])
+    );
+    let medium = with(&[], vec![Risk::Medium]).unwrap();
+    assert!(medium.contains(&p("policy.update")));
+    assert!(!medium.contains(&p("prompt.update")));
+    // The default rule's patterns are exactly the types it alerts on.
+    let set = RuleSet::compile(vec![], &["ops-chat".into()]).unwrap();
+    let high = set.rules[0].type_patterns().unwrap();
+    for t in [
+        "prompt.update",
+        "impersonation.start",
+        "impersonation.end",
+        "killswitch.embed.disable",
+        "killswitch.embed.enable",
+        "policy.update",
+        "crawl.run",
+    ] {
+        let matched = set.matching(&ev(t, "t", "a", json!({}))).len() == 1;
+        assert_eq!(high.iter().any(|p| p.matches(t)), matched, "{t}");
+    }
+}
+
+#[test]
 fn default_rule_alerts_on_every_high_catalogue_type() {
     let set = RuleSet::compile(vec![], &["ops-chat".into(), "pager".into()]).unwrap();
     assert_eq!(set.rules.len(), 1);
