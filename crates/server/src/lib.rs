@@ -10,6 +10,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod deadline;
 pub mod error;
+pub mod expiry;
 pub mod export;
 mod gate;
 pub mod impersonation;

@@ -328,3 +328,52 @@ async fn an_approval_id_on_a_type_not_required_is_still_checked_and_used_once() 
     let r = api.post_json(ADMIN, &with_approval(action, &id)).await;
     assert_invalid(&r, &[(0, "approval_id")]);
 }
+
+#[tokio::test]
+async fn the_sweeper_writes_approval_expired_once_and_never_for_a_used_approval() {
+    let api = gated_api(1, Duration::from_millis(300)).await;
+    let used_action = disable("t_app", "t_used");
+    let used = approved(&api, "t_app", &used_action, 1).await;
+    api.post_json(ADMIN, &with_approval(used_action, &used))
+        .await
+        .expect(200);
+    let pending = send(
+        &api,
+        "/v1/approvals",
+        ADMIN,
+        &json!({"tenant_id": "t_app", "requested_by": "svc:console", "reason": "asked",
+                "action": {"event_type": "tenant.disable", "payload": {"target": "t_p", "reason": "r"}}}),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let granted = approved(&api, "t_app", &disable("t_app", "t_g"), 1).await;
+    let mut sweeper = trailkeep_server::expiry::Sweeper::default();
+    // Not due yet: nothing written.
+    assert_eq!(sweeper.sweep(&api.state).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sweeper.sweep(&api.state).await.unwrap(), 2);
+    // A second pass, and a fresh sweeper (another server, or a restart), write nothing more.
+    assert_eq!(sweeper.sweep(&api.state).await.unwrap(), 0);
+    let mut other = trailkeep_server::expiry::Sweeper::default();
+    assert_eq!(other.sweep(&api.state).await.unwrap(), 0);
+    let expired = walk(
+        &api,
+        ADMIN,
+        "/v1/events?tenant_id=t_app&event_type=approval.expired&order=asc",
+    )
+    .await;
+    let mut ids: Vec<&str> = expired
+        .iter()
+        .map(|e| e["approval_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = vec![pending.as_str(), granted.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(expired[0]["actor"], "trailkeep");
+    assert_eq!(status_of(&api, &used).await["status"], "used");
+    assert_eq!(status_of(&api, &pending).await["status"], "expired");
+}
