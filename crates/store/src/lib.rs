@@ -9,6 +9,7 @@
 //! group commit, indexes in memory) and [`postgres::PostgresStore`]. Every backend must pass the conformance suite in `tests/conformance.rs`.
 
 mod dedupe;
+mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod keys;
@@ -266,7 +267,9 @@ pub trait Store: Send + Sync + 'static {
     /// events, from at most [`LOG_SCAN_WINDOW`] seqs looked at. [`LogSlice::next_seq`] is
     /// where the next call continues (after the last seq looked at, matching or not), so a
     /// reader that saves it as its cursor skips what it did not want without reading it.
-    /// Delivery (alert channels, sinks) reads the log this way: the log is the outbox.
+    /// Delivery (alert channels, sinks) reads the log this way: the log is the outbox. An
+    /// unknown tenant gives no events and `next_seq = from_seq`; a `limit` of 0 is
+    /// [`StoreError::Invalid`].
     async fn read_log_matching(
         &self,
         tenant_id: &str,
@@ -276,7 +279,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<LogSlice, StoreError>;
 
     /// A named delivery cursor (`alerts/ops-chat`, `sinks/gcl`): per tenant, the next seq to
-    /// deliver. Empty when never saved.
+    /// deliver. Empty when never saved. Names are 1 to 200 bytes without control characters
+    /// (else [`StoreError::Invalid`]).
     async fn load_cursor(&self, name: &str) -> Result<DeliveryCursor, StoreError>;
     /// Sets the given tenants' positions of a cursor (others keep theirs), durably: fsync'd
     /// (embedded) or committed (PostgreSQL) when this returns.
@@ -284,7 +288,8 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the lease `name` for `holder` until `ttl` from now, if no other holder
     /// has an unexpired one; `true` when `holder` holds it. Several PostgreSQL servers run one
     /// delivery loop per destination between them this way; the embedded store (one process)
-    /// always grants it.
+    /// always grants it. `ttl` is from a millisecond to a day, `name` and `holder` are not
+    /// empty (else [`StoreError::Invalid`]).
     async fn acquire_lease(
         &self,
         name: &str,
