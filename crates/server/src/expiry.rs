@@ -5,19 +5,18 @@
 //! written (the fold compares times); the step makes the log itself say so, for auditors and
 //! for the alert rules and sinks that read the log.
 //!
-//! A sweeper keeps, per tenant, the fold of its `approval.*` events and how far it has read
-//! ([`trailkeep_store::Store::read_log_matching`], so only those events are read, and each
-//! once). When some approval is due, it takes the tenant's control lock (the lock ingest holds
-//! while it uses an approval), reads what was appended meanwhile, and appends the steps still
-//! due: a use and an expiry are never both written, and two servers sweeping one PostgreSQL
-//! database write each step once (the second reads the first's step under the lock).
+//! A sweeper looks at every tenant's approvals as the gate's view has them (folded from the
+//! log's `approval.*` events, each read once: [`crate::gate::ControlCache`]). For approvals
+//! due it takes their control locks (the locks ingest holds while it uses an approval), reads
+//! what was appended meanwhile, and appends the steps still due: a use and an expiry are never
+//! both written, and two servers sweeping one PostgreSQL database write each step once (the
+//! second reads the first's step under the lock).
 
 use crate::AppState;
-use std::collections::HashMap;
 use std::time::Duration;
-use trailkeep_control::approvals::{decide_expire, Approvals};
+use trailkeep_control::approvals::decide_expire;
 use trailkeep_core::Timestamp;
-use trailkeep_store::{PreparedEvent, StoreError, TypeFilter};
+use trailkeep_store::{PreparedEvent, StoreError};
 
 /// How often the sweeper looks.
 pub const EVERY: Duration = Duration::from_secs(30);
@@ -25,7 +24,7 @@ pub const EVERY: Duration = Duration::from_secs(30);
 /// Starts the sweeper; it runs until the task is aborted.
 pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut sweeper = Sweeper::default();
+        let mut sweeper = Sweeper;
         loop {
             tokio::time::sleep(every).await;
             if let Err(e) = sweeper.sweep(&state).await {
@@ -35,40 +34,33 @@ pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The folds and read positions of every tenant seen.
+/// One sweeper per server.
 #[derive(Default)]
-pub struct Sweeper {
-    tenants: HashMap<String, Tenant>,
-}
-
-#[derive(Default)]
-struct Tenant {
-    next_seq: u64,
-    approvals: Approvals,
-}
+pub struct Sweeper;
 
 impl Sweeper {
-    /// One pass over every tenant: reads new `approval.*` events, writes the steps due.
-    /// Returns how many `approval.expired` steps it wrote.
+    /// One pass over every tenant: writes the `approval.expired` steps due. Returns how many
+    /// it wrote.
     pub async fn sweep(&mut self, state: &AppState) -> Result<usize, StoreError> {
         let mut written = 0;
         for summary in state.store.tenants().await? {
-            let name = summary.tenant_id;
-            let t = self.tenants.entry(name.clone()).or_default();
-            catch_up(state, &name, t).await?;
-            if t.approvals
+            let tenant = summary.tenant_id;
+            let approvals = state.control.approvals(state, &tenant).await?;
+            let due: Vec<String> = approvals
                 .due_to_expire(Timestamp::now_micros())
-                .is_empty()
-            {
+                .into_iter()
+                .map(|a| crate::gate::approval_lock(&tenant, &a.id))
+                .collect();
+            if due.is_empty() {
                 continue;
             }
-            let _guard = state.store.control_lock(&name).await?;
-            catch_up(state, &name, t).await?;
+            let _guard = state.store.control_lock(&due).await?;
+            let approvals = state.control.approvals(state, &tenant).await?;
             let now = Timestamp::now_micros();
-            let steps: Vec<_> = t
-                .approvals
+            let steps: Vec<_> = approvals
                 .due_to_expire(now)
                 .into_iter()
+                .filter(|a| due.contains(&crate::gate::approval_lock(&tenant, &a.id)))
                 .filter_map(|a| decide_expire(a, now))
                 .map(crate::gate::step_event)
                 .collect();
@@ -80,30 +72,7 @@ impl Sweeper {
                 .store
                 .append(PreparedEvent::new_all(steps, now))
                 .await?;
-            catch_up(state, &name, t).await?;
         }
         Ok(written)
-    }
-}
-
-/// Folds the tenant's `approval.*` events appended since the last read.
-async fn catch_up(state: &AppState, tenant: &str, t: &mut Tenant) -> Result<(), StoreError> {
-    let types = [TypeFilter::Prefix("approval.".into())];
-    loop {
-        let size = state.store.tree_size(tenant).await?;
-        if t.next_seq >= size {
-            return Ok(());
-        }
-        let slice = state
-            .store
-            .read_log_matching(tenant, t.next_seq, &types, 1000)
-            .await?;
-        for e in &slice.events {
-            let _ = t.approvals.apply(e);
-        }
-        if slice.next_seq <= t.next_seq {
-            return Ok(());
-        }
-        t.next_seq = slice.next_seq;
     }
 }

@@ -146,7 +146,7 @@ pub struct LogSlice {
 /// A delivery cursor: tenant → next seq to deliver.
 pub type DeliveryCursor = std::collections::BTreeMap<String, u64>;
 
-/// Held while a tenant's control lock is (see [`Store::control_lock`]); dropping it releases
+/// Held while control locks are (see [`Store::control_lock`]); dropping it releases
 /// the lock.
 pub struct ControlGuard {
     _inner: Box<dyn Send + Sync>,
@@ -297,12 +297,16 @@ pub trait Store: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Excludes every other holder of the same tenant's control lock (in this process and, on
-    /// PostgreSQL, in every process on the database) until the guard is dropped. Ingest takes
-    /// it around the check and append of events whose acceptance depends on the log's state
-    /// (impersonation start and end, events carrying an `approval_id`, types that need
-    /// approval), so that two such requests are decided one after the other.
-    async fn control_lock(&self, tenant_id: &str) -> Result<ControlGuard, StoreError>;
+    /// Takes the control locks named in `names` (in one fixed order, so two holders never wait
+    /// for each other in a cycle) and holds them until the guard is dropped: every other holder
+    /// of any of them, in this process and, on PostgreSQL, in every process on the database,
+    /// waits. Ingest takes one per impersonation session and per approval its events depend on
+    /// (`<tenant>\u{1f}imp\u{1f}<session_id>`, `<tenant>\u{1f}apr\u{1f}<approval_id>`) around
+    /// the check and the append, so that two requests about one session or one approval are
+    /// decided one after the other, while requests about different ones go on together (and
+    /// commit in one group). Waiting is bounded (PostgreSQL: `lock_timeout`), then
+    /// [`StoreError::Unavailable`]. No names: a guard that holds nothing.
+    async fn control_lock(&self, names: &[String]) -> Result<ControlGuard, StoreError>;
 
     /// Whether storage is reachable and accepting writes.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -1028,8 +1028,8 @@ impl Store for EmbeddedStore {
         Ok(true)
     }
 
-    async fn control_lock(&self, tenant_id: &str) -> Result<crate::ControlGuard, StoreError> {
-        Ok(self.control.lock(tenant_id).await)
+    async fn control_lock(&self, names: &[String]) -> Result<crate::ControlGuard, StoreError> {
+        Ok(self.control.lock(names).await)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

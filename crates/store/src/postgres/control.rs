@@ -1,18 +1,20 @@
-//! Control locks of the PostgreSQL store ([`crate::Store::control_lock`]): per tenant, across
+//! Control locks of the PostgreSQL store ([`crate::Store::control_lock`]): by name, across
 //! every process on the database.
 //!
 //! A lock is a session-level advisory lock, `pg_advisory_lock(key)`, where `key` is the first
-//! eight bytes of SHA-256 of `trailkeep.control` NUL tenant (two tenants whose keys collide,
-//! odds 2^-64, merely wait for each other). It is taken on a connection checked out of the
-//! pool, which the guard keeps: the lock lives exactly as long as that session, so a process
-//! that dies releases its locks with its connections. Dropping the guard spawns a task that
-//! runs `pg_advisory_unlock` and only then returns the connection to the pool; if the unlock
-//! fails, does not answer within the operation bound, or there is no runtime to run it on, the
-//! connection is closed instead (the server then ends the session and releases the lock), so a
-//! pooled connection never holds a lock.
+//! eight bytes of SHA-256 of `trailkeep.control` NUL name (two names whose keys collide, odds
+//! 2^-64, merely wait for each other). One acquisition takes all its names' locks in one
+//! statement, in ascending key order (so two acquisitions never wait for each other in a
+//! cycle), on one connection checked out of the pool, which the guard keeps: the locks live
+//! exactly as long as that session, so a process that dies releases its locks with its
+//! connections. Dropping the guard spawns a task that runs `pg_advisory_unlock_all()` and only
+//! then returns the connection to the pool; if that fails, does not answer within the
+//! operation bound, or there is no runtime to run it on, the connection is closed instead (the
+//! server then ends the session and releases the locks), so a pooled connection never holds a
+//! lock.
 //!
-//! Waiters of one process first queue on an in-memory per-tenant mutex (the embedded store's
-//! [`ControlLocks`]), so a process has at most one connection per tenant waiting on the
+//! Waiters of one process first queue on in-memory mutexes by name (the embedded store's
+//! [`ControlLocks`]), so a process has at most one connection per name waiting on the
 //! database, and requests queued behind a lock do not use up the pool its holder needs for
 //! its reads and append. Every wait is bounded: the in-process one by `lock_timeout`, the
 //! database one by `lock_timeout` too (advisory locks honour it) and by the operation bound,
@@ -25,11 +27,11 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The advisory lock key of a tenant's control lock.
-pub(crate) fn lock_key(tenant: &str) -> i64 {
+/// The advisory lock key of a control lock's name.
+pub(crate) fn lock_key(name: &str) -> i64 {
     let mut h = Sha256::new();
     h.update(b"trailkeep.control\0");
-    h.update(tenant.as_bytes());
+    h.update(name.as_bytes());
     let d = h.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&d[..8]);
@@ -40,8 +42,7 @@ pub(crate) fn lock_key(tenant: &str) -> i64 {
 struct Advisory {
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    key: i64,
-    tenant: String,
+    names: String,
 }
 
 impl Drop for Advisory {
@@ -54,24 +55,19 @@ impl Drop for Advisory {
             drop(conn);
             return;
         };
-        let (pool, key, tenant) = (
-            self.pool.clone(),
-            self.key,
-            std::mem::take(&mut self.tenant),
-        );
+        let (pool, names) = (self.pool.clone(), std::mem::take(&mut self.names));
         rt.spawn(async move {
             let unlocked = pool
-                .bounded(conn.query_one("SELECT pg_advisory_unlock($1)", &[&key]))
+                .bounded(conn.execute("SELECT pg_advisory_unlock_all()", &[]))
                 .await;
             match unlocked {
-                Some(Ok(row)) if row.try_get::<_, bool>(0).unwrap_or(false) => conn.release(),
+                Some(Ok(_)) => conn.release(),
                 other => {
                     let why = match other {
-                        Some(Ok(_)) => "the session did not hold it".to_string(),
                         Some(Err(e)) => describe(&e),
-                        None => "no answer within the operation bound".to_string(),
+                        _ => "no answer within the operation bound".to_string(),
                     };
-                    tracing::warn!(tenant = %tenant, problem = %why, "could not release a control lock on its connection; closing the connection instead (which releases it)");
+                    tracing::warn!(locks = %names, problem = %why, "could not release control locks on their connection; closing the connection instead (which releases them)");
                     drop(conn);
                 }
             }
@@ -79,43 +75,60 @@ impl Drop for Advisory {
     }
 }
 
-/// Takes the control lock of `tenant` (see the module doc).
+/// Takes the control locks of `names` (see the module doc).
 pub(crate) async fn lock(
     pool: &Arc<Pool>,
     local: &ControlLocks,
-    tenant: &str,
+    names: &[String],
 ) -> Result<ControlGuard, StoreError> {
+    let ordered = crate::embedded::control::ordered(names);
+    if ordered.is_empty() {
+        return Ok(ControlGuard::new(()));
+    }
+    let shown = ordered.join(", ");
     let t = pool.timeouts;
     let local_wait = if t.lock.is_zero() {
         t.operation()
     } else {
         t.lock
     };
-    let in_process = tokio::time::timeout(local_wait, local.lock(tenant))
+    let in_process = tokio::time::timeout(local_wait, local.lock_all(names))
         .await
-        .map_err(|_| busy(tenant, local_wait))?;
+        .map_err(|_| busy(&shown, local_wait))?;
     let conn = pool.get().await?;
-    let key = lock_key(tenant);
-    // Dropped (closed) unless the lock was taken: a lock granted just as the client gave up
-    // goes with the session.
+    let mut keys: Vec<i64> = ordered.iter().map(|n| lock_key(n)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // `unnest` yields the keys in array order, so they are locked in ascending order. Dropped
+    // (closed) unless every lock was taken: locks granted just as the client gave up go with
+    // the session.
     match pool
-        .bounded(conn.execute("SELECT pg_advisory_lock($1)", &[&key]))
+        .bounded(conn.execute(
+            "SELECT pg_advisory_lock(k) FROM unnest($1::bigint[]) AS k",
+            &[&keys],
+        ))
         .await
     {
         Some(Ok(_)) => {}
         Some(Err(e)) => {
             if e.as_db_error().is_some() {
-                // A refusal (lock_timeout): the session holds nothing and stays usable.
+                // A refusal (lock_timeout): the statement failed, so locks it took before
+                // the one it waited for are still held: release them, or close.
                 let timed_out = e
                     .as_db_error()
                     .is_some_and(|db| db.code().code() == "55P03");
-                conn.release();
+                if let Some(Ok(_)) = pool
+                    .bounded(conn.execute("SELECT pg_advisory_unlock_all()", &[]))
+                    .await
+                {
+                    conn.release();
+                }
                 if timed_out {
-                    return Err(busy(tenant, t.lock));
+                    return Err(busy(&shown, t.lock));
                 }
             }
             return Err(StoreError::Unavailable(format!(
-                "cannot take the control lock of tenant {tenant}: PostgreSQL: {}",
+                "cannot take the control locks of {shown}: PostgreSQL: {}",
                 describe(&e)
             )));
         }
@@ -124,16 +137,15 @@ pub(crate) async fn lock(
     let advisory = Advisory {
         conn: Some(conn),
         pool: pool.clone(),
-        key,
-        tenant: tenant.to_string(),
+        names: shown,
     };
-    // Dropped in this order: the database lock first, then the in-process one.
+    // Dropped in this order: the database locks first, then the in-process ones.
     Ok(ControlGuard::new((advisory, in_process)))
 }
 
-fn busy(tenant: &str, waited: Duration) -> StoreError {
+fn busy(names: &str, waited: Duration) -> StoreError {
     StoreError::Unavailable(format!(
-        "the control lock of tenant {tenant} stayed held by another request for {} ms (lock_timeout); try again",
+        "a control lock of {names} stayed held by another request for {} ms (lock_timeout); try again",
         waited.as_millis()
     ))
 }

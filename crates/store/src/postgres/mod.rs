@@ -547,11 +547,11 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn control_lock(&self, tenant_id: &str) -> Result<crate::ControlGuard, StoreError> {
+    async fn control_lock(&self, names: &[String]) -> Result<crate::ControlGuard, StoreError> {
         if self.pool.is_closed() {
             return Err(StoreError::Unavailable("the store is shut down".into()));
         }
-        control::lock(&self.pool, &self.control, tenant_id).await
+        control::lock(&self.pool, &self.control, names).await
     }
 
     /// Bounded by [`READY_TIMEOUT`] as a whole (connect and `SELECT 1` on the probe's own

@@ -464,23 +464,26 @@ macro_rules! delivery_conformance_cases {
             use std::time::{Duration, Instant};
             let (store, _g) = make().await;
             let (t, u) = (tenant("ctl"), tenant("ctl-other"));
-            let first = store.control_lock(&t).await.unwrap();
+            let first = store.control_lock(std::slice::from_ref(&t)).await.unwrap();
             let released = Arc::new(AtomicBool::new(false));
             let waiter = {
                 let (store, t, released) = (store.clone(), t.clone(), released.clone());
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let g = store.control_lock(&t).await.unwrap();
+                    let g = store.control_lock(std::slice::from_ref(&t)).await.unwrap();
                     let was_released = released.load(Ordering::SeqCst);
                     drop(g);
                     (was_released, started.elapsed())
                 })
             };
             // Another tenant's lock is free while this one is held.
-            let other = tokio::time::timeout(Duration::from_secs(5), store.control_lock(&u))
-                .await
-                .expect("another tenant's lock does not wait")
-                .unwrap();
+            let other = tokio::time::timeout(
+                Duration::from_secs(5),
+                store.control_lock(std::slice::from_ref(&u)),
+            )
+            .await
+            .expect("another tenant's lock does not wait")
+            .unwrap();
             drop(other);
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(
@@ -497,10 +500,13 @@ macro_rules! delivery_conformance_cases {
             assert!(waited >= Duration::from_millis(250), "waited {waited:?}");
             // Taken and dropped again and again: nothing stays held.
             for _ in 0..20 {
-                let g = tokio::time::timeout(Duration::from_secs(5), store.control_lock(&t))
-                    .await
-                    .expect("a dropped lock is free again")
-                    .unwrap();
+                let g = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    store.control_lock(std::slice::from_ref(&t)),
+                )
+                .await
+                .expect("a dropped lock is free again")
+                .unwrap();
                 drop(g);
             }
         }
@@ -518,7 +524,7 @@ macro_rules! delivery_conformance_cases {
                     (store.clone(), t.clone(), inside.clone(), entered.clone());
                 tasks.push(tokio::spawn(async move {
                     for _ in 0..5 {
-                        let g = store.control_lock(&t).await.unwrap();
+                        let g = store.control_lock(std::slice::from_ref(&t)).await.unwrap();
                         assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
                         entered.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -531,6 +537,57 @@ macro_rules! delivery_conformance_cases {
                 task.await.unwrap();
             }
             assert_eq!(entered.load(Ordering::SeqCst), 40);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn delivery_control_locks_of_overlapping_sets_never_deadlock() {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            let (store, _g) = make().await;
+            let names: Vec<String> = ["ctl-x", "ctl-y", "ctl-z"]
+                .iter()
+                .map(|n| tenant(n))
+                .collect();
+            let held: Arc<Vec<AtomicBool>> =
+                Arc::new((0..3).map(|_| AtomicBool::new(false)).collect());
+            // Each task wants two of the three, named in its own order (a cycle if taken as given).
+            let sets = [[0usize, 1], [1, 2], [2, 0], [1, 0]];
+            let mut tasks = Vec::new();
+            for set in sets {
+                let (store, names, held) = (store.clone(), names.clone(), held.clone());
+                tasks.push(tokio::spawn(async move {
+                    let want: Vec<String> = set.iter().map(|&i| names[i].clone()).collect();
+                    for _ in 0..15 {
+                        let g = store.control_lock(&want).await.unwrap();
+                        for &i in &set {
+                            assert!(
+                                !held[i].swap(true, Ordering::SeqCst),
+                                "two holders of one name"
+                            );
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        for &i in &set {
+                            held[i].store(false, Ordering::SeqCst);
+                        }
+                        drop(g);
+                    }
+                }));
+            }
+            for task in tasks {
+                tokio::time::timeout(std::time::Duration::from_secs(60), task)
+                    .await
+                    .expect("overlapping lock sets finish (no deadlock)")
+                    .unwrap();
+            }
+            // No names: a guard that holds nothing, at once.
+            let g = store.control_lock(&[]).await.unwrap();
+            let again = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                store.control_lock(&names),
+            )
+            .await
+            .expect("the empty guard holds nothing")
+            .unwrap();
+            drop((g, again));
         }
     };
 }
@@ -748,24 +805,27 @@ async fn advisory_locks(url: &str) -> i64 {
 async fn delivery_postgres_control_lock_excludes_across_stores() {
     let (a, b, url, _db) = two_pg_stores(PostgresOptions::default()).await;
     let (t, u) = (tenant("ctl"), tenant("ctl-other"));
-    let first = a.control_lock(&t).await.unwrap();
+    let first = a.control_lock(std::slice::from_ref(&t)).await.unwrap();
     assert_eq!(advisory_locks(&url).await, 1);
     let released = Arc::new(AtomicBool::new(false));
     let waiter = {
         let (b, t, released) = (b.clone(), t.clone(), released.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            let g = b.control_lock(&t).await.unwrap();
+            let g = b.control_lock(std::slice::from_ref(&t)).await.unwrap();
             let was_released = released.load(Ordering::SeqCst);
             drop(g);
             (was_released, started.elapsed())
         })
     };
     // The other store takes another tenant's lock while this one is held.
-    let other = tokio::time::timeout(Duration::from_secs(5), b.control_lock(&u))
-        .await
-        .expect("another tenant's lock does not wait")
-        .unwrap();
+    let other = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.control_lock(std::slice::from_ref(&u)),
+    )
+    .await
+    .expect("another tenant's lock does not wait")
+    .unwrap();
     drop(other);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiter.is_finished(), "the other store waits for the lock");
@@ -800,7 +860,7 @@ async fn delivery_postgres_control_lock_excludes_across_stores() {
         let (t, inside, entered) = (t.clone(), inside.clone(), entered.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..5 {
-                let g = store.control_lock(&t).await.unwrap();
+                let g = store.control_lock(std::slice::from_ref(&t)).await.unwrap();
                 assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
                 entered.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -828,12 +888,15 @@ async fn delivery_postgres_control_lock_wait_is_bounded() {
     };
     let (a, b, url, _db) = two_pg_stores(short).await;
     let t = tenant("ctl-bounded");
-    let held = a.control_lock(&t).await.unwrap();
+    let held = a.control_lock(std::slice::from_ref(&t)).await.unwrap();
     for _ in 0..3 {
         let started = Instant::now();
-        let r = tokio::time::timeout(Duration::from_secs(30), b.control_lock(&t))
-            .await
-            .expect("the wait is bounded");
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            b.control_lock(std::slice::from_ref(&t)),
+        )
+        .await
+        .expect("the wait is bounded");
         let took = started.elapsed();
         match r {
             Err(StoreError::Unavailable(m)) => assert!(m.contains(&t), "{m}"),
@@ -846,14 +909,17 @@ async fn delivery_postgres_control_lock_wait_is_bounded() {
     }
     // The refusals used up none of the store's two connections.
     for _ in 0..5 {
-        let g = b.control_lock(&tenant("ctl-free")).await.unwrap();
+        let g = b.control_lock(&[tenant("ctl-free")]).await.unwrap();
         drop(g);
     }
     drop(held);
-    let g = tokio::time::timeout(Duration::from_secs(10), b.control_lock(&t))
-        .await
-        .expect("free again")
-        .unwrap();
+    let g = tokio::time::timeout(
+        Duration::from_secs(10),
+        b.control_lock(std::slice::from_ref(&t)),
+    )
+    .await
+    .expect("free again")
+    .unwrap();
     assert!(advisory_locks(&url).await >= 1);
     drop(g);
     a.shutdown().await;
