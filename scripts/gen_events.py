@@ -26,7 +26,7 @@ REASONS = ["customer request", "tone fix for pricing page", "security answer cor
            "incident INC-{n} mitigation", "quarterly review", "legal asked to remove claim",
            "reduce hallucinations on refunds", "A/B test winner"]
 DOMAINS = ["docs.{t}.com", "www.{t}.io", "help.{t}.com", "{t}.example.org"]
-SESSION_GAP = 2000
+SESSION_GAP = 10000
 
 def h(x):
     return "sha256:" + hashlib.sha256(x.encode()).hexdigest()
