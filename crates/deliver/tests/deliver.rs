@@ -2,3 +2,5 @@
 
 #[path = "deliver/engine.rs"]
 mod engine;
+#[path = "deliver/testkit.rs"]
+mod testkit;
