@@ -7,8 +7,9 @@
 //!   ([`Store::load_cursor`]): tenant → next seq to look at. The first time a channel runs
 //!   (no cursor yet) it starts at every tenant's current size, so configuring alerts does not
 //!   flood the channel with old events, and saves that at once together with a marker entry
-//!   `""` → 0 (tenant ids are never empty). From then on a tenant missing from the cursor
-//!   starts at 0: a tenant created later is alerted on from its first event.
+//!   `_started` → 0 (no tenant id starts with `_` but `_global`). From then on a tenant
+//!   missing from the cursor starts at 0: a tenant created later is alerted on from its first
+//!   event.
 //! - **One process per channel.** A task delivers only while it holds the lease
 //!   `alerts/<channel>` ([`Store::acquire_lease`], [`EngineConfig::lease_ttl`], 15 s by
 //!   default), renewed at least every 5 s (a third of the TTL if that is shorter), also while
@@ -96,8 +97,7 @@ pub trait Destination: Send + Sync + 'static {
     /// The channel's name, as rules name it.
     fn name(&self) -> &str;
     /// One attempt to send the alert (waiting for the channel's rate limit first).
-    fn send<'a>(&'a self, alert: &'a Alert)
-        -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>>;
+    fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>>;
 }
 
 /// What the engine runs with.
@@ -190,13 +190,8 @@ impl AlertHandle {
     /// cursors up to the last alert delivered, and waits for them.
     pub async fn shutdown(self) {
         let _ = self.inner.stop.send(true);
-        let tasks = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             if let Err(e) = t.await {
                 tracing::error!("an alert task ended abnormally: {e}");

@@ -112,7 +112,9 @@ pub(crate) async fn send(
                     _ => "retried",
                 });
                 shared.registry.count_retry(channel);
-                let due = now.nanos.saturating_add(i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX));
+                let due = now
+                    .nanos
+                    .saturating_add(i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX));
                 view.next_attempt_at = Some(Timestamp::from_nanos(due, 3).to_rfc3339());
                 record(&view);
                 if let Err(end) = wait(ctx, lease, delay).await {

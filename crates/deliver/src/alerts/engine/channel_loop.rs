@@ -13,8 +13,9 @@ use trailkeep_control::rules::{RuleSet, TypePattern};
 use trailkeep_core::StoredEvent;
 use trailkeep_store::{DeliveryCursor, StoreError, TypeFilter};
 
-/// The cursor key that says a channel's cursor was set up (tenant ids are never empty).
-pub(crate) const MARKER: &str = "";
+/// The cursor key that says a channel's cursor was set up: no tenant id starts with `_` but
+/// `_global` ([`trailkeep_core::validate::is_tenant_id`]).
+pub(crate) const MARKER: &str = "_started";
 
 /// What a channel reads from the log: the event types its rules can match (an empty list is
 /// every type, as [`trailkeep_store::Store::read_log_matching`] takes it).
@@ -288,7 +289,7 @@ impl ChannelLoop {
             .rules
             .matching(e)
             .into_iter()
-            .find(|r| r.channels().iter().any(|c| *c == self.name))
+            .find(|r| r.channels().contains(&self.name))
         else {
             return Ok(());
         };
@@ -305,8 +306,7 @@ impl ChannelLoop {
             Sent::Stopped => Err(Pass::Stopped),
             Sent::LeaseLost => Err(Pass::LeaseLost),
             Sent::Dead(f) => {
-                match dead_letter::record(&mut self.ctx, &mut self.lease, &alert, "event", &f)
-                    .await
+                match dead_letter::record(&mut self.ctx, &mut self.lease, &alert, "event", &f).await
                 {
                     Recorded::Yes => {}
                     Recorded::Stopped => return Err(Pass::Stopped),

@@ -27,10 +27,6 @@ impl Lease {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// How often the lease is renewed.
     pub fn renew_every(&self) -> Duration {
         (self.ttl / 3).min(Duration::from_secs(5))
