@@ -151,7 +151,8 @@ impl EngineConfig {
     }
 }
 
-/// The running engine: wake it, read its registry, stop it. Cheap to clone.
+/// The running engine: wake it, read its registry, stop it. Cheap to clone; when the last
+/// clone is dropped without [`AlertHandle::shutdown`], the tasks stop at their next pause.
 #[derive(Clone)]
 pub struct AlertHandle {
     inner: Arc<HandleInner>,

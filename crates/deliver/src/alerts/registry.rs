@@ -222,6 +222,16 @@ impl Registry {
         pending
     }
 
+    /// Drops a pending delivery that this process stopped working on (shutdown, or another
+    /// process took the channel over and will send it again).
+    pub(crate) fn abandon(&self, id: &str, channel: &str) -> u64 {
+        let mut inner = self.lock();
+        inner.pending.retain(|p| p.id != id);
+        let pending = inner.pending_of(channel);
+        inner.channel(channel).pending = pending;
+        pending
+    }
+
     /// Adds a dead letter read back from the log (a `sink.alert_failed` event of `_global`);
     /// ignores events whose payload is not one. Channel counts are not changed: they count
     /// what this process did.

@@ -500,6 +500,13 @@ async fn a_restart_resumes_from_the_cursor_without_loss() {
         }));
         ingest(&store, &h, &t, &[KS]).await;
         wait_until(|| ops.sent().len() > 6).await;
+        let pending = h.registry().list(Some(Status::Pending), Some("ops"), 10);
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].seq, 5);
+        assert!(pending[0].attempts >= 1);
+        assert_eq!(pending[0].last_error.as_deref(), Some("connection refused"));
+        assert!(pending[0].next_attempt_at.is_some());
+        assert_eq!(h.registry().channel("ops").unwrap().pending, 1);
         h.shutdown().await;
         // Appended while no engine runs.
         append(&store, vec![event(&t, KS, 6), event(&t, KS, 7)]).await;

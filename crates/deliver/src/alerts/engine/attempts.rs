@@ -70,13 +70,19 @@ pub(crate) async fn send(
         metrics::counter!("trailkeep_alerts_total", "channel" => channel.to_string(), "outcome" => outcome)
             .increment(1);
     };
+    let abandon = |end: Sent| {
+        let pending = shared.registry.abandon(&alert.delivery_id, channel);
+        metrics::gauge!("trailkeep_alerts_pending", "channel" => channel.to_string())
+            .set(pending as f64);
+        end
+    };
     let mut attempts = 0u32;
     loop {
         if ctx.stopping() {
-            return Sent::Stopped;
+            return abandon(Sent::Stopped);
         }
         if !lease.keep(&*shared.store).await {
-            return Sent::LeaseLost;
+            return abandon(Sent::LeaseLost);
         }
         if attempts == 0 {
             record(&view);
@@ -118,7 +124,7 @@ pub(crate) async fn send(
                 view.next_attempt_at = Some(Timestamp::from_nanos(due, 3).to_rfc3339());
                 record(&view);
                 if let Err(end) = wait(ctx, lease, delay).await {
-                    return end;
+                    return abandon(end);
                 }
             }
             Next::Dead(reason) => {
