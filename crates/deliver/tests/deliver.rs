@@ -1,1 +1,24 @@
 //! The delivery crate's integration tests (one binary; modules per concern).
+//!
+//! Channels are tested over real HTTP against loopback receivers on 127.0.0.1
+//! (`deliver/support.rs`): what each kind sends, how answers are classified, rate limits shared
+//! per Google Chat space; and, without the network, configuration checks, message shapes and
+//! limits, webhook signatures and the retry policy.
+
+#[path = "deliver/support.rs"]
+mod support;
+
+#[path = "deliver/channels.rs"]
+mod channels;
+#[path = "deliver/classify.rs"]
+mod classify;
+#[path = "deliver/google_chat.rs"]
+mod google_chat;
+#[path = "deliver/rate.rs"]
+mod rate;
+#[path = "deliver/retry.rs"]
+mod retry;
+#[path = "deliver/slack.rs"]
+mod slack;
+#[path = "deliver/webhook.rs"]
+mod webhook;
