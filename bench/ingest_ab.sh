@@ -6,7 +6,7 @@
 #   BIN_DIR  holds `trailkeep` and `trailkeep-bench` (e.g. target/release, or a copy of an older build)
 #   FILE     NDJSON events (e.g. from scripts/gen_events.py); N = events to send (default: all)
 # Environment: CLIENTS=4 (connections, 1000 events a request), PERF=1 (perf record -g of the
-# server into ./perf.data).
+# server into ./perf.data), CONFIG=FILE (serve --config FILE, e.g. with alert rules).
 #
 # Alternate the builds (A B A B …): this machine's fsync latency drifts from run to run, and
 # events/s follows it at 4 clients; server µs/event is the steadier figure.
@@ -18,7 +18,7 @@ CLIENTS=${CLIENTS:-4}
 D=$(mktemp -d "${TMPDIR:-/tmp}/trailkeep-ab.XXXXXX")
 PORT=$((20000 + RANDOM % 10000))
 KEY="ab-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
-TRAILKEEP_ADMIN_KEY=$KEY "$BIN/trailkeep" serve --data-dir "$D/data" --listen "127.0.0.1:$PORT" >"$D/server.log" 2>&1 &
+TRAILKEEP_ADMIN_KEY=$KEY "$BIN/trailkeep" serve ${CONFIG:+--config "$CONFIG"} --data-dir "$D/data" --listen "127.0.0.1:$PORT" >"$D/server.log" 2>&1 &
 SP=$!
 cleanup() { kill "$SP" 2>/dev/null || true; wait "$SP" 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT

@@ -7,7 +7,10 @@ Writes N events, one per line, to stdout: the built-in catalogue's types in a re
 (crawl runs and logins most, prompt edits, policy and threshold changes, billing, impersonation
 sessions, kill switches rarely), tenants skewed like real platforms (a few tenants produce most
 events), each with event_id, event_type, actor, tenant_id, payload (before/after), timestamp
-(UTC, milliseconds, increasing from 2026-01-01) and usually source_ip. The same N, seed and
+(UTC, milliseconds, increasing from 2026-01-01) and usually source_ip. Impersonation sessions
+are coherent, as ingest requires: an end closes a session of its tenant that started at least
+SESSION_GAP events earlier (so concurrent clients sending consecutive batches never send an
+end before its start); when the tenant has none, a start is written instead. The same N, seed and
 tenant count always give the same bytes, so benchmarks and tests are reproducible. Used by the
 README's Quick start, bench/*.sh and the tests.
 """
@@ -23,6 +26,7 @@ REASONS = ["customer request", "tone fix for pricing page", "security answer cor
            "incident INC-{n} mitigation", "quarterly review", "legal asked to remove claim",
            "reduce hallucinations on refunds", "A/B test winner"]
 DOMAINS = ["docs.{t}.com", "www.{t}.io", "help.{t}.com", "{t}.example.org"]
+SESSION_GAP = 10000
 
 def h(x):
     return "sha256:" + hashlib.sha256(x.encode()).hexdigest()
@@ -38,6 +42,7 @@ def main():
     names, weights = zip(*TYPES)
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     ts = t0
+    open_sessions = {}  # tenant -> [(index of the start, session id, impersonator, impersonated)]
     out = sys.stdout
     if a.format == "csv":
         out.write("event_id,event_type,actor,tenant_id,payload,timestamp,source_ip\n")
@@ -66,11 +71,17 @@ def main():
                  "before": old, "after": round(min(1, old + r.uniform(-0.2, 0.2)), 2), "justification": reason}
         elif et.startswith("impersonation"):
             actor = admin
-            p = {"impersonator": admin, "impersonated": user, "session_id": f"imp_{r.randint(1, 10**6)}"}
-            if et.endswith("end"):
-                p["actions_taken"] = r.randint(0, 25)
+            mine = open_sessions.setdefault(tenant, [])
+            if et.endswith("end") and mine and mine[0][0] <= i - SESSION_GAP:
+                _, sid, admin, user = mine.pop(0)
+                actor = admin
+                p = {"impersonator": admin, "impersonated": user, "session_id": sid,
+                     "actions_taken": r.randint(0, 25)}
             else:
-                p["reason"] = reason
+                et = "impersonation.start"
+                sid = f"imp_{i}_{r.randint(1, 10**6)}"
+                mine.append((i, sid, admin, user))
+                p = {"impersonator": admin, "impersonated": user, "session_id": sid, "reason": reason}
         elif et.startswith("billing"):
             actor = r.choice([admin, "svc:billing"])
             p = {"before": {"plan": r.choice(["free", "starter", "pro"]), "quota": r.randint(1, 100) * 1000},

@@ -58,10 +58,21 @@ struct Prepared {
     total: usize,
 }
 
+#[derive(Default)]
 struct Batch {
     /// File line number (1-based) of each event, in order.
     lines: Vec<usize>,
     body: Vec<u8>,
+    /// Holds an event that ingest accepts only after earlier ones are stored (an
+    /// `impersonation.end`, an event using an approval): sent only once every earlier batch is
+    /// stored, so that the file's order holds where it matters.
+    after_earlier: bool,
+}
+
+/// Whether a line may depend on earlier lines being stored (see [`Batch::after_earlier`]): a
+/// plain text search, which at worst makes a batch wait that did not need to.
+fn depends_on_earlier(line: &str) -> bool {
+    line.contains("impersonation.end") || line.contains("approval_id")
 }
 
 /// What became of one batch.
@@ -238,10 +249,7 @@ fn prepare(input: &[u8], batch: usize) -> Result<Prepared> {
         total: 0,
     };
     let mut seen: HashMap<&[u8], u64> = HashMap::new();
-    let mut cur = Batch {
-        lines: Vec::new(),
-        body: Vec::new(),
-    };
+    let mut cur = Batch::default();
     let mut raw_lines = input.split(|&b| b == b'\n').peekable();
     let mut n = 0usize;
     while let Some(raw) = raw_lines.next() {
@@ -277,17 +285,12 @@ fn prepare(input: &[u8], batch: usize) -> Result<Prepared> {
             Ok(_) => line,
         };
         cur.lines.push(n);
+        cur.after_earlier |= depends_on_earlier(text);
         cur.body.extend_from_slice(text.as_bytes());
         cur.body.push(b'\n');
         p.total += 1;
         if cur.lines.len() == batch {
-            p.batches.push(std::mem::replace(
-                &mut cur,
-                Batch {
-                    lines: Vec::new(),
-                    body: Vec::new(),
-                },
-            ));
+            p.batches.push(std::mem::take(&mut cur));
         }
     }
     if !cur.lines.is_empty() {
@@ -378,6 +381,10 @@ pub fn run(file: &Path, server: &ServerArgs, batch: usize) -> Result<ExitCode> {
         let mut failed = false;
         loop {
             while !failed && set.len() < IN_FLIGHT && next < batches.len() {
+                if batches[next].after_earlier && !set.is_empty() {
+                    // Wait until every earlier batch is stored (see `Batch::after_earlier`).
+                    break;
+                }
                 let i = next;
                 next += 1;
                 let c = client.clone();
@@ -666,6 +673,26 @@ mod tests {
             parse(&out),
             parse(&format!(r#"{{"event_id":"{id}","a":1,"c":"é"}}"#))
         );
+    }
+
+    #[test]
+    fn batches_holding_an_end_or_an_approval_wait_for_earlier_ones() {
+        let input = concat!(
+            r#"{"event_type":"impersonation.start","actor":"a","tenant_id":"t","payload":{}}"#,
+            "\n",
+            r#"{"event_type":"note.add","actor":"a","tenant_id":"t","payload":{}}"#,
+            "\n",
+            r#"{"event_type":"impersonation.end","actor":"a","tenant_id":"t","payload":{}}"#,
+            "\n",
+            r#"{"event_type":"tenant.disable","actor":"a","tenant_id":"t","payload":{},"approval_id":"apr_1"}"#,
+            "\n",
+        );
+        let p = prepare(input.as_bytes(), 1).unwrap();
+        let flags: Vec<bool> = p.batches.iter().map(|b| b.after_earlier).collect();
+        assert_eq!(flags, [false, false, true, true]);
+        let p = prepare(input.as_bytes(), 2).unwrap();
+        let flags: Vec<bool> = p.batches.iter().map(|b| b.after_earlier).collect();
+        assert_eq!(flags, [false, true]);
     }
 
     #[test]

@@ -249,6 +249,7 @@ async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Resu
         .map_err(anyhow::Error::msg)?
         .with_viewer_key(token_key);
     let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
+    let expiry = trailkeep_server::expiry::spawn(state.clone(), trailkeep_server::expiry::EVERY);
     let _ = full.set(app(state));
     // One line, always shown (scripts and tests read the address from it, and wait for it: the
     // API is complete from here on): through the log when it shows info lines, else stderr.
@@ -259,6 +260,7 @@ async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Resu
     }
     server.await??;
     checkpointer.abort();
+    expiry.abort();
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
     Ok(())

@@ -260,12 +260,7 @@ impl Sessions {
     /// (422, path `payload.session_id`) while a session with that id is open.
     pub fn check_start(&self, tenant_id: &str, session_id: &str) -> Result<(), Refusal> {
         match self.open_index(tenant_id, session_id) {
-            Some(_) => Err(Refusal::new(
-                RefusalKind::Invalid,
-                "session_open",
-                format!("impersonation session {session_id} is already open in tenant {tenant_id}; end it first, or start one with another session_id"),
-            )
-            .at("payload.session_id")),
+            Some(_) => Err(open_refusal(tenant_id, session_id)),
             None => Ok(()),
         }
     }
@@ -288,63 +283,14 @@ impl Sessions {
     /// ingest request in order, as if each accepted one had been applied: returns every issue,
     /// with the event's index. Payloads that do not parse are left to the event validator.
     pub fn check_batch(&self, events: &[NewEvent]) -> Result<(), Vec<Issue>> {
-        // Sessions whose open state this request changed: (tenant, id) → open.
-        let mut changed: HashMap<Key, bool> = HashMap::new();
-        let mut issues = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            let (is_start, id) = match e.event_type.as_str() {
-                START => match serde_json::from_slice::<StartPayload>(&e.payload) {
-                    Ok(p) => (true, p.session_id),
-                    Err(_) => continue,
-                },
-                END => match serde_json::from_slice::<EndPayload>(&e.payload) {
-                    Ok(p) => (false, p.session_id),
-                    Err(_) => continue,
-                },
-                _ => continue,
-            };
-            let k = key(&e.tenant_id, &id);
-            let open = match changed.get(&k) {
-                Some(&open) => open,
-                None => self.open_index(&e.tenant_id, &id).is_some(),
-            };
-            let check = match (is_start, open) {
-                (true, true) => self.check_start_refusal(&e.tenant_id, &id),
-                (false, false) if changed.contains_key(&k) => Some(
-                    Refusal::new(
-                        RefusalKind::Invalid,
-                        "session_not_open",
-                        format!("impersonation session {id} in tenant {} is ended by an earlier event of this request", e.tenant_id),
-                    )
-                    .at("payload.session_id"),
-                ),
-                (false, false) => self.check_end(&e.tenant_id, &id).err(),
-                _ => None,
-            };
-            match check {
-                Some(r) => issues.push(r.to_issue(i)),
-                None => {
-                    changed.insert(k, is_start);
-                }
-            }
-        }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(issues)
-        }
-    }
-
-    fn check_start_refusal(&self, tenant_id: &str, id: &str) -> Option<Refusal> {
-        Some(
-            self.check_start(tenant_id, id).err().unwrap_or_else(|| {
-                Refusal::new(
-                    RefusalKind::Invalid,
-                    "session_open",
-                    format!("impersonation session {id} is opened by an earlier event of this request; end it first, or start one with another session_id"),
-                )
-                .at("payload.session_id")
-            }),
+        check_events(
+            events,
+            |t, id| self.open_index(t, id).is_some(),
+            |t, id| {
+                self.check_end(t, id)
+                    .err()
+                    .unwrap_or_else(|| not_open_refusal(t, id))
+            },
         )
     }
 
@@ -369,5 +315,145 @@ impl Sessions {
             }
             _ => false,
         }
+    }
+}
+
+/// The session id of a start or an end event: `Some((is_start, id))`, `None` for any other
+/// event (and for a payload that does not parse, which the event validator reports).
+pub fn start_or_end(e: &NewEvent) -> Option<(bool, String)> {
+    match e.event_type.as_str() {
+        START => serde_json::from_slice::<StartPayload>(&e.payload)
+            .ok()
+            .map(|p| (true, p.session_id)),
+        END => serde_json::from_slice::<EndPayload>(&e.payload)
+            .ok()
+            .map(|p| (false, p.session_id)),
+        _ => None,
+    }
+}
+
+fn open_refusal(tenant_id: &str, session_id: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Invalid,
+        "session_open",
+        format!("impersonation session {session_id} is already open in tenant {tenant_id}; end it first, or start one with another session_id"),
+    )
+    .at("payload.session_id")
+}
+
+fn not_open_refusal(tenant_id: &str, session_id: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Invalid,
+        "session_not_open",
+        format!("no impersonation session {session_id} is open in tenant {tenant_id} (it was never started, or has ended); send impersonation.start first"),
+    )
+    .at("payload.session_id")
+}
+
+/// The checks of one request's start and end events, in order, against the open sessions
+/// `is_open` reports, as if each accepted event had been applied. `not_open` words the refusal
+/// of an end whose session is not open.
+fn check_events(
+    events: &[NewEvent],
+    is_open: impl Fn(&str, &str) -> bool,
+    not_open: impl Fn(&str, &str) -> Refusal,
+) -> Result<(), Vec<Issue>> {
+    // Sessions whose open state this request changed: (tenant, id) → open.
+    let mut changed: HashMap<Key, bool> = HashMap::new();
+    let mut issues = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let Some((is_start, id)) = start_or_end(e) else {
+            continue;
+        };
+        let k = key(&e.tenant_id, &id);
+        let by_request = changed.get(&k).copied();
+        let open = by_request.unwrap_or_else(|| is_open(&e.tenant_id, &id));
+        let refusal = match (is_start, open, by_request) {
+            (true, true, Some(_)) => Some(
+                Refusal::new(
+                    RefusalKind::Invalid,
+                    "session_open",
+                    format!("impersonation session {id} is opened by an earlier event of this request; end it first, or start one with another session_id"),
+                )
+                .at("payload.session_id"),
+            ),
+            (true, true, None) => Some(open_refusal(&e.tenant_id, &id)),
+            (false, false, Some(_)) => Some(
+                Refusal::new(
+                    RefusalKind::Invalid,
+                    "session_not_open",
+                    format!("impersonation session {id} in tenant {} is ended by an earlier event of this request", e.tenant_id),
+                )
+                .at("payload.session_id"),
+            ),
+            (false, false, None) => Some(not_open(&e.tenant_id, &id)),
+            _ => None,
+        };
+        match refusal {
+            Some(r) => issues.push(r.to_issue(i)),
+            None => {
+                changed.insert(k, is_start);
+            }
+        }
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(issues)
+    }
+}
+
+/// The open sessions of the logs folded so far, and nothing else: what ingest needs to check
+/// a start or an end ([`OpenSessions::check_batch`], the same rules as
+/// [`Sessions::check_batch`]), in memory proportional to the sessions open, not to all there
+/// ever were. Fed with a tenant's `impersonation.start` and `impersonation.end` events in log
+/// order.
+#[derive(Debug, Clone, Default)]
+pub struct OpenSessions {
+    /// (tenant, session id) → seq of the start.
+    open: HashMap<Key, u64>,
+}
+
+impl OpenSessions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one start or end event (others are ignored), with the same rules as
+    /// [`Sessions::apply`]: a second start of an open id and an end of nothing change nothing.
+    pub fn apply(&mut self, e: &StoredEvent) {
+        match e.event_type.as_str() {
+            START => {
+                if let Ok(p) = parse_payload::<StartPayload>(e) {
+                    self.open
+                        .entry(key(&e.tenant_id, &p.session_id))
+                        .or_insert(e.seq);
+                }
+            }
+            END => {
+                if let Ok(p) = parse_payload::<EndPayload>(e) {
+                    self.open.remove(&key(&e.tenant_id, &p.session_id));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_open(&self, tenant_id: &str, session_id: &str) -> bool {
+        self.open.contains_key(&key(tenant_id, session_id))
+    }
+
+    /// Sessions open now.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// [`Sessions::check_batch`] against these open sessions.
+    pub fn check_batch(&self, events: &[NewEvent]) -> Result<(), Vec<Issue>> {
+        check_events(events, |t, id| self.is_open(t, id), not_open_refusal)
     }
 }

@@ -8,3 +8,5 @@
 //! delivered.
 
 pub mod alerts;
+#[cfg(feature = "testkit")]
+pub mod testkit;

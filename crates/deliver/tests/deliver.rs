@@ -3,7 +3,8 @@
 //! Channels are tested over real HTTP against loopback receivers on 127.0.0.1
 //! (`deliver/support.rs`): what each kind sends, how answers are classified, rate limits shared
 //! per Google Chat space; and, without the network, configuration checks, message shapes and
-//! limits, webhook signatures and the retry policy.
+//! limits, webhook signatures and the retry policy. `deliver/services.rs` sends through the
+//! channels to the testkit's receivers, which check requests against what each service takes.
 
 #[path = "deliver/support.rs"]
 mod support;
@@ -18,7 +19,11 @@ mod google_chat;
 mod rate;
 #[path = "deliver/retry.rs"]
 mod retry;
+#[path = "deliver/services.rs"]
+mod services;
 #[path = "deliver/slack.rs"]
 mod slack;
+#[path = "deliver/testkit.rs"]
+mod testkit;
 #[path = "deliver/webhook.rs"]
 mod webhook;

@@ -21,18 +21,13 @@
 //!
 //! # Concurrency
 //!
-//! Decisions are taken against the state read just before, without a lock. That is safe
-//! because the fold re-checks every rule on the log rather than trusting what was appended:
-//! two approvers deciding at once both land and are counted as two distinct keys; one key
-//! approving twice at once is counted once; a decision that raced a rejection or the expiry is
-//! ignored by the fold. In such a race the `approval.granted` step (the human-readable record
-//! of the moment) may be missing; `approved` is derived from the approvals counted, never from
-//! that step.
-//!
-//! Not built yet: refusing, at ingest, events of a `required_for` type without an approved
-//! `approval_id`, and marking an approval used by the event that carries it out (the
-//! `approval.used` step); `approval.expired` steps are not written either (the status is
-//! `expired` as soon as `expires_at` has passed, logged or not).
+//! Decisions on one approval, its use by an event at ingest and its expiry step are taken
+//! under the approval's control lock (`Store::control_lock`, shared by every server on one
+//! PostgreSQL database), each on the state the previous one left: two approvers at once are
+//! counted one after the other, and an approve racing a rejection, or a use racing a late
+//! veto, is decided in the order the lock was taken. The fold still re-checks every rule on
+//! the log rather than trusting what was appended (logs written by older servers, which
+//! decided without the lock), so `approved` is derived from the approvals counted.
 
 use crate::audit::{scope_of, served, Scope};
 use crate::auth::{authenticate, Principal};
@@ -246,6 +241,10 @@ fn parse_body<T: DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, ApiEr
 }
 
 async fn fold(state: &AppState, tenant: Option<&str>) -> Result<Approvals, ApiError> {
+    if let Some(t) = tenant {
+        // One tenant: the gate's view, caught up with the log.
+        return Ok(state.control.approvals(state, t).await?);
+    }
     let mut approvals = Approvals::new();
     for e in crate::projection::events_in_log_order(state, tenant, APPROVAL_TYPES).await? {
         // Steps the fold ignores (a repeated key, a decision after the end) stay in the log;
@@ -501,18 +500,17 @@ pub async fn get(
     Ok(served(&principal, Scope::Tenant(tenant), resp))
 }
 
-/// The body and current state of a decision on approval `id`.
+/// The tenant of approval `id` and the body of a decision on it.
 async fn decision(
     state: &AppState,
     principal: &Principal,
     id: &str,
     body: Body,
-) -> Result<(String, Approvals, DecisionInput), ApiError> {
+) -> Result<(String, DecisionInput), ApiError> {
     let tenant = visible_tenant(state, principal, id).await?;
     let bytes = read_body(body, MAX_DECISION_BODY).await?;
     let input: DecisionInput = parse_body(&bytes, r#"{"approver", "comment"?}"#)?;
-    let approvals = fold(state, Some(&tenant)).await?;
-    Ok((tenant, approvals, input))
+    Ok((tenant, input))
 }
 
 /// Approves.
@@ -607,7 +605,14 @@ async fn decide(
     let principal = authenticate(&state, &headers).await?;
     principal.require(DECIDE_ROLES, "decide approvals")?;
     let id = params::path_param(id)?;
-    let (tenant, approvals, input) = decision(&state, &principal, &id, body).await?;
+    let (tenant, input) = decision(&state, &principal, &id, body).await?;
+    // The approval's control lock: a decision, a use at ingest and the expiry sweep are
+    // decided one after the other, each on the state the one before left.
+    let guard = state
+        .store
+        .control_lock(&[crate::gate::approval_lock(&tenant, &id)])
+        .await?;
+    let approvals = fold(&state, Some(&tenant)).await?;
     let a = approvals.get(&id).ok_or_else(|| not_found(&id))?;
     let steps = match verdict {
         Verdict::Approve => decide_approve(a, &principal.key_id, &input, now()),
@@ -615,6 +620,7 @@ async fn decide(
     }
     .map_err(refusal)?;
     append(&state, steps).await?;
+    drop(guard);
     let v = view(&state, &tenant, &id).await?;
     render(StatusCode::OK, &v)
 }

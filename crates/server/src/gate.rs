@@ -3,41 +3,55 @@
 //! Most events are accepted on their own content. A few are not:
 //!
 //! - `impersonation.start` is refused while a session with its `session_id` is open in the
-//!   tenant, and `impersonation.end` unless one is ([`Sessions::check_batch`]);
+//!   tenant, and `impersonation.end` unless one is ([`OpenSessions::check_batch`]);
 //! - an event carrying an `approval_id` must use an approved, unexpired, unused approval of its
 //!   tenant whose digest is that of the event's type and canonical payload, and an event of a
 //!   type in `[approvals] required_for` must carry one ([`Approvals::check_ingest`]). The event
 //!   is appended together with the `approval.used` step that marks the approval used, in one
 //!   atomic append: both are stored, or neither.
 //!
-//! # Atomicity
+//! # Atomicity without serialising ingest
 //!
-//! A request holding such an event takes the control lock of each of its tenants
-//! ([`trailkeep_store::Store::control_lock`]: per tenant, across every process on a PostgreSQL
-//! database), in tenant order so that two requests never wait for each other in a cycle, then
-//! reads the tenant's state from the log, checks, appends, and only then lets go. Two requests
-//! using one approval, or ending one session, are decided one after the other: exactly one
-//! succeeds. Requests without such events never take a lock, and the test for them is a few
-//! string comparisons per event (`needs_gate`), so ordinary ingest pays nothing.
+//! A request holding such events takes one control lock per session and per approval they
+//! name ([`trailkeep_store::Store::control_lock`]; on PostgreSQL shared by every process on the
+//! database), then brings its view of those tenants' state up to date from the log, checks,
+//! appends, and only then lets go. Every change to a session or an approval goes through its
+//! lock and is durable before the lock is released, so the view read under the lock is exact:
+//! two requests ending one session, or using one approval, are decided one after the other and
+//! exactly one succeeds. Requests about different sessions hold different locks and go on
+//! together, into the same commit group. Requests without such events take no lock at all;
+//! telling them apart ([`needs_gate`]) is a few string comparisons per event.
+//!
+//! The view ([`ControlCache`]) is per tenant: the open sessions and the approvals folded from
+//! the tenant's `impersonation.*` and `approval.*` events, each with the seq it has read up to.
+//! It only ever moves forward through the log ([`trailkeep_store::Store::read_log_matching`]
+//! reads just those events, from where it stopped), so each is read once per process, and
+//! changes made by other processes on the same PostgreSQL database are read like any other.
 //!
 //! # Re-sends
 //!
 //! An event already stored with the same content is a duplicate (answered with its original
-//! receipt), not a new use: the gate leaves it out of the checks, so re-sending the event that
-//! used an approval, or the start of a session still open, is answered as the duplicate it is.
+//! receipt), not a new use. When a check fails, the gate looks the refused events up: one that
+//! is stored with the same content is dropped from the refusal (and uses nothing), so
+//! re-sending the event that used an approval, or the start of a session still open, is
+//! answered as the duplicate it is.
 //!
 //! Refusals are 422 `validation_failed`, every issue at once with its event's index and the
 //! path (`approval_id` or `payload.session_id`); nothing of the request is stored.
 
 use crate::{ApiError, AppState};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use trailkeep_control::approvals::{ApprovalConfig, Approvals, NewStep};
-use trailkeep_control::sessions::Sessions;
+use trailkeep_control::sessions::{start_or_end, OpenSessions};
 use trailkeep_core::{Issue, NewEvent, Timestamp, Uuid};
-use trailkeep_store::{AppendOutcome, PreparedEvent, StoreError};
+use trailkeep_store::{AppendOutcome, PreparedEvent, StoreError, TypeFilter};
 
 const START: &str = "impersonation.start";
 const END: &str = "impersonation.end";
+
+/// Events read per step while a view catches up.
+const CATCH_UP_BATCH: usize = 1_000;
 
 /// Whether the event's acceptance depends on the log's state.
 #[inline]
@@ -53,99 +67,226 @@ pub(crate) fn needs_gate(config: &ApprovalConfig, events: &[PreparedEvent]) -> b
     events.iter().any(|p| gated(config, &p.event))
 }
 
+/// The control lock of impersonation session `id` of `tenant`.
+pub(crate) fn session_lock(tenant: &str, id: &str) -> String {
+    format!("{tenant}\u{1f}imp\u{1f}{id}")
+}
+
+/// The control lock of approval `id` of `tenant`.
+pub(crate) fn approval_lock(tenant: &str, id: &str) -> String {
+    format!("{tenant}\u{1f}apr\u{1f}{id}")
+}
+
+/// Per tenant, the state the gate checks against, folded from the log (see the module doc).
+#[derive(Default)]
+pub struct ControlCache {
+    tenants: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantControl>>>>,
+}
+
+#[derive(Default)]
+struct TenantControl {
+    sessions_seq: u64,
+    sessions: OpenSessions,
+    approvals_seq: u64,
+    approvals: Approvals,
+}
+
+impl ControlCache {
+    fn tenant(&self, tenant: &str) -> Arc<tokio::sync::Mutex<TenantControl>> {
+        let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(tenant.to_string()).or_default().clone()
+    }
+
+    /// The tenant's approvals as the log now says (the caller holds the locks it relies on).
+    pub(crate) async fn approvals(
+        &self,
+        state: &AppState,
+        tenant: &str,
+    ) -> Result<Approvals, StoreError> {
+        let t = self.tenant(tenant);
+        let mut t = t.lock().await;
+        let TenantControl {
+            approvals_seq,
+            approvals,
+            ..
+        } = &mut *t;
+        catch_up(state, tenant, "approval.", approvals_seq, |e| {
+            let _ = approvals.apply(e);
+        })
+        .await?;
+        Ok(approvals.clone())
+    }
+
+    /// Checks a tenant's start and end events against its open sessions, brought up to date
+    /// first (the caller holds the sessions' locks).
+    async fn check_sessions(
+        &self,
+        state: &AppState,
+        tenant: &str,
+        events: &[NewEvent],
+    ) -> Result<Result<(), Vec<Issue>>, StoreError> {
+        let t = self.tenant(tenant);
+        let mut t = t.lock().await;
+        let TenantControl {
+            sessions_seq,
+            sessions,
+            ..
+        } = &mut *t;
+        catch_up(state, tenant, "impersonation.", sessions_seq, |e| {
+            sessions.apply(e)
+        })
+        .await?;
+        Ok(sessions.check_batch(events))
+    }
+}
+
+/// Folds the tenant's events of `prefix` appended since `seq` into a view, moving `seq` on.
+async fn catch_up(
+    state: &AppState,
+    tenant: &str,
+    prefix: &str,
+    seq: &mut u64,
+    mut apply: impl FnMut(&trailkeep_core::StoredEvent),
+) -> Result<(), StoreError> {
+    let types = [TypeFilter::Prefix(prefix.to_string())];
+    loop {
+        let slice = state
+            .store
+            .read_log_matching(tenant, *seq, &types, CATCH_UP_BATCH)
+            .await?;
+        for e in &slice.events {
+            apply(e);
+        }
+        if slice.next_seq <= *seq {
+            return Ok(());
+        }
+        *seq = slice.next_seq;
+    }
+}
+
 /// Appends a request that [`needs_gate`]: lock, check, append with the `approval.used` steps,
 /// unlock. The outcome covers the request's own events only (receipts in request order).
 pub(crate) async fn append_gated(
     state: &AppState,
     prepared: Vec<PreparedEvent>,
 ) -> Result<AppendOutcome, GateError> {
-    let config = &state.config.approvals;
-    let tenants: BTreeSet<String> = prepared
-        .iter()
-        .filter(|p| gated(config, &p.event))
-        .map(|p| p.event.tenant_id.to_string())
-        .collect();
-    let mut guards = Vec::with_capacity(tenants.len());
-    for t in &tenants {
-        guards.push(state.store.control_lock(t).await?);
-    }
-
-    // The events to check: gated ones not already stored with the same content. `index` maps
-    // each back to its place in the request.
-    let mut checked: Vec<NewEvent> = Vec::new();
-    let mut index: Vec<usize> = Vec::new();
-    for (i, p) in prepared.iter().enumerate() {
-        if !gated(config, &p.event) {
-            continue;
-        }
-        if let Some(stored) = state.store.get_event(p.event.event_id).await? {
-            if p.event.same_content_as(&stored) {
-                continue;
+    // Events found to be re-sends of stored ones: appended (the store answers them as
+    // duplicates) but not checked again.
+    let mut resent: BTreeSet<usize> = BTreeSet::new();
+    loop {
+        match decide(state, &prepared, &resent).await? {
+            Decision::Resent(more) => resent.extend(more),
+            Decision::Refused(issues) => return Err(GateError::Api(ApiError::validation(issues))),
+            Decision::Accepted(steps, guard) => {
+                let own = prepared.len();
+                let extra = steps.len();
+                let mut all = prepared;
+                all.extend(PreparedEvent::new_all(
+                    steps.into_iter().map(step_event).collect(),
+                    Timestamp::now_micros(),
+                ));
+                let mut outcome = state.store.append(all).await?;
+                drop(guard);
+                outcome.receipts.truncate(own);
+                // The steps are new whenever they were written: they exist only for events
+                // that were new.
+                outcome.accepted = outcome.accepted.saturating_sub(extra);
+                return Ok(outcome);
             }
         }
-        checked.push(p.event.clone());
-        index.push(i);
     }
+}
+
+/// What [`decide`] came to.
+enum Decision {
+    /// Append the request with these steps, then drop the guard.
+    Accepted(Vec<NewStep>, trailkeep_store::ControlGuard),
+    /// Refused: every issue, by request index.
+    Refused(Vec<Issue>),
+    /// These refused events are stored already with the same content: decide again
+    /// without checking them.
+    Resent(Vec<usize>),
+}
+
+/// Takes the locks, brings the views up to date and checks the request's gated events (all
+/// but `skip`), tenant by tenant (sessions and approvals never span tenants).
+async fn decide(
+    state: &AppState,
+    prepared: &[PreparedEvent],
+    skip: &BTreeSet<usize>,
+) -> Result<Decision, GateError> {
+    let config = &state.config.approvals;
+    let mut locks = Vec::new();
+    // Per tenant: the request indexes of its gated events.
+    let mut by_tenant: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, p) in prepared.iter().enumerate() {
+        let e = &p.event;
+        if skip.contains(&i) || !gated(config, e) {
+            continue;
+        }
+        if let Some((_, id)) = start_or_end(e) {
+            locks.push(session_lock(&e.tenant_id, &id));
+        }
+        if let Some(id) = e.approval_id.as_deref() {
+            locks.push(approval_lock(&e.tenant_id, id));
+        }
+        by_tenant.entry(e.tenant_id.as_str()).or_default().push(i);
+    }
+    let guard = state.store.control_lock(&locks).await?;
 
     let now = Timestamp::now_micros();
     let mut issues: Vec<Issue> = Vec::new();
     let mut steps: Vec<NewStep> = Vec::new();
-    if checked
-        .iter()
-        .any(|e| matches!(e.event_type.as_str(), START | END))
-    {
-        let mut sessions = Sessions::new();
-        for t in &tenants {
-            for e in crate::projection::events_in_log_order(state, Some(t), "impersonation.")
-                .await
-                .map_err(GateError::Api)?
-            {
-                let _ = sessions.apply(&e);
+    for (tenant, index) in &by_tenant {
+        let events: Vec<NewEvent> = index.iter().map(|&i| prepared[i].event.clone()).collect();
+        let mut found = Vec::new();
+        if events
+            .iter()
+            .any(|e| matches!(e.event_type.as_str(), START | END))
+        {
+            if let Err(f) = state.control.check_sessions(state, tenant, &events).await? {
+                found.extend(f);
             }
         }
-        if let Err(found) = sessions.check_batch(&checked) {
-            issues.extend(found);
-        }
-    }
-    if checked
-        .iter()
-        .any(|e| e.approval_id.is_some() || config.requires(&e.event_type))
-    {
-        let mut approvals = Approvals::new();
-        for t in &tenants {
-            for e in crate::projection::events_in_log_order(state, Some(t), "approval.")
-                .await
-                .map_err(GateError::Api)?
-            {
-                let _ = approvals.apply(&e);
+        if events
+            .iter()
+            .any(|e| e.approval_id.is_some() || config.requires(&e.event_type))
+        {
+            let approvals = state.control.approvals(state, tenant).await?;
+            match approvals.check_ingest(config, &events, now) {
+                Ok(s) => steps.extend(s),
+                Err(f) => found.extend(f),
             }
         }
-        match approvals.check_ingest(config, &checked, now) {
-            Ok(s) => steps = s,
-            Err(found) => issues.extend(found),
-        }
-    }
-    if !issues.is_empty() {
-        for issue in &mut issues {
+        for mut issue in found {
             issue.index = index.get(issue.index).copied().unwrap_or(issue.index);
+            issues.push(issue);
         }
-        issues.sort_by_key(|i| i.index);
-        return Err(GateError::Api(ApiError::validation(issues)));
     }
-
-    let own = prepared.len();
-    let extra = steps.len();
-    let mut all = prepared;
-    all.extend(PreparedEvent::new_all(
-        steps.into_iter().map(step_event).collect(),
-        now,
-    ));
-    let mut outcome = state.store.append(all).await?;
-    drop(guards);
-    outcome.receipts.truncate(own);
-    // The steps are new whenever they were written: they exist only for events that were new.
-    outcome.accepted = outcome.accepted.saturating_sub(extra);
-    Ok(outcome)
+    if issues.is_empty() {
+        return Ok(Decision::Accepted(steps, guard));
+    }
+    drop(guard);
+    // A refused event already stored with the same content is a re-send: a duplicate, not a
+    // refusal.
+    let mut resent = Vec::new();
+    for issue in &issues {
+        if resent.contains(&issue.index) {
+            continue;
+        }
+        if let Some(p) = prepared.get(issue.index) {
+            if let Some(stored) = state.store.get_event(p.event.event_id).await? {
+                if p.event.same_content_as(&stored) {
+                    resent.push(issue.index);
+                }
+            }
+        }
+    }
+    if !resent.is_empty() {
+        return Ok(Decision::Resent(resent));
+    }
+    issues.sort_by_key(|i| i.index);
+    Ok(Decision::Refused(issues))
 }
 
 /// A step of an approval as the event trailkeep writes (the approval's tenant, its id in the
@@ -166,10 +307,11 @@ pub(crate) fn step_event(s: NewStep) -> NewEvent {
     }
 }
 
-/// Why a gated append failed: a refusal to answer as is, or the store's error (which the
-/// handler answers as every append error, ids included).
+/// Why a gated append did not go through.
 pub(crate) enum GateError {
+    /// A refusal to answer as is.
     Api(ApiError),
+    /// The store's error (answered as every append error, ids included).
     Store(StoreError),
 }
 

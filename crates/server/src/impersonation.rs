@@ -26,8 +26,9 @@
 //! runs on the embedded store and on PostgreSQL, so these endpoints are tested on the embedded
 //! store only (tests/api/impersonation.rs).
 //!
-//! Not built yet: refusing an `impersonation.end` for an unknown session at ingest, and the
-//! alert for a session open longer than its limit.
+//! Ingest refuses an end of a session that is not open and a start of one that is
+//! (`crate::gate`); the alert for a session open longer than its limit is raised by the alert
+//! engine (`trailkeep_deliver`).
 
 use crate::audit::{scope_of, served, Scope};
 use crate::auth::{authenticate, READ_ROLES};

@@ -10,8 +10,9 @@ pub mod auth;
 pub mod checkpoint;
 pub mod deadline;
 pub mod error;
+pub mod expiry;
 pub mod export;
-mod gate;
+pub mod gate;
 pub mod impersonation;
 pub mod ingest;
 pub mod keys;
@@ -112,6 +113,8 @@ pub struct AppState {
     pub viewer_key: Arc<viewer::token::TokenKey>,
     /// Exports in progress (`ServerConfig::max_exports` permits).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Open sessions and approvals per tenant, folded from the log, for the ingest gate.
+    pub control: Arc<gate::ControlCache>,
 }
 
 impl AppState {
@@ -137,6 +140,7 @@ impl AppState {
             store,
             failed_auth,
             exports,
+            control: Arc::default(),
             config: Arc::new(config),
             env_admin_hash: env_admin_key
                 .filter(|k| !k.is_empty())

@@ -47,3 +47,7 @@ mod impersonation;
 
 #[path = "api/approvals.rs"]
 mod approvals;
+
+// What ingest refuses on the log's state: impersonation start/end, approvals used once.
+#[path = "api/gate.rs"]
+mod gate;

@@ -9,6 +9,7 @@
 //! group commit, indexes in memory) and [`postgres::PostgresStore`]. Every backend must pass the conformance suite in `tests/conformance.rs`.
 
 mod dedupe;
+mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod keys;
@@ -145,7 +146,7 @@ pub struct LogSlice {
 /// A delivery cursor: tenant → next seq to deliver.
 pub type DeliveryCursor = std::collections::BTreeMap<String, u64>;
 
-/// Held while a tenant's control lock is (see [`Store::control_lock`]); dropping it releases
+/// Held while control locks are (see [`Store::control_lock`]); dropping it releases
 /// the lock.
 pub struct ControlGuard {
     _inner: Box<dyn Send + Sync>,
@@ -266,7 +267,9 @@ pub trait Store: Send + Sync + 'static {
     /// events, from at most [`LOG_SCAN_WINDOW`] seqs looked at. [`LogSlice::next_seq`] is
     /// where the next call continues (after the last seq looked at, matching or not), so a
     /// reader that saves it as its cursor skips what it did not want without reading it.
-    /// Delivery (alert channels, sinks) reads the log this way: the log is the outbox.
+    /// Delivery (alert channels, sinks) reads the log this way: the log is the outbox. An
+    /// unknown tenant gives no events and `next_seq = from_seq`; a `limit` of 0 is
+    /// [`StoreError::Invalid`].
     async fn read_log_matching(
         &self,
         tenant_id: &str,
@@ -276,7 +279,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<LogSlice, StoreError>;
 
     /// A named delivery cursor (`alerts/ops-chat`, `sinks/gcl`): per tenant, the next seq to
-    /// deliver. Empty when never saved.
+    /// deliver. Empty when never saved. Names are 1 to 200 bytes without control characters
+    /// (else [`StoreError::Invalid`]).
     async fn load_cursor(&self, name: &str) -> Result<DeliveryCursor, StoreError>;
     /// Sets the given tenants' positions of a cursor (others keep theirs), durably: fsync'd
     /// (embedded) or committed (PostgreSQL) when this returns.
@@ -284,7 +288,8 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the lease `name` for `holder` until `ttl` from now, if no other holder
     /// has an unexpired one; `true` when `holder` holds it. Several PostgreSQL servers run one
     /// delivery loop per destination between them this way; the embedded store (one process)
-    /// always grants it.
+    /// always grants it. `ttl` is from a millisecond to a day, `name` and `holder` are not
+    /// empty (else [`StoreError::Invalid`]).
     async fn acquire_lease(
         &self,
         name: &str,
@@ -292,12 +297,16 @@ pub trait Store: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Excludes every other holder of the same tenant's control lock (in this process and, on
-    /// PostgreSQL, in every process on the database) until the guard is dropped. Ingest takes
-    /// it around the check and append of events whose acceptance depends on the log's state
-    /// (impersonation start and end, events carrying an `approval_id`, types that need
-    /// approval), so that two such requests are decided one after the other.
-    async fn control_lock(&self, tenant_id: &str) -> Result<ControlGuard, StoreError>;
+    /// Takes the control locks named in `names` (in one fixed order, so two holders never wait
+    /// for each other in a cycle) and holds them until the guard is dropped: every other holder
+    /// of any of them, in this process and, on PostgreSQL, in every process on the database,
+    /// waits. Ingest takes one per impersonation session and per approval its events depend on
+    /// (`<tenant>\u{1f}imp\u{1f}<session_id>`, `<tenant>\u{1f}apr\u{1f}<approval_id>`) around
+    /// the check and the append, so that two requests about one session or one approval are
+    /// decided one after the other, while requests about different ones go on together (and
+    /// commit in one group). Waiting is bounded (PostgreSQL: `lock_timeout`), then
+    /// [`StoreError::Unavailable`]. No names: a guard that holds nothing.
+    async fn control_lock(&self, names: &[String]) -> Result<ControlGuard, StoreError>;
 
     /// Whether storage is reachable and accepting writes.
     async fn ready(&self) -> Result<(), StoreError>;

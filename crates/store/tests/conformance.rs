@@ -15,6 +15,10 @@ mod helpers;
 #[path = "conformance/export.rs"]
 mod export;
 
+#[macro_use]
+#[path = "conformance/delivery.rs"]
+mod delivery;
+
 use helpers::Guard;
 use std::sync::Arc;
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -43,6 +47,7 @@ macro_rules! store_conformance_suite {
             }
 
             export_conformance_cases!();
+            delivery_conformance_cases!();
 
             #[tokio::test]
             async fn append_get_round_trip_all_fields() {
@@ -1067,8 +1072,8 @@ impl Drop for PgDatabase {
     }
 }
 
-/// The PostgreSQL backend on a fresh database (`trailkeep_test_<random>`) per test.
-async fn postgres() -> (Arc<dyn Store>, Guard) {
+/// A fresh database (`trailkeep_test_<random>`): its URL, and the guard that drops it.
+async fn pg_database() -> (String, PgDatabase) {
     let admin = pg_admin_url();
     let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
@@ -1088,6 +1093,12 @@ async fn postgres() -> (Arc<dyn Store>, Guard) {
         Some(i) => format!("{}/{name}", &admin[..i]),
         None => panic!("TRAILKEEP_TEST_POSTGRES must end in /<database>"),
     };
+    (url, guard)
+}
+
+/// The PostgreSQL backend on a fresh database per test.
+async fn postgres() -> (Arc<dyn Store>, Guard) {
+    let (url, guard) = pg_database().await;
     let store = PostgresStore::open(&url, PostgresOptions::default())
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"));

@@ -249,3 +249,51 @@ fn duration_never_negative_for_a_backfilled_end() {
     s.apply(&end(1, T, "x", plus(t0(), -30)));
     assert_eq!(s.get(T, "x").unwrap().duration_seconds(t0()), 0);
 }
+
+proptest::proptest! {
+    /// The lean view ingest keeps (open sessions only) decides every request exactly as the
+    /// full fold does, whatever mix of starts and ends of a few ids the requests hold; and
+    /// folding what each accepted leaves both agreeing on which sessions are open.
+    #[test]
+    fn open_sessions_decide_as_the_full_fold(
+        requests in proptest::collection::vec(
+            proptest::collection::vec((proptest::bool::ANY, 0u8..3), 1..5),
+            1..30,
+        )
+    ) {
+        let mut full = Sessions::new();
+        let mut lean = OpenSessions::new();
+        let mut seq = 0u64;
+        for request in requests {
+            let events: Vec<NewEvent> = request
+                .iter()
+                .map(|&(is_start, id)| {
+                    let id = format!("imp_{id}");
+                    if is_start { start_new(&id) } else { end_new(&id) }
+                })
+                .collect();
+            let a = full.check_batch(&events);
+            let b = lean.check_batch(&events);
+            proptest::prop_assert_eq!(
+                a.as_ref().map_err(|i| i.iter().map(|x| x.index).collect::<Vec<_>>()),
+                b.as_ref().map_err(|i| i.iter().map(|x| x.index).collect::<Vec<_>>())
+            );
+            if a.is_ok() {
+                for &(is_start, id) in &request {
+                    let id = format!("imp_{id}");
+                    let e = if is_start { start(seq, T, &id, t0()) } else { end(seq, T, &id, t0()) };
+                    seq += 1;
+                    full.apply(&e);
+                    lean.apply(&e);
+                }
+            }
+            for id in 0..3 {
+                let id = format!("imp_{id}");
+                proptest::prop_assert_eq!(
+                    full.get(T, &id).is_some_and(|s| s.active()),
+                    lean.is_open(T, &id)
+                );
+            }
+        }
+    }
+}

@@ -316,8 +316,11 @@ impl Store for RewrittenLog {
     ) -> Result<bool, StoreError> {
         self.inner.acquire_lease(name, holder, ttl).await
     }
-    async fn control_lock(&self, t: &str) -> Result<trailkeep_store::ControlGuard, StoreError> {
-        self.inner.control_lock(t).await
+    async fn control_lock(
+        &self,
+        n: &[String],
+    ) -> Result<trailkeep_store::ControlGuard, StoreError> {
+        self.inner.control_lock(n).await
     }
     async fn export(
         &self,

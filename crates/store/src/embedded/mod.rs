@@ -2,8 +2,8 @@
 //!
 //! Layout of `DATA_DIR`: `log/NNNNNNNN.seg` (the durable log, see [`segment`] and [`codec`]),
 //! `high-water` (how far the log is known to have got, see [`mark`]), `keys.json` (API keys,
-//! see [`keyfile`]), `store.lock` (held while a process has the store open), and the signing
-//! key the binary keeps there.
+//! see [`keyfile`]), `cursors/` (delivery cursors, see [`delivery`]), `store.lock` (held while
+//! a process has the store open), and the signing key the binary keeps there.
 //!
 //! Integrity checks at open, after the log is replayed: the log must not be behind the
 //! high-water mark (else it was rolled back: refused, unless
@@ -28,11 +28,18 @@
 //! every tenant's size under one read lock and walks the same ranges a batch per read lock,
 //! reading the log through read-ahead windows. See ARCHITECTURE.md for the measurements behind
 //! this design.
+//!
+//! Delivery ([`delivery`]): a filtered log read decides from the events' metadata in memory
+//! which seqs of its window match and reads only those from the log; delivery cursors are small
+//! files in `cursors/`, replaced durably (temporary file, fsync, rename, directory fsync); a
+//! lease is always granted (one process holds the data directory); control locks are
+//! per-tenant mutexes in memory ([`control`]).
 
 mod chunked;
 mod codec;
 mod compress;
-mod control;
+pub(crate) mod control;
+mod delivery;
 mod export;
 mod index;
 mod keyfile;
@@ -215,6 +222,7 @@ pub struct EmbeddedStore {
     /// Tenants that failed the integrity check at open, with why (fixed at open).
     quarantined: Arc<BTreeMap<String, String>>,
     control: Arc<control::ControlLocks>,
+    cursors: Arc<delivery::Cursors>,
     _lock: Arc<std::fs::File>,
 }
 
@@ -327,6 +335,7 @@ impl EmbeddedStore {
             opts,
             quarantined: Arc::new(quarantined),
             control: Arc::default(),
+            cursors: Arc::new(delivery::Cursors::new(dir)),
             _lock: Arc::new(lock),
         };
         if !missing.is_empty() {
@@ -977,43 +986,50 @@ impl Store for EmbeddedStore {
 
     async fn read_log_matching(
         &self,
-        _tenant_id: &str,
-        _from_seq: u64,
-        _types: &[crate::TypeFilter],
-        _limit: usize,
+        tenant_id: &str,
+        from_seq: u64,
+        types: &[crate::TypeFilter],
+        limit: usize,
     ) -> Result<crate::LogSlice, StoreError> {
-        Err(StoreError::Unavailable(
-            "read_log_matching is not built yet".into(),
-        ))
+        crate::delivery::check_limit(limit)?;
+        self.check_tenants([tenant_id])?;
+        let shared = self.shared.clone();
+        let (t, types) = (tenant_id.to_string(), types.to_vec());
+        tokio::task::spawn_blocking(move || {
+            delivery::read_log_matching(&shared, &t, from_seq, &types, limit)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
-    async fn load_cursor(&self, _name: &str) -> Result<crate::DeliveryCursor, StoreError> {
-        Err(StoreError::Unavailable(
-            "delivery cursors are not built yet".into(),
-        ))
+    async fn load_cursor(&self, name: &str) -> Result<crate::DeliveryCursor, StoreError> {
+        let (cursors, name) = (self.cursors.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || cursors.load(&name))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
-    async fn save_cursor(
-        &self,
-        _name: &str,
-        _positions: &[(String, u64)],
-    ) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable(
-            "delivery cursors are not built yet".into(),
-        ))
+    async fn save_cursor(&self, name: &str, positions: &[(String, u64)]) -> Result<(), StoreError> {
+        let positions = crate::delivery::check_positions(name, positions)?;
+        let (cursors, name) = (self.cursors.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || cursors.save(&name, positions))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
+    /// Always granted: one process holds the data directory. The inputs are still checked.
     async fn acquire_lease(
         &self,
-        _name: &str,
-        _holder: &str,
-        _ttl: std::time::Duration,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable("leases are not built yet".into()))
+        crate::delivery::check_lease(name, holder, ttl)?;
+        Ok(true)
     }
 
-    async fn control_lock(&self, tenant_id: &str) -> Result<crate::ControlGuard, StoreError> {
-        Ok(self.control.lock(tenant_id).await)
+    async fn control_lock(&self, names: &[String]) -> Result<crate::ControlGuard, StoreError> {
+        Ok(self.control.lock(names).await)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -44,8 +44,15 @@
 //! - Checkpoints: `INSERT … ON CONFLICT DO NOTHING` and a compare, so every process that signs a
 //!   tree size stores (and later serves) the first signed checkpoint, and a different root for a
 //!   stored size is refused.
+//! - Delivery (see `delivery.rs` and `control.rs`): a filtered log read is one statement over
+//!   the `(tenant_id, seq)` key with the type filter in SQL and the tenant's size from the same
+//!   snapshot; cursors and leases are rows written by one upsert each (leases on the database's
+//!   clock); a control lock is a session-level advisory lock held on a connection the guard
+//!   keeps out of the pool, unlocked (or the connection closed) when the guard drops.
 
 mod append;
+mod control;
+mod delivery;
 mod export;
 mod pool;
 mod read;
@@ -64,7 +71,10 @@ use tokio_postgres::Config;
 use trailkeep_core::{StoredEvent, Timestamp, Uuid};
 
 /// The schema migrations, in order: `(version, SQL)`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_delivery.sql")),
+];
 
 /// Advisory lock key held while migrating (an arbitrary constant: "trailkeep" in ASCII-ish).
 const MIGRATION_LOCK: i64 = 0x7472_6169_6c6b_6570;
@@ -146,6 +156,8 @@ pub struct PostgresStore {
     /// The readiness probe's own connection, outside the pool: `/readyz` reports whether the
     /// database answers, not whether this process's connections are all busy.
     probe: Arc<tokio::sync::Mutex<Option<pool::Link>>>,
+    /// Control-lock waiters of this process queue here before they take a connection.
+    control: Arc<crate::embedded::control::ControlLocks>,
 }
 
 /// `find_key` answers (found or not) kept for at most [`KEY_CACHE_TTL`]: every API request
@@ -281,6 +293,7 @@ impl PostgresStore {
             committer: Arc::new(committer),
             keys: Arc::default(),
             probe: Arc::default(),
+            control: Arc::default(),
         })
     }
 
@@ -499,51 +512,50 @@ impl Store for PostgresStore {
         on_conn!(self.pool, |c| tree::latest_checkpoint(&c, tenant_id))
     }
 
-    /// Bounded by [`READY_TIMEOUT`] as a whole (connect and `SELECT 1` on the probe's own
-    /// connection), so a probe gets its 503 quickly when the database does not answer.
     async fn read_log_matching(
         &self,
-        _tenant_id: &str,
-        _from_seq: u64,
-        _types: &[crate::TypeFilter],
-        _limit: usize,
+        tenant_id: &str,
+        from_seq: u64,
+        types: &[crate::TypeFilter],
+        limit: usize,
     ) -> Result<crate::LogSlice, StoreError> {
-        Err(StoreError::Unavailable(
-            "read_log_matching is not built yet".into(),
+        crate::delivery::check_limit(limit)?;
+        on_conn!(self.pool, |c| delivery::read_log_matching(
+            &c, tenant_id, from_seq, types, limit
         ))
     }
 
-    async fn load_cursor(&self, _name: &str) -> Result<crate::DeliveryCursor, StoreError> {
-        Err(StoreError::Unavailable(
-            "delivery cursors are not built yet".into(),
-        ))
+    async fn load_cursor(&self, name: &str) -> Result<crate::DeliveryCursor, StoreError> {
+        crate::delivery::check_name("cursor", name)?;
+        on_conn!(self.pool, |c| delivery::load_cursor(&c, name))
     }
 
-    async fn save_cursor(
-        &self,
-        _name: &str,
-        _positions: &[(String, u64)],
-    ) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable(
-            "delivery cursors are not built yet".into(),
-        ))
+    async fn save_cursor(&self, name: &str, positions: &[(String, u64)]) -> Result<(), StoreError> {
+        let positions = crate::delivery::check_positions(name, positions)?;
+        on_conn!(self.pool, |c| delivery::save_cursor(&c, name, &positions))
     }
 
     async fn acquire_lease(
         &self,
-        _name: &str,
-        _holder: &str,
-        _ttl: std::time::Duration,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable("leases are not built yet".into()))
-    }
-
-    async fn control_lock(&self, _tenant_id: &str) -> Result<crate::ControlGuard, StoreError> {
-        Err(StoreError::Unavailable(
-            "control locks are not built yet".into(),
+        crate::delivery::check_lease(name, holder, ttl)?;
+        on_conn!(self.pool, |c| delivery::acquire_lease(
+            &c, name, holder, ttl
         ))
     }
 
+    async fn control_lock(&self, names: &[String]) -> Result<crate::ControlGuard, StoreError> {
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        control::lock(&self.pool, &self.control, names).await
+    }
+
+    /// Bounded by [`READY_TIMEOUT`] as a whole (connect and `SELECT 1` on the probe's own
+    /// connection), so a probe gets its 503 quickly when the database does not answer.
     async fn ready(&self) -> Result<(), StoreError> {
         if self.pool.is_closed() {
             return Err(StoreError::Unavailable("the store is shut down".into()));
