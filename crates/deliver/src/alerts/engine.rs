@@ -76,11 +76,10 @@ mod channel_loop;
 mod dead_letter;
 mod lease;
 mod overdue;
-mod retry_fallback;
 
-pub use retry_fallback::{Next, RetryPolicy};
-
+use super::channel::Channel;
 use super::registry::Registry;
+use super::retry::RetryPolicy;
 use super::{Alert, Attempt};
 use std::future::Future;
 use std::pin::Pin;
@@ -98,6 +97,16 @@ pub trait Destination: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// One attempt to send the alert (waiting for the channel's rate limit first).
     fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>>;
+}
+
+impl Destination for Channel {
+    fn name(&self) -> &str {
+        Channel::name(self)
+    }
+
+    fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>> {
+        Box::pin(Channel::send(self, alert))
+    }
 }
 
 /// What the engine runs with.

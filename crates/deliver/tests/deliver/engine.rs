@@ -1,7 +1,8 @@
 //! The alert delivery engine over a real store: order, cursors across restarts, retries, dead
 //! letters, leases on PostgreSQL, overdue impersonation sessions.
 //!
-//! Channels here are [`TestDest`]s (scripted answers, every alert recorded).
+//! Channels are [`TestDest`]s (scripted answers, every alert recorded), and at the end real
+//! channels sending over HTTP to the testkit's receivers.
 
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -13,11 +14,13 @@ use std::time::{Duration, Instant};
 use trailkeep_control::rules::{RuleConfig, RuleSet};
 use trailkeep_core::validate::validate_object;
 use trailkeep_core::{NewEvent, StoredEvent, Timestamp, GLOBAL_TENANT};
-use trailkeep_deliver::alerts::engine::{
-    self, AlertHandle, Destination, EngineConfig, RetryPolicy,
-};
+use trailkeep_deliver::alerts::channel::{Channel, ChannelConfig, ChannelKind};
+use trailkeep_deliver::alerts::engine::{self, AlertHandle, Destination, EngineConfig};
+use trailkeep_deliver::alerts::rate::Limits;
 use trailkeep_deliver::alerts::registry::Status;
+use trailkeep_deliver::alerts::retry::RetryPolicy;
 use trailkeep_deliver::alerts::{delivery_id, Alert, Attempt};
+use trailkeep_deliver::testkit::{Behaviour, Received, Receiver, ReceiverKind};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use trailkeep_store::{PreparedEvent, Store, StoreError, TypeFilter};
 
@@ -698,4 +701,201 @@ async fn two_processes_on_one_postgres_database_deliver_once_and_fail_over() {
     assert_eq!(seqs(&got, &t), [10, 11]);
     assert_eq!(d1.sent().len(), 10);
     h2.shutdown().await;
+}
+
+// ---- Through real channels to the testkit's receivers ----
+
+const HOOK_SECRET: &str = "whsec_engine_0123456789";
+
+/// A channel (Google Chat, Slack or webhook) to a fresh receiver, named `name`.
+fn real_channel(name: &str, kind: ChannelKind, timeout: &str) -> (Arc<Channel>, Receiver) {
+    let (rx, secret) = match kind {
+        ChannelKind::GoogleChat => (Receiver::start(ReceiverKind::GoogleChat), None),
+        ChannelKind::Slack => (Receiver::start(ReceiverKind::Slack), None),
+        ChannelKind::Webhook => (
+            Receiver::start(ReceiverKind::Webhook {
+                secret: HOOK_SECRET.as_bytes().to_vec(),
+            }),
+            Some(HOOK_SECRET.to_string()),
+        ),
+    };
+    let cfg = ChannelConfig {
+        name: name.into(),
+        kind,
+        url: rx.url(),
+        secret,
+        timeout: Some(timeout.into()),
+    };
+    let channel = Channel::new(&cfg, None, crate::support::http(), &Limits::unlimited())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (Arc::new(channel), rx)
+}
+
+/// What identifies the alert a request carried: Chat's `requestId`, the webhook's delivery
+/// header, or (Slack sends no id) the event id in the message.
+fn alert_key(kind: ChannelKind, r: &Received, event_ids: &[String]) -> String {
+    match kind {
+        ChannelKind::GoogleChat => r.request_id().unwrap_or_default().to_string(),
+        ChannelKind::Webhook => r
+            .header("x-trailkeep-delivery")
+            .unwrap_or_default()
+            .to_string(),
+        ChannelKind::Slack => {
+            let body = r.body_text();
+            event_ids
+                .iter()
+                .find(|id| body.contains(id.as_str()))
+                .cloned()
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// The distinct alerts a receiver accepted, in the order they first arrived (a request that
+/// timed out on trailkeep's side may still have been accepted: its resend is a repeat).
+fn accepted_alerts(kind: ChannelKind, rx: &Receiver, event_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rx.received().iter().filter(|r| r.accepted()) {
+        let k = alert_key(kind, r, event_ids);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+async fn wait_for_alerts(kind: ChannelKind, rx: &Receiver, event_ids: &[String]) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = accepted_alerts(kind, rx, event_ids);
+        if got.len() >= event_ids.len() {
+            return got;
+        }
+        assert!(
+            Instant::now() < end,
+            "{kind}: {} of {} alerts accepted: {:#?}",
+            got.len(),
+            event_ids.len(),
+            rx.received()
+                .iter()
+                .map(Received::summary)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn real_channels_get_every_alert_in_order_through_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded(dir.path());
+    let kinds = [
+        ("chat", ChannelKind::GoogleChat),
+        ("slack", ChannelKind::Slack),
+        ("hook", ChannelKind::Webhook),
+    ];
+    let channels: Vec<(ChannelKind, Arc<Channel>, Receiver)> = kinds
+        .iter()
+        .map(|(name, kind)| {
+            let (c, rx) = real_channel(name, *kind, "500ms");
+            (*kind, c, rx)
+        })
+        .collect();
+    let set = rules(vec![("ks", &[KS], &["chat", "slack", "hook"])]);
+    let dests = channels
+        .iter()
+        .map(|(_, c, _)| c.clone() as Arc<dyn Destination>)
+        .collect();
+    let mut cfg = EngineConfig::new(set, dests, retry_fast());
+    cfg.poll = Duration::from_secs(60);
+    let h = engine::start(store.clone(), cfg);
+    wait_until(|| h.registry().channels().iter().all(|c| c.active)).await;
+
+    // Each receiver fails in its own ways first.
+    channels[0].2.script([
+        Behaviour::Status(503),
+        Behaviour::TooMany {
+            retry_after: Some("0".into()),
+        },
+        Behaviour::Close,
+    ]);
+    channels[1]
+        .2
+        .script([Behaviour::Status(500), Behaviour::Status(502)]);
+    channels[2].2.script([
+        Behaviour::Hang(Duration::from_secs(1)),
+        Behaviour::Status(503),
+        Behaviour::Close,
+    ]);
+    let t = tenant("t");
+    ingest(&store, &h, &t, &[KS, "crawl.other", KS, KS, KS, KS]).await;
+    let events: Vec<StoredEvent> = store
+        .read_log(&t, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == KS)
+        .collect();
+    let event_ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+    for (kind, c, rx) in &channels {
+        let want: Vec<String> = match kind {
+            ChannelKind::Slack => event_ids.clone(),
+            _ => events
+                .iter()
+                .map(|e| delivery_id("event", c.name(), &t, e.seq))
+                .collect(),
+        };
+        let got = wait_for_alerts(*kind, rx, &want).await;
+        assert_eq!(got, want, "{kind}: in log order, each once");
+        assert!(rx.problems().is_empty(), "{kind}: {:#?}", rx.problems());
+    }
+    // Google Chat posts each message once: retries carry the same requestId.
+    assert_eq!(channels[0].2.posted().len(), 5);
+
+    // A kill switch reaches a healthy receiver within 2 s of its ingest receipt.
+    let before: Vec<usize> = channels
+        .iter()
+        .map(|(_, _, rx)| rx.accepted().len())
+        .collect();
+    let started = Instant::now();
+    ingest(&store, &h, &t, &[KS]).await;
+    for ((kind, _, rx), n) in channels.iter().zip(before) {
+        rx.wait_for(n + 1, Duration::from_secs(2)).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "{kind}");
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusing_webhook_leaves_a_dead_letter_and_later_alerts_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded(dir.path());
+    let (hook, rx) = real_channel("hook", ChannelKind::Webhook, "2s");
+    let set = rules(vec![("ks", &[KS], &["hook"])]);
+    let h = engine::start(
+        store.clone(),
+        EngineConfig::new(set, vec![hook as Arc<dyn Destination>], retry_fast()),
+    );
+    wait_until(|| h.registry().channel("hook").is_some_and(|c| c.active)).await;
+    rx.script(vec![Behaviour::Status(404); 3]);
+    let t = tenant("t");
+    ingest(&store, &h, &t, &[KS, KS]).await;
+    let accepted = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        accepted[0].header("x-trailkeep-delivery"),
+        Some(delivery_id("event", "hook", &t, 1).as_str())
+    );
+    assert_eq!(rx.received().len(), 4, "3 refusals of seq 0, then seq 1");
+    let dls = dead_letters(&store).await;
+    assert_eq!(dls.len(), 1);
+    let p = payload(&dls[0]);
+    assert_eq!(p["seq"], 0);
+    assert_eq!(p["attempts"], 3);
+    assert_eq!(p["last_status"], 404);
+    assert!(p["error"].as_str().unwrap().contains("404"), "{p}");
+    let dead = h.registry().list(Some(Status::Dead), None, 10);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, delivery_id("event", "hook", &t, 0));
+    assert!(rx.problems().is_empty(), "{:#?}", rx.problems());
+    h.shutdown().await;
 }

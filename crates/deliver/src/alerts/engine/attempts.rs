@@ -6,8 +6,9 @@
 //! the metrics.
 
 use super::lease::Lease;
-use super::{Ctx, Destination, Next};
+use super::{Ctx, Destination};
 use crate::alerts::registry::{DeliveryView, Status};
+use crate::alerts::retry::Next;
 use crate::alerts::{Alert, Attempt};
 use std::time::{Duration, Instant};
 use trailkeep_core::Timestamp;
@@ -43,7 +44,7 @@ pub(crate) async fn send(
 ) -> Sent {
     let shared = ctx.shared.clone();
     let channel = alert.channel.as_str();
-    let started = Instant::now();
+    let mut failing_since: Option<Instant> = None;
     let first_attempt_at = Timestamp::now_millis();
     let mut view = DeliveryView {
         id: alert.delivery_id.clone(),
@@ -89,6 +90,10 @@ pub(crate) async fn send(
         }
         let attempt = dest.send(alert).await;
         attempts += 1;
+        if !matches!(attempt, Attempt::Delivered { .. }) && failing_since.is_none() {
+            failing_since = Some(Instant::now());
+        }
+        let failing_for = failing_since.map_or(Duration::ZERO, |t| t.elapsed());
         let now = Timestamp::now_millis();
         let (last_status, error) = match &attempt {
             Attempt::Delivered { status } => (Some(*status), None),
@@ -99,7 +104,7 @@ pub(crate) async fn send(
         view.last_status = last_status;
         view.last_error = error.clone();
         view.updated_at = now.to_rfc3339();
-        match shared.retry.next(attempts, started.elapsed(), &attempt) {
+        match shared.retry.next(attempts, failing_for, &attempt) {
             Next::Done => {
                 count("delivered");
                 if kind == "event" {
