@@ -31,8 +31,9 @@
 //!   the same delivery ids (receivers drop repeats by id).
 //! - **Waking up.** A channel loop that caught up sleeps until [`AlertHandle::notify`] (which
 //!   ingest calls after every successful append) or [`EngineConfig::poll`] (500 ms by default:
-//!   other processes on the same PostgreSQL database append too). A kill switch reaches a
-//!   healthy receiver well within 2 s of its ingest receipt.
+//!   other processes on the same PostgreSQL database append too), starting passes at most
+//!   every 25 ms so that a stream of appends does not keep a loop spinning. A kill switch
+//!   reaches a healthy receiver well within 2 s of its ingest receipt.
 //! - **Dead letters.** An alert given up is recorded as one event of tenant `_global`:
 //!   `sink.alert_failed` by `svc:trailkeep`, payload `channel`, `kind`, `delivery_id`, `rule`,
 //!   `tenant_id`, `seq`, `event_id`, `event_type`, `attempts`, `last_status` (the last HTTP

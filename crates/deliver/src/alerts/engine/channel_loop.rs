@@ -7,7 +7,7 @@ use super::{Ctx, Destination, SLICE};
 use crate::alerts::{delivery_id, Alert};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use trailkeep_control::rules::{RuleSet, TypePattern};
 use trailkeep_core::StoredEvent;
@@ -16,6 +16,10 @@ use trailkeep_store::{DeliveryCursor, StoreError, TypeFilter};
 /// The cursor key that says a channel's cursor was set up: no tenant id starts with `_` but
 /// `_global` ([`trailkeep_core::validate::is_tenant_id`]).
 pub(crate) const MARKER: &str = "_started";
+
+/// The shortest time between the starts of two passes: the latency a wake-up may add, and
+/// what bounds the work of a loop while ingest runs.
+const PASS_SPACING: Duration = Duration::from_millis(25);
 
 /// What a channel reads from the log: the event types its rules can match (an empty list is
 /// every type, as [`trailkeep_store::Store::read_log_matching`] takes it).
@@ -121,6 +125,7 @@ impl ChannelLoop {
                 }
                 continue;
             }
+            let pass_started = Instant::now();
             let result = match self.load().await {
                 Ok(()) => {
                     self.ctx.shared.registry.set_active(&self.name, true);
@@ -134,6 +139,12 @@ impl ChannelLoop {
                     let d = self.ctx.shared.poll.min(self.lease.renew_every());
                     let wake = self.wake.clone();
                     if !self.ctx.pause(d, Some(&wake)).await {
+                        break;
+                    }
+                    // Under a stream of appends, each one notifying, passes would run back to
+                    // back: at most one per PASS_SPACING, which coalesces the wake-ups.
+                    let since = pass_started.elapsed();
+                    if since < PASS_SPACING && !self.ctx.pause(PASS_SPACING - since, None).await {
                         break;
                     }
                 }
