@@ -1,9 +1,9 @@
 //! Configuration: the TOML file of docs/configuration.md, overridden by `TRAILKEEP_*` environment variables
 //! (`__` between levels), overridden by flags.
 //!
-//! Sections that later features read (`alerts`, `impersonation`, `sinks`) are
-//! accepted now so a full configuration file loads; unknown top-level keys are refused so that
-//! typos surface at start instead of being silently ignored.
+//! The `sinks` section, read by a later feature, is accepted now so a full configuration file
+//! loads; unknown top-level keys are refused so that typos surface at start instead of being
+//! silently ignored.
 
 use anyhow::{Context, Result};
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -35,12 +35,16 @@ pub struct Config {
     pub postgres_timeouts: PostgresTimeouts,
     #[serde(default)]
     pub viewer: Viewer,
+    /// The server's address as users reach it (`https://audit.example.com`), for links in
+    /// alerts; unset: alerts carry no link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<serde_json::Value>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub alerts: Alerts,
     #[serde(default)]
     pub approvals: Approvals,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub impersonation: Option<serde_json::Value>,
+    #[serde(default)]
+    pub impersonation: Impersonation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sinks: Option<serde_json::Value>,
 }
@@ -158,6 +162,132 @@ impl Approvals {
     }
 }
 
+/// `[alerts]`: channels and rules (docs/alerts.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// `[[alerts.channels]]`: where alerts go.
+    pub channels: Vec<trailkeep_deliver::alerts::channel::ChannelConfig>,
+    /// `[[alerts.rules]]`: which events alert, through which channels; none: every `high`
+    /// event of the catalogue through every channel.
+    pub rules: Vec<trailkeep_control::rules::RuleConfig>,
+    /// How long a delivery that keeps failing (5xx, 429, timeouts) is retried before it is
+    /// given up as dead (`24h`).
+    pub give_up_after: String,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            channels: Vec::new(),
+            rules: Vec::new(),
+            give_up_after: "24h".into(),
+        }
+    }
+}
+
+/// `[alerts]` checked: what the engine starts with.
+pub struct CheckedAlerts {
+    pub channels: Vec<trailkeep_deliver::alerts::channel::ChannelConfig>,
+    pub rules: trailkeep_control::rules::RuleSet,
+    /// No rule was configured: the default rule is in force.
+    pub default_rules: bool,
+    pub give_up_after: std::time::Duration,
+}
+
+impl Alerts {
+    /// Checks channels and rules; errors name the setting (a bad `where` its position).
+    pub fn check(&self) -> Result<CheckedAlerts> {
+        let bad = |m: String| anyhow::anyhow!("invalid configuration: {m}");
+        let mut names: Vec<String> = Vec::with_capacity(self.channels.len());
+        for c in &self.channels {
+            c.check().map_err(bad)?;
+            if names.contains(&c.name) {
+                return Err(bad(format!(
+                    "alerts.channels: two channels are named {:?}; names must be unique",
+                    c.name
+                )));
+            }
+            names.push(c.name.clone());
+        }
+        for r in &self.rules {
+            for ch in &r.channels {
+                if !names.contains(ch) {
+                    return Err(bad(format!(
+                        "alerts.rules[{}].channels: no channel is named {ch:?} (configured: {})",
+                        r.name,
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    )));
+                }
+            }
+        }
+        let rules = trailkeep_control::rules::RuleSet::compile(self.rules.clone(), &names)
+            .map_err(|e| bad(format!("alerts.rules: {e}")))?;
+        let secs = trailkeep_store::keys::parse_duration_secs(&self.give_up_after)
+            .map_err(|e| bad(format!("alerts.give_up_after: {e}")))?;
+        if secs == 0 {
+            return Err(bad("alerts.give_up_after must be longer than 0s".into()));
+        }
+        Ok(CheckedAlerts {
+            channels: self.channels.clone(),
+            rules,
+            default_rules: self.rules.is_empty(),
+            give_up_after: std::time::Duration::from_secs(secs),
+        })
+    }
+}
+
+/// `[impersonation]`: the session limit (docs/alerts.md#overdue-impersonation-sessions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Impersonation {
+    /// A session open longer than this raises one alert (`8h`).
+    pub max_session: String,
+}
+
+impl Default for Impersonation {
+    fn default() -> Self {
+        Impersonation {
+            max_session: "8h".into(),
+        }
+    }
+}
+
+impl Impersonation {
+    pub fn max_session(&self) -> Result<std::time::Duration> {
+        let secs = trailkeep_store::keys::parse_duration_secs(&self.max_session).map_err(|e| {
+            anyhow::anyhow!("invalid configuration: impersonation.max_session: {e}")
+        })?;
+        if secs == 0 {
+            anyhow::bail!(
+                "invalid configuration: impersonation.max_session must be longer than 0s"
+            );
+        }
+        Ok(std::time::Duration::from_secs(secs))
+    }
+}
+
+/// `public_url` checked: an http(s) URL without a query, trailing slash removed.
+pub fn public_url(url: Option<&str>) -> Result<Option<String>> {
+    let Some(u) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let ok = (u.starts_with("https://") || u.starts_with("http://"))
+        && !u.contains('?')
+        && !u.contains('#')
+        && u.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+    if !ok {
+        anyhow::bail!(
+            "invalid configuration: public_url = {u:?}: expected an http or https URL without a query, e.g. \"https://audit.example.com\""
+        );
+    }
+    Ok(Some(u.trim_end_matches('/').to_string()))
+}
+
 /// `[viewer]`: viewer tokens and the embeddable page (docs/configuration.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -248,9 +378,10 @@ impl Default for Config {
             },
             postgres_timeouts: PostgresTimeouts::default(),
             viewer: Viewer::default(),
-            alerts: None,
+            public_url: None,
+            alerts: Alerts::default(),
             approvals: Approvals::default(),
-            impersonation: None,
+            impersonation: Impersonation::default(),
             sinks: None,
         }
     }

@@ -1,5 +1,6 @@
 //! The `trailkeep` command line: the server and every client-side tool (docs/cli.md).
 
+mod alerts_cmd;
 mod client;
 mod config;
 mod export_cmd;
@@ -100,6 +101,11 @@ enum Cmd {
         /// TOML configuration file whose `postgres` setting to use.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Alert channels: send a test alert (docs/alerts.md).
+    Alerts {
+        #[command(subcommand)]
+        cmd: alerts_cmd::AlertsCmd,
     },
     /// Verify a log against its signed checkpoints: a tlog-proof, a directory, or a live server.
     #[command(after_long_help = verify::HELP)]
@@ -234,6 +240,7 @@ fn main() -> ExitCode {
         Cmd::Tail(a) => query_cmd::tail(a),
         Cmd::Export(a) => export_cmd::run(a),
         Cmd::Verify(a) => verify::run(a),
+        Cmd::Alerts { cmd } => alerts_cmd::run(cmd),
         Cmd::Migrate { postgres, config } => migrate(postgres, config),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man(),

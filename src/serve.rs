@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use trailkeep_deliver::alerts::engine::AlertHandle;
 use trailkeep_server::{app, AppState, ServerConfig};
 use trailkeep_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use trailkeep_store::postgres::PostgresStore;
@@ -180,6 +181,9 @@ fn viewer_config(cfg: &Config) -> Result<trailkeep_server::viewer::ViewerConfig>
 
 async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Result<()> {
     let viewer = viewer_config(&cfg)?;
+    let alerts = cfg.alerts.check()?;
+    let max_session = cfg.impersonation.max_session()?;
+    let public_url = crate::config::public_url(cfg.public_url.as_deref())?;
     let listener = bind(&cfg.listen).await?;
     let addr = listener.local_addr()?;
     let seed = signing_seed(&cfg)?;
@@ -248,6 +252,7 @@ async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Resu
         .with_signer(&cfg.log_name, seed)
         .map_err(anyhow::Error::msg)?
         .with_viewer_key(token_key);
+    let (state, engine) = start_alerts(state, store.clone(), alerts, max_session, public_url)?;
     let checkpointer = trailkeep_server::checkpoint::spawn(state.clone());
     let expiry = trailkeep_server::expiry::spawn(state.clone(), trailkeep_server::expiry::EVERY);
     let _ = full.set(app(state));
@@ -261,9 +266,69 @@ async fn serve(cfg: Config, integrity: Integrity, admin: Option<String>) -> Resu
     server.await??;
     checkpointer.abort();
     expiry.abort();
+    if let Some(engine) = engine {
+        // Between two attempts: cursors saved up to the last alert delivered.
+        engine.shutdown().await;
+    }
     tracing::info!("shutting down: flushing the store");
     store.shutdown().await;
     Ok(())
+}
+
+/// Starts the alert engine when channels are configured (docs/alerts.md).
+fn start_alerts(
+    state: AppState,
+    store: Arc<dyn Store>,
+    alerts: crate::config::CheckedAlerts,
+    max_session: std::time::Duration,
+    public_url: Option<String>,
+) -> Result<(AppState, Option<AlertHandle>)> {
+    use trailkeep_deliver::alerts::channel::Channel;
+    use trailkeep_deliver::alerts::engine::{self, Destination, EngineConfig};
+    use trailkeep_deliver::alerts::retry::RetryPolicy;
+    if alerts.channels.is_empty() {
+        return Ok((state, None));
+    }
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("trailkeep/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the alert channels' HTTP client")?;
+    let limits = trailkeep_deliver::alerts::rate::Limits::new();
+    let mut channels: Vec<Arc<dyn Destination>> = Vec::new();
+    let mut summaries = Vec::new();
+    for c in &alerts.channels {
+        let ch = Channel::new(c, public_url.as_deref(), http.clone(), &limits)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        summaries.push(trailkeep_server::alerts::ChannelSummary {
+            name: ch.name().to_string(),
+            kind: ch.kind().as_str().to_string(),
+            url: ch.redacted_url().to_string(),
+        });
+        channels.push(Arc::new(ch));
+    }
+    let rules = alerts
+        .rules
+        .rules
+        .iter()
+        .map(|r| r.config.clone())
+        .collect();
+    let mut cfg = EngineConfig::new(
+        alerts.rules,
+        channels,
+        RetryPolicy {
+            give_up_after: alerts.give_up_after,
+            ..RetryPolicy::default()
+        },
+    );
+    cfg.max_session = Some(max_session);
+    let handle = engine::start(store, cfg);
+    let state = state.with_alerts(trailkeep_server::alerts::Alerts {
+        handle: handle.clone(),
+        rules,
+        default_rules: alerts.default_rules,
+        channels: summaries,
+    });
+    Ok((state, Some(handle)))
 }
 
 /// Opens the configured store (the embedded one on a blocking thread: it replays the log).

@@ -320,6 +320,7 @@ async fn append(state: &AppState, steps: Vec<NewStep>) -> Result<(), ApiError> {
         .store
         .append(PreparedEvent::new_all(events, Timestamp::now_micros()))
         .await?;
+    state.appended();
     Ok(())
 }
 

@@ -75,6 +75,9 @@ pub async fn post_events(
             .await
             .map_err(|e| append_error(e, &ids))?
     };
+    if outcome.accepted > 0 {
+        state.appended();
+    }
     metrics::counter!("trailkeep_events_accepted_total").increment(outcome.accepted as u64);
     metrics::counter!("trailkeep_events_duplicate_total").increment(outcome.duplicates as u64);
     Ok((

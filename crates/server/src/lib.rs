@@ -4,6 +4,7 @@
 //! tests drive it directly with `tower::ServiceExt::oneshot`. Handlers are thin: parsing and
 //! validation come from `trailkeep-core`, storage from a `trailkeep_store::Store`.
 
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
@@ -115,6 +116,8 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// Open sessions and approvals per tenant, folded from the log, for the ingest gate.
     pub control: Arc<gate::ControlCache>,
+    /// The alert engine and its configuration, when alert channels are configured.
+    pub alerts: Option<Arc<alerts::Alerts>>,
 }
 
 impl AppState {
@@ -141,6 +144,7 @@ impl AppState {
             failed_auth,
             exports,
             control: Arc::default(),
+            alerts: None,
             config: Arc::new(config),
             env_admin_hash: env_admin_key
                 .filter(|k| !k.is_empty())
@@ -156,6 +160,19 @@ impl AppState {
     pub fn with_signer(mut self, log_name: &str, seed: [u8; 32]) -> Result<AppState, String> {
         self.log = Some(Arc::new(checkpoint::LogIdentity::new(log_name, seed)?));
         Ok(self)
+    }
+
+    /// Adds the running alert engine (`GET /v1/alerts*` show it; ingest wakes it).
+    pub fn with_alerts(mut self, alerts: alerts::Alerts) -> AppState {
+        self.alerts = Some(Arc::new(alerts));
+        self
+    }
+
+    /// Wakes the alert engine after an append (it also looks every half second on its own).
+    pub fn appended(&self) {
+        if let Some(a) = &self.alerts {
+            a.handle.notify();
+        }
     }
 
     /// Sets the key viewer tokens are signed with (a 32-byte secret).
@@ -242,6 +259,8 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/approvals/{id}", approvals::get),
         route(M::POST, "/v1/approvals/{id}/approve", approvals::approve),
         route(M::POST, "/v1/approvals/{id}/reject", approvals::reject),
+        route(M::GET, "/v1/alerts/rules", alerts::rules),
+        route(M::GET, "/v1/alerts", alerts::list).params(alerts::LIST_PARAMS),
         route(M::POST, "/v1/keys", keys::create),
         route(M::GET, "/v1/keys", keys::list),
         route(M::DELETE, "/v1/keys/{id}", keys::revoke),

@@ -38,6 +38,8 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
         crate::query::get_event,
         crate::query::tenants,
         crate::query::stats,
+        crate::alerts::rules,
+        crate::alerts::list,
         crate::impersonation::list,
         crate::impersonation::get,
         crate::approvals::create,
@@ -86,6 +88,7 @@ pub const EVENT_TYPE_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$";
     tags(
         (name = "events", description = "Ingest and query events"),
         (name = "impersonations", description = "Impersonation sessions, derived from the log"),
+        (name = "alerts", description = "Alert rules and deliveries"),
         (name = "approvals", description = "Dual approval of sensitive actions, derived from the log"),
         (name = "keys", description = "API keys (admin)"),
         (name = "proofs", description = "Checkpoints and Merkle proofs"),

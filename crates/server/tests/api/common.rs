@@ -198,6 +198,37 @@ impl Api {
         (rec.id, secret)
     }
 
+    /// The id of an approval of `event_type` with `payload` in `tenant`, approved by two
+    /// approver keys: what an event carrying an `approval_id` must name.
+    pub async fn approval_for(&self, tenant: &str, event_type: &str, payload: &Value) -> String {
+        let body = json!({"tenant_id": tenant, "requested_by": "svc:test", "reason": "test",
+                          "action": {"event_type": event_type, "payload": payload}});
+        let r = self
+            .request(
+                axum::http::Method::POST,
+                "/v1/approvals",
+                Some(ADMIN),
+                Some(JSON),
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+        r.expect(201);
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        for n in 0..2 {
+            let (_, key) = self.store_key(Role::Approver, None).await;
+            self.request(
+                axum::http::Method::POST,
+                &format!("/v1/approvals/{id}/approve"),
+                Some(&key),
+                Some(JSON),
+                serde_json::to_vec(&json!({"approver": format!("user:approver{n}")})).unwrap(),
+            )
+            .await
+            .expect(200);
+        }
+        id
+    }
+
     /// Everything observable about stored events: tenants (counts, first/last) and every event's
     /// (tenant, seq, event_id, leaf_hash), read directly from the store.
     pub async fn snapshot(&self) -> Snapshot {

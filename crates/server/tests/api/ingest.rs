@@ -217,6 +217,9 @@ async fn resend_different_content_is_conflict_and_stores_nothing() {
     let id = uuid();
     let e = ev_full("t_1", "app.x", &id, "2026-01-02T03:04:05Z", json!({"n": 1}));
     api.ingest(&e).await;
+    // A real approval of this very action: the gate lets the changed event through, and its
+    // id conflicts.
+    let apr = api.approval_for("t_1", "app.x", &json!({"n": 1})).await;
     let snap = api.snapshot().await;
 
     let variants: Vec<(&str, Value)> = vec![
@@ -227,7 +230,7 @@ async fn resend_different_content_is_conflict_and_stores_nothing() {
         ("timestamp", json!("2026-01-02T03:04:06Z")),
         ("source_ip", json!("10.0.0.1")),
         ("impersonation_session", json!("imp_1")),
-        ("approval_id", json!("apr_1")),
+        ("approval_id", json!(apr)),
     ];
     for (field, value) in variants {
         let mut changed = e.clone();
@@ -257,9 +260,10 @@ async fn resend_different_content_is_conflict_and_stores_nothing() {
     api.assert_unchanged(&snap).await;
     assert_error(&api.get_event(&new_id).await, 404, "not_found");
 
-    // The new event alone is then accepted with the next seq: nothing was consumed.
+    // The new event alone is then accepted with the next seq: nothing was consumed (seqs 1-4
+    // are the approval's steps).
     let v = api.ingest(&fresh).await;
-    assert_eq!(v["receipts"][0]["seq"], 1);
+    assert_eq!(v["receipts"][0]["seq"], 5);
 }
 
 #[tokio::test]
@@ -370,6 +374,9 @@ async fn source_ip_is_normalised() {
 async fn optional_fields_round_trip_and_null_means_absent() {
     let api = Api::new().await;
     let id = uuid();
+    let apr = api
+        .approval_for("t_1", "app.x", &json!({"z": 1, "a": [true, null, "é"]}))
+        .await;
     let e = json!({
         "event_id": id,
         "event_type": "app.x",
@@ -379,7 +386,7 @@ async fn optional_fields_round_trip_and_null_means_absent() {
         "timestamp": "2026-11-23T11:15:00.1+01:00",
         "source_ip": "203.0.113.7",
         "impersonation_session": "imp_8812",
-        "approval_id": "apr_1",
+        "approval_id": apr,
     });
     api.ingest(&e).await;
     let r = api.get_event(&id).await;
@@ -387,7 +394,7 @@ async fn optional_fields_round_trip_and_null_means_absent() {
     let v = r.json();
     assert_eq!(v["timestamp"], "2026-11-23T10:15:00.100Z");
     assert_eq!(v["impersonation_session"], "imp_8812");
-    assert_eq!(v["approval_id"], "apr_1");
+    assert_eq!(v["approval_id"], json!(apr));
     assert_eq!(v["actor"], "svc:crawler");
     assert_eq!(v["payload"], json!({"a": [true, null, "é"], "z": 1}));
 

@@ -580,18 +580,20 @@ async fn from_seq_lists_the_log_in_seq_order_including_backfill() {
 async fn get_event_leaf_is_recomputable() {
     let api = Api::new().await;
     let id = uuid();
+    let payload = json!({"reason": "tone \"fix\"\n", "prompt_id": "pr_7", "editor": "user:ana3@acme.example",
+                    "before": {"prompt_hash": format!("sha256:{}", "0".repeat(64))},
+                    "after": {"prompt_hash": format!("sha256:{}", "f".repeat(64))}});
+    let apr = api.approval_for("t_0042", "prompt.update", &payload).await;
     let full = json!({
         "event_id": id,
         "event_type": "prompt.update",
         "actor": "user:ana3@acme.example",
         "tenant_id": "t_0042",
-        "payload": {"reason": "tone \"fix\"\n", "prompt_id": "pr_7", "editor": "user:ana3@acme.example",
-                    "before": {"prompt_hash": format!("sha256:{}", "0".repeat(64))},
-                    "after": {"prompt_hash": format!("sha256:{}", "f".repeat(64))}},
+        "payload": payload,
         "timestamp": "2026-11-23T10:15:00.123Z",
         "source_ip": "2001:DB8::7",
         "impersonation_session": "imp_8812",
-        "approval_id": "apr_1",
+        "approval_id": apr,
     });
     let id2 = uuid();
     let minimal = json!({
@@ -607,7 +609,12 @@ async fn get_event_leaf_is_recomputable() {
     );
     let canon_min = r#"{"a":"é😀","b":[true,false,null],"n":10}"#.to_string();
 
-    for (eid, canon, seq) in [(&id, canon_full, 0u64), (&id2, canon_min, 1)] {
+    // Seqs: the approval's four steps (request, two approves, granted) come first; the
+    // approval.used step follows the request's own events.
+    for (idx, (eid, canon, seq)) in [(&id, canon_full, 4u64), (&id2, canon_min, 5)]
+        .into_iter()
+        .enumerate()
+    {
         let r = api.get_event(eid).await;
         r.expect(200);
         let text = r.text();
@@ -645,13 +652,10 @@ async fn get_event_leaf_is_recomputable() {
         let expected: [u8; 32] = h.finalize().into();
         assert_eq!(b64(v["leaf_hash"].as_str().unwrap()), expected.to_vec());
         // The receipt's leaf hash is the same.
-        assert_eq!(
-            receipts["receipts"][seq as usize]["leaf_hash"],
-            v["leaf_hash"]
-        );
+        assert_eq!(receipts["receipts"][idx]["leaf_hash"], v["leaf_hash"]);
         // Leaf data carries the normalised source_ip and omits absent fields.
         let d = String::from_utf8(data).unwrap();
-        if seq == 0 {
+        if idx == 0 {
             assert!(d.contains(r#""source_ip":"2001:db8::7""#), "{d}");
         } else {
             assert!(
