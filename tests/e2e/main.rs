@@ -4,6 +4,7 @@
 //! `--listen 127.0.0.1:0` and its address read from its stderr.
 
 mod abuse;
+mod alerts;
 mod cli;
 mod client;
 mod control;

@@ -34,9 +34,16 @@ impl Server {
 
     /// Like [`Server::start`], with extra environment variables (configuration overrides).
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with(data_dir, &[], env)
+    }
+
+    /// Like [`Server::start`], with extra arguments to `serve` (`--config FILE`) and
+    /// environment variables.
+    pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = trailkeep()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("TRAILKEEP_ADMIN_KEY", ADMIN)
             .env("TRAILKEEP_LOG", "warn")
             .envs(env.iter().copied())

@@ -131,6 +131,12 @@ impl Receiver {
         self.state.lock().script.extend(behaviours);
     }
 
+    /// Drops the behaviours still queued: from now on the receiver answers
+    /// [`Behaviour::Ok`] (a receiver that recovers).
+    pub fn clear_script(&self) {
+        self.state.lock().script.clear();
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().received.clone()

@@ -62,16 +62,19 @@ impl Overdue {
         }
     }
 
-    /// Checks at start and every [`OVERDUE_EVERY`] while holding the lease (renewed
-    /// meanwhile).
+    /// Checks at start and every [`OVERDUE_EVERY`] (or a quarter of the session limit when
+    /// that is shorter, at least every 100 ms) while holding the lease (renewed meanwhile).
     pub async fn run(mut self) {
+        let every = (self.max / 4)
+            .min(OVERDUE_EVERY)
+            .max(Duration::from_millis(100));
         let mut last: Option<Instant> = None;
         loop {
             if self.ctx.stopping() {
                 return;
             }
             if self.lease.keep(&*self.ctx.shared.store).await {
-                if last.is_none_or(|t| t.elapsed() >= OVERDUE_EVERY) {
+                if last.is_none_or(|t| t.elapsed() >= every) {
                     match self.check().await {
                         Ok(Check::Done) => last = Some(Instant::now()),
                         Ok(Check::Stopped) => return,
@@ -85,7 +88,7 @@ impl Overdue {
                 self.raised = None;
                 last = None;
             }
-            let d = self.lease.renew_every();
+            let d = self.lease.renew_every().min(every);
             if !self.ctx.pause(d, None).await {
                 return;
             }
