@@ -6,7 +6,9 @@
 #   BIN_DIR  holds `trailkeep` and `trailkeep-bench` (e.g. target/release, or a copy of an older build)
 #   FILE     NDJSON events (e.g. from scripts/gen_events.py); N = events to send (default: all)
 # Environment: CLIENTS=4 (connections, 1000 events a request), PERF=1 (perf record -g of the
-# server into ./perf.data), CONFIG=FILE (serve --config FILE, e.g. with alert rules).
+# server into ./perf.data), CONFIG=FILE (serve --config FILE, e.g. with alert rules),
+# HOLD=SECONDS (keep the server up this long after the load, e.g. for alerts to drain; the
+# figures above cover the load only).
 #
 # Alternate the builds (A B A B …): this machine's fsync latency drifts from run to run, and
 # events/s follows it at 4 clients; server µs/event is the steadier figure.
@@ -31,6 +33,7 @@ snap >"$D/t0"; T0=$(date +%s.%N)
 snap >"$D/t1"; T1=$(date +%s.%N)
 awk '/^VmRSS:/ { printf "server resident memory after the load: %.0f MB\n", $2 / 1024 }' "/proc/$SP/status"
 [[ -n ${PERF:-} ]] && { kill -INT "$PP"; wait "$PP" || true; }
+[[ -n ${HOLD:-} ]] && sleep "$HOLD"
 curl -s "http://127.0.0.1:$PORT/metrics" -H "Authorization: Bearer $KEY" >"$D/metrics"
 python3 - "$T0" "$T1" "$D" "$(getconf CLK_TCK)" <<'PY'
 import collections, re, sys

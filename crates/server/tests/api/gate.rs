@@ -380,3 +380,53 @@ async fn the_sweeper_writes_approval_expired_once_and_never_for_a_used_approval(
     assert_eq!(status_of(&api, &used).await["status"], "used");
     assert_eq!(status_of(&api, &pending).await["status"], "expired");
 }
+
+#[tokio::test]
+async fn approve_and_reject_at_once_and_use_and_reject_at_once_end_consistently() {
+    let api = gated_api(1, Duration::from_secs(3600)).await;
+    let (_, approver) = api.store_key(Role::Approver, None).await;
+    let (_, vetoer) = api.store_key(Role::Approver, None).await;
+    let decision = |who: &str| json!({"approver": who, "comment": "race"});
+    for n in 0..5 {
+        // Approve and reject at once: whatever the order, the approval ends rejected (a
+        // rejection after the approval is a late veto), and it cannot be used.
+        let action = disable("t_app", &format!("t_a{n}"));
+        let r = send(
+            &api,
+            "/v1/approvals",
+            ADMIN,
+            &json!({"tenant_id": "t_app", "requested_by": "svc:console", "reason": "asked",
+                    "action": {"event_type": "tenant.disable", "payload": action["payload"]}}),
+        )
+        .await;
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        let (ua, ur) = (
+            format!("/v1/approvals/{id}/approve"),
+            format!("/v1/approvals/{id}/reject"),
+        );
+        let (da, dr) = (decision("user:lea"), decision("user:max"));
+        let (ra, rr) = tokio::join!(
+            send(&api, &ua, &approver, &da),
+            send(&api, &ur, &vetoer, &dr)
+        );
+        assert_eq!(rr.status.as_u16(), 200, "the rejection always lands");
+        assert!(matches!(ra.status.as_u16(), 200 | 409), "{}", ra.text());
+        assert_eq!(status_of(&api, &id).await["status"], "rejected");
+        let r = api.post_json(ADMIN, &with_approval(action, &id)).await;
+        assert_invalid(&r, &[(0, "approval_id")]);
+
+        // Use and reject at once: exactly one wins, and the state says which.
+        let action = disable("t_app", &format!("t_b{n}"));
+        let id = approved(&api, "t_app", &action, 1).await;
+        let event = with_approval(action, &id);
+        let ur = format!("/v1/approvals/{id}/reject");
+        let dr = decision("user:max");
+        let (ru, rr) = tokio::join!(api.post_json(ADMIN, &event), send(&api, &ur, &vetoer, &dr));
+        let status = status_of(&api, &id).await["status"].clone();
+        match (ru.status.as_u16(), rr.status.as_u16()) {
+            (200, 409) => assert_eq!(status, "used"),
+            (422, 200) => assert_eq!(status, "rejected"),
+            other => panic!("use and reject: {other:?}: {} / {}", ru.text(), rr.text()),
+        }
+    }
+}
