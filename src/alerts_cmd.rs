@@ -47,6 +47,9 @@ pub fn run(cmd: AlertsCmd) -> Result<ExitCode> {
     rt.block_on(async {
         let http = reqwest::Client::builder()
             .user_agent(concat!("trailkeep/", env!("CARGO_PKG_VERSION")))
+            // A redirect would turn the POST into a GET (an alert lost as "delivered") or
+            // send the signed body elsewhere: a 3xx is an answer like any other (refused).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
         let ch = Channel::new(c, public_url.as_deref(), http, &Limits::new())

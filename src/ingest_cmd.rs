@@ -64,8 +64,9 @@ struct Batch {
     lines: Vec<usize>,
     body: Vec<u8>,
     /// Holds an event that ingest accepts only after earlier ones are stored (an
-    /// `impersonation.end`, an event using an approval): sent only once every earlier batch is
-    /// stored, so that the file's order holds where it matters.
+    /// `impersonation.end`, an event using an approval): sent alone, once every earlier batch
+    /// is stored, and no later batch is sent before it is stored, so that the file's order
+    /// holds where it matters (an end after its start, a session id reused after its end).
     after_earlier: bool,
 }
 
@@ -379,12 +380,16 @@ pub fn run(file: &Path, server: &ServerArgs, batch: usize) -> Result<ExitCode> {
         let (mut accepted, mut duplicates) = (0usize, 0usize);
         let mut next = 0usize;
         let mut failed = false;
+        // A batch that must not be overtaken is in flight (see `Batch::after_earlier`).
+        let mut barrier = false;
         loop {
-            while !failed && set.len() < IN_FLIGHT && next < batches.len() {
+            while !failed && set.len() < IN_FLIGHT && next < batches.len() && !barrier {
                 if batches[next].after_earlier && !set.is_empty() {
                     // Wait until every earlier batch is stored (see `Batch::after_earlier`).
                     break;
                 }
+                // While this batch is in flight, no later one is sent.
+                barrier = batches[next].after_earlier;
                 let i = next;
                 next += 1;
                 let c = client.clone();
@@ -413,6 +418,9 @@ pub fn run(file: &Path, server: &ServerArgs, batch: usize) -> Result<ExitCode> {
             let Some(done) = set.join_next().await else {
                 break;
             };
+            if set.is_empty() {
+                barrier = false;
+            }
             let (i, r) = match done {
                 Ok(x) => x,
                 Err(e) => {

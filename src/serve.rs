@@ -291,6 +291,9 @@ fn start_alerts(
     }
     let http = reqwest::Client::builder()
         .user_agent(concat!("trailkeep/", env!("CARGO_PKG_VERSION")))
+        // A redirect would turn the POST into a GET (an alert lost as "delivered") or send
+        // the signed body elsewhere: a 3xx is an answer like any other (refused).
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the alert channels' HTTP client")?;
     let limits = trailkeep_deliver::alerts::rate::Limits::new();

@@ -607,21 +607,32 @@ async fn decide(
     principal.require(DECIDE_ROLES, "decide approvals")?;
     let id = params::path_param(id)?;
     let (tenant, input) = decision(&state, &principal, &id, body).await?;
-    // The approval's control lock: a decision, a use at ingest and the expiry sweep are
-    // decided one after the other, each on the state the one before left.
-    let guard = state
-        .store
-        .control_lock(&[crate::gate::approval_lock(&tenant, &id)])
-        .await?;
-    let approvals = fold(&state, Some(&tenant)).await?;
-    let a = approvals.get(&id).ok_or_else(|| not_found(&id))?;
-    let steps = match verdict {
-        Verdict::Approve => decide_approve(a, &principal.key_id, &input, now()),
-        Verdict::Reject => decide_reject(a, &principal.key_id, &input, now()).map(|s| vec![s]),
-    }
-    .map_err(refusal)?;
-    append(&state, steps).await?;
-    drop(guard);
+    // Under the approval's control lock: a decision, a use at ingest and the expiry sweep are
+    // decided one after the other, each on the state the one before left. In a task of its
+    // own, so that a client hanging up cannot release the lock before the append is done.
+    let (st, t, i, key_id) = (
+        state.clone(),
+        tenant.clone(),
+        id.clone(),
+        principal.key_id.clone(),
+    );
+    tokio::spawn(async move {
+        let _turn = st.control.turn().await?;
+        let _guard = st
+            .store
+            .control_lock(&[crate::gate::approval_lock(&t, &i)])
+            .await?;
+        let approvals = fold(&st, Some(&t)).await?;
+        let a = approvals.get(&i).ok_or_else(|| not_found(&i))?;
+        let steps = match verdict {
+            Verdict::Approve => decide_approve(a, &key_id, &input, now()),
+            Verdict::Reject => decide_reject(a, &key_id, &input, now()).map(|s| vec![s]),
+        }
+        .map_err(refusal)?;
+        append(&st, steps).await
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("deciding approval {id}: {e}")))??;
     let v = view(&state, &tenant, &id).await?;
     render(StatusCode::OK, &v)
 }

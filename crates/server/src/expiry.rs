@@ -40,39 +40,54 @@ pub struct Sweeper;
 
 impl Sweeper {
     /// One pass over every tenant: writes the `approval.expired` steps due. Returns how many
-    /// it wrote.
+    /// it wrote. A tenant that cannot be read (a quarantined one) is skipped with a warning;
+    /// the others are swept.
     pub async fn sweep(&mut self, state: &AppState) -> Result<usize, StoreError> {
         let mut written = 0;
         for summary in state.store.tenants().await? {
-            let tenant = summary.tenant_id;
-            let approvals = state.control.approvals(state, &tenant).await?;
-            let due: Vec<String> = approvals
-                .due_to_expire(Timestamp::now_micros())
-                .into_iter()
-                .map(|a| crate::gate::approval_lock(&tenant, &a.id))
-                .collect();
-            if due.is_empty() {
-                continue;
+            match sweep_tenant(state, &summary.tenant_id).await {
+                Ok(n) => written += n,
+                Err(e) => tracing::warn!(
+                    tenant = %summary.tenant_id,
+                    error = %e,
+                    "approval expiry: skipping this tenant for now"
+                ),
             }
-            let _guard = state.store.control_lock(&due).await?;
-            let approvals = state.control.approvals(state, &tenant).await?;
-            let now = Timestamp::now_micros();
-            let steps: Vec<_> = approvals
-                .due_to_expire(now)
-                .into_iter()
-                .filter(|a| due.contains(&crate::gate::approval_lock(&tenant, &a.id)))
-                .filter_map(|a| decide_expire(a, now))
-                .map(crate::gate::step_event)
-                .collect();
-            if steps.is_empty() {
-                continue;
-            }
-            written += steps.len();
-            state
-                .store
-                .append(PreparedEvent::new_all(steps, now))
-                .await?;
         }
         Ok(written)
     }
+}
+
+/// Writes one tenant's `approval.expired` steps due.
+async fn sweep_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreError> {
+    let approvals = state.control.approvals(state, tenant).await?;
+    let due: Vec<String> = approvals
+        .due_to_expire(Timestamp::now_micros())
+        .into_iter()
+        .map(|a| crate::gate::approval_lock(tenant, &a.id))
+        .collect();
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let _turn = state.control.turn().await?;
+    let _guard = state.store.control_lock(&due).await?;
+    let approvals = state.control.approvals(state, tenant).await?;
+    let now = Timestamp::now_micros();
+    let steps: Vec<_> = approvals
+        .due_to_expire(now)
+        .into_iter()
+        .filter(|a| due.contains(&crate::gate::approval_lock(tenant, &a.id)))
+        .filter_map(|a| decide_expire(a, now))
+        .map(crate::gate::step_event)
+        .collect();
+    if steps.is_empty() {
+        return Ok(0);
+    }
+    let n = steps.len();
+    state
+        .store
+        .append(PreparedEvent::new_all(steps, now))
+        .await?;
+    state.appended();
+    Ok(n)
 }

@@ -77,10 +77,24 @@ pub(crate) fn approval_lock(tenant: &str, id: &str) -> String {
     format!("{tenant}\u{1f}apr\u{1f}{id}")
 }
 
+/// Requests deciding under control locks at once, per process. On PostgreSQL each holds a
+/// pooled connection for its locks and needs others meanwhile (its reads, a committer's), so
+/// their number stays well below the pool's 16 connections; others queue here first.
+pub const DECIDING_AT_ONCE: usize = 4;
+
 /// Per tenant, the state the gate checks against, folded from the log (see the module doc).
-#[derive(Default)]
 pub struct ControlCache {
     tenants: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantControl>>>>,
+    deciding: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for ControlCache {
+    fn default() -> Self {
+        ControlCache {
+            tenants: Default::default(),
+            deciding: Arc::new(tokio::sync::Semaphore::new(DECIDING_AT_ONCE)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -92,6 +106,16 @@ struct TenantControl {
 }
 
 impl ControlCache {
+    /// A turn to take control locks (see [`DECIDING_AT_ONCE`]); held until the decision's
+    /// append is done.
+    pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        self.deciding
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the server is shutting down".into()))
+    }
+
     fn tenant(&self, tenant: &str) -> Arc<tokio::sync::Mutex<TenantControl>> {
         let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(tenant.to_string()).or_default().clone()
@@ -166,13 +190,30 @@ async fn catch_up(
 
 /// Appends a request that [`needs_gate`]: lock, check, append with the `approval.used` steps,
 /// unlock. The outcome covers the request's own events only (receipts in request order).
+///
+/// The work runs in a task of its own, so that a client hanging up (which drops the handler's
+/// future) cannot end it early: the locks are released only once the append is durable and
+/// visible, never while it is still on its way.
 pub(crate) async fn append_gated(
     state: &AppState,
     prepared: Vec<PreparedEvent>,
 ) -> Result<AppendOutcome, GateError> {
+    let state = state.clone();
+    tokio::spawn(async move { append_gated_inner(&state, prepared).await })
+        .await
+        .map_err(|e| GateError::Api(ApiError::internal(format!("the gated append failed: {e}"))))?
+}
+
+async fn append_gated_inner(
+    state: &AppState,
+    prepared: Vec<PreparedEvent>,
+) -> Result<AppendOutcome, GateError> {
+    let _turn = state.control.turn().await?;
     // Events found to be re-sends of stored ones: appended (the store answers them as
-    // duplicates) but not checked again.
-    let mut resent: BTreeSet<usize> = BTreeSet::new();
+    // duplicates) but not checked again. Looked up first where a re-send would change how
+    // another event of the request is decided: when one session or approval is named by more
+    // than one event of the request.
+    let mut resent: BTreeSet<usize> = stored_repeats(state, &prepared).await?;
     loop {
         match decide(state, &prepared, &resent).await? {
             Decision::Resent(more) => resent.extend(more),
@@ -195,6 +236,53 @@ pub(crate) async fn append_gated(
             }
         }
     }
+}
+
+/// The control lock names an event's acceptance depends on.
+fn lock_names(config: &ApprovalConfig, e: &NewEvent) -> Vec<String> {
+    let mut names = Vec::new();
+    if !gated(config, e) {
+        return names;
+    }
+    if let Some((_, id)) = start_or_end(e) {
+        names.push(session_lock(&e.tenant_id, &id));
+    }
+    if let Some(id) = e.approval_id.as_deref() {
+        names.push(approval_lock(&e.tenant_id, id));
+    }
+    names
+}
+
+/// The gated events, with client-given ids, that share a session or an approval with another
+/// event of the request and are stored already with the same content.
+async fn stored_repeats(
+    state: &AppState,
+    prepared: &[PreparedEvent],
+) -> Result<BTreeSet<usize>, StoreError> {
+    let config = &state.config.approvals;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let names: Vec<Vec<String>> = prepared
+        .iter()
+        .map(|p| lock_names(config, &p.event))
+        .collect();
+    for n in names.iter().flatten() {
+        *count.entry(n.clone()).or_default() += 1;
+    }
+    let mut out = BTreeSet::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let shared = names[i]
+            .iter()
+            .any(|n| count.get(n).is_some_and(|&c| c > 1));
+        if !shared || p.event.event_id_assigned {
+            continue;
+        }
+        if let Some(stored) = state.store.get_event(p.event.event_id).await? {
+            if p.event.same_content_as(&stored) {
+                out.insert(i);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What [`decide`] came to.
@@ -224,12 +312,7 @@ async fn decide(
         if skip.contains(&i) || !gated(config, e) {
             continue;
         }
-        if let Some((_, id)) = start_or_end(e) {
-            locks.push(session_lock(&e.tenant_id, &id));
-        }
-        if let Some(id) = e.approval_id.as_deref() {
-            locks.push(approval_lock(&e.tenant_id, id));
-        }
+        locks.extend(lock_names(config, e));
         by_tenant.entry(e.tenant_id.as_str()).or_default().push(i);
     }
     let guard = state.store.control_lock(&locks).await?;

@@ -33,7 +33,7 @@
 //! which seqs of its window match and reads only those from the log; delivery cursors are small
 //! files in `cursors/`, replaced durably (temporary file, fsync, rename, directory fsync); a
 //! lease is always granted (one process holds the data directory); control locks are
-//! per-tenant mutexes in memory ([`control`]).
+//! mutexes by name in memory ([`control`]).
 
 mod chunked;
 mod codec;
