@@ -15,6 +15,8 @@ mod channels;
 mod classify;
 #[path = "deliver/engine.rs"]
 mod engine;
+#[path = "deliver/engine_faults.rs"]
+mod engine_faults;
 #[path = "deliver/google_chat.rs"]
 mod google_chat;
 #[path = "deliver/rate.rs"]
@@ -27,5 +29,7 @@ mod services;
 mod slack;
 #[path = "deliver/testkit.rs"]
 mod testkit;
+#[path = "deliver/watched_store.rs"]
+mod watched_store;
 #[path = "deliver/webhook.rs"]
 mod webhook;

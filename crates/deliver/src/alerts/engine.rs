@@ -13,22 +13,30 @@
 //! - **One process per channel.** A task delivers only while it holds the lease
 //!   `alerts/<channel>` ([`Store::acquire_lease`], [`EngineConfig::lease_ttl`], 15 s by
 //!   default), renewed at least every 5 s (a third of the TTL if that is shorter), also while
-//!   it waits to retry. A process that is not the holder sleeps and asks again; the cursor is
-//!   loaded again whenever the lease is (re)gained, so the new holder resumes where the old
-//!   one saved. The embedded store (one process) always grants the lease.
+//!   it waits to retry. Each attempt renews it right before it is sent, for at least the
+//!   channel's timeout ([`Destination::timeout`]) plus 2 s, and keeps renewing it while the
+//!   attempt runs; an attempt whose lease cannot be renewed is dropped before the lease could
+//!   lapse, and no cursor is saved without the lease. A process that is not the holder sleeps
+//!   and asks again; the cursor is loaded again whenever the lease is (re)gained, so the new
+//!   holder resumes where the old one saved. The embedded store (one process) always grants
+//!   the lease.
 //! - **What is read.** For each tenant whose event count ([`Store::tenants`]) is beyond the
 //!   channel's position, [`Store::read_log_matching`] returns up to 100 events of the types the
 //!   channel's rules can match (the union of [`Rule::type_patterns`] of the rules naming the
-//!   channel; everything if one of them can match any type), skipping the rest cheaply. Each
+//!   channel; everything if one of them can match any type), skipping the rest cheaply. A
+//!   tenant whose log cannot be read (quarantined by the integrity check at open) is skipped,
+//!   with a warning once a minute, and the pass goes on with the others. Each
 //!   event goes through [`RuleSet::matching`]; the first rule (in configuration order) that
 //!   names the channel makes one [`Alert`], with
 //!   [`delivery_id`]`("event", channel, tenant, seq)`.
 //! - **Sending.** The alert is sent ([`Destination::send`]) and the [`RetryPolicy`] decides
 //!   what follows each [`Attempt`]: done, try again after a delay, or give up. The channel
 //!   waits meanwhile: deliveries are in order per channel. The cursor is saved
-//!   ([`Store::save_cursor`]) after each slice (and after each dead letter), and on shutdown up
-//!   to the last alert delivered, so a restart sends again at most the slice in progress, with
-//!   the same delivery ids (receivers drop repeats by id).
+//!   ([`Store::save_cursor`]) promptly once an alert was delivered (at the end of its slice,
+//!   and at least every second within one) or dead-lettered, positions that only skipped
+//!   unmatched events at most every second, and on shutdown up to the last alert delivered; a
+//!   restart sends again only the alerts of the last moments, with the same delivery ids
+//!   (receivers drop repeats by id).
 //! - **Waking up.** A channel loop that caught up sleeps until [`AlertHandle::notify`] (which
 //!   ingest calls after every successful append) or [`EngineConfig::poll`] (500 ms by default:
 //!   other processes on the same PostgreSQL database append too), starting passes at most
@@ -42,14 +50,18 @@
 //!   stores it once. An alert on a `sink.alert_failed` event is never dead-lettered (no
 //!   loops). If the append fails it is tried again; the cursor never moves past an alert that
 //!   was neither delivered nor recorded.
-//! - **Overdue impersonation sessions** ([`EngineConfig::max_session`], 8 h by default): at
-//!   start and every 30 s, the holder of the lease `alerts/overdue` folds each tenant's
-//!   `impersonation.*` events ([`Sessions`], incrementally from where it stopped), and for each
-//!   open session older than the limit sends one alert (its start event, with a note) to the
-//!   channels of the rules matching that start event, with
-//!   [`delivery_id`]`("session_overdue", channel, tenant, start_seq)`. The cursor
-//!   `alerts/overdue` records each raised alert as `"<tenant>\u{1f}<session_id>"` → start seq,
-//!   so a restart does not raise it again.
+//! - **Overdue impersonation sessions** ([`EngineConfig::max_session`], 8 h by default): the
+//!   process folds each tenant's `impersonation.*` events once ([`Sessions`], incrementally
+//!   from where it stopped), and each channel loop whose rules can match an
+//!   `impersonation.start` checks, at its first pass and then every 30 s between slices, for
+//!   open sessions older than the limit. For each it sends one alert (the start event, with a
+//!   note) if a rule naming the channel matches that start event, with
+//!   [`delivery_id`]`("session_overdue", channel, tenant, start_seq)`, in its own loop and
+//!   under its own lease: a channel that is down delays only its own overdue alerts. The
+//!   channel's cursor records each raised alert as `"<tenant>\u{1f}<session_id>"` → start seq,
+//!   so a restart (or another process taking the channel over) does not raise it again. The
+//!   first check of a channel (no `_overdue` entry in its cursor yet) records the sessions
+//!   already overdue as raised without alerting, as the cursor's first start skips old events.
 //! - **Never in ingest's way.** Ingest only calls [`AlertHandle::notify`]; the engine takes no
 //!   lock ingest takes (it reads the store like any reader), so a slow or failing channel
 //!   never delays or fails an append.
@@ -74,11 +86,13 @@
 
 mod attempts;
 mod channel_loop;
+mod cursor;
 mod dead_letter;
 mod lease;
 mod overdue;
+mod tenant_warnings;
 
-use super::channel::Channel;
+use super::channel::{Channel, DEFAULT_TIMEOUT};
 use super::registry::Registry;
 use super::retry::RetryPolicy;
 use super::{Alert, Attempt};
@@ -98,6 +112,12 @@ pub trait Destination: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// One attempt to send the alert (waiting for the channel's rate limit first).
     fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>>;
+    /// The longest one attempt's request may take once the rate limit let it go: the lease is
+    /// renewed for at least this long (plus a margin) right before each attempt.
+    /// [`DEFAULT_TIMEOUT`] unless the destination says otherwise.
+    fn timeout(&self) -> Duration {
+        DEFAULT_TIMEOUT
+    }
 }
 
 impl Destination for Channel {
@@ -107,6 +127,10 @@ impl Destination for Channel {
 
     fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>> {
         Box::pin(Channel::send(self, alert))
+    }
+
+    fn timeout(&self) -> Duration {
+        Channel::timeout(self)
     }
 }
 
@@ -253,9 +277,9 @@ impl Ctx {
     }
 }
 
-/// Starts the engine: a delivery loop per channel that some rule names, the overdue-session
-/// check (unless disabled, or no channel), and the read-back of dead letters into the
-/// registry. Must be called within a tokio runtime.
+/// Starts the engine: a delivery loop per channel that some rule names (each also raising the
+/// channel's overdue-session alerts, unless disabled), and the read-back of dead letters into
+/// the registry. Must be called within a tokio runtime.
 pub fn start(store: Arc<dyn Store>, cfg: EngineConfig) -> AlertHandle {
     let registry = Registry::new();
     let (stop, stop_rx) = watch::channel(false);
@@ -274,6 +298,10 @@ pub fn start(store: Arc<dyn Store>, cfg: EngineConfig) -> AlertHandle {
     };
     let mut tasks = Vec::new();
     let mut wakes = Vec::new();
+    // One fold of impersonation sessions for the process; each channel raises its own alerts.
+    let sessions = cfg
+        .max_session
+        .map(|max| Arc::new(overdue::SessionWatch::new(max)));
     for dest in &cfg.channels {
         registry.add_channel(dest.name());
         let Some(reads) = channel_loop::Reads::of(&shared.rules, dest.name()) else {
@@ -285,12 +313,8 @@ pub fn start(store: Arc<dyn Store>, cfg: EngineConfig) -> AlertHandle {
         };
         let wake = Arc::new(Notify::new());
         wakes.push(wake.clone());
-        let l = channel_loop::ChannelLoop::new(ctx(), dest.clone(), reads, wake);
+        let l = channel_loop::ChannelLoop::new(ctx(), dest.clone(), reads, wake, sessions.clone());
         tasks.push(tokio::spawn(l.run()));
-    }
-    if let (Some(max), false) = (cfg.max_session, cfg.channels.is_empty()) {
-        let o = overdue::Overdue::new(ctx(), cfg.channels.clone(), max);
-        tasks.push(tokio::spawn(o.run()));
     }
     tasks.push(tokio::spawn(dead_letter::read_back(ctx())));
     AlertHandle {

@@ -3,14 +3,18 @@
 //! - [`Attempt::Delivered`] (2xx): done.
 //! - [`Attempt::Retry`] (408, 429, 5xx, timeouts, connection errors): try again after the
 //!   receiver's `Retry-After` if it sent one (capped at [`MAX_RETRY_AFTER`]), else after an
-//!   exponential backoff with full jitter: a random delay between zero and
+//!   exponential backoff with jitter: a random delay between `base` and
 //!   `min(max_backoff, base × 2^(attempts − 1))`. Dead once the alert has been failing for
 //!   `give_up_after` (24 h by default).
 //! - [`Attempt::Refused`] (other 4xx: a bad URL, a revoked webhook): the receiver is unlikely to
 //!   change its mind, so it is tried `refused_attempts` times in all (with backoff), then dead.
 //!
-//! Full jitter spreads the retries of many alerts that failed together (an outage of the
-//! receiver) instead of sending them again in lockstep.
+//! Jitter spreads the retries of many alerts that failed together (an outage of the receiver)
+//! instead of sending them again in lockstep.
+//!
+//! No retry comes sooner than `base` (500 ms) after the attempt before it, whatever the
+//! receiver asked for (`Retry-After: 0`) or the jitter drew: a failing channel never sends back
+//! to back.
 
 use super::channel::{describe_duration, MAX_RETRY_AFTER};
 use super::Attempt;
@@ -20,7 +24,8 @@ use std::time::Duration;
 /// When to give up, and how long to wait between attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// The first backoff ceiling (500 ms); it doubles with each attempt.
+    /// The first backoff ceiling (500 ms); it doubles with each attempt. Also the shortest
+    /// delay before any retry.
     pub base: Duration,
     /// The largest backoff ceiling (60 s).
     pub max_backoff: Duration,
@@ -54,7 +59,8 @@ pub enum Next {
 
 impl RetryPolicy {
     /// The decision after `attempts` attempts in all (counting `last`, so 1 after the first),
-    /// the alert having been failing for `failing_for` (since its first failed attempt).
+    /// the alert having been failing for `failing_for` (since its first failed attempt). A
+    /// retry is never sooner than [`RetryPolicy::base`].
     pub fn next(&self, attempts: u32, failing_for: Duration, last: &Attempt) -> Next {
         self.next_with(attempts, failing_for, last, &mut rand::rng())
     }
@@ -89,7 +95,9 @@ impl RetryPolicy {
                     ))
                 } else {
                     match after {
-                        Some(after) => Next::RetryAfter((*after).min(MAX_RETRY_AFTER)),
+                        Some(after) => {
+                            Next::RetryAfter((*after).min(MAX_RETRY_AFTER).max(self.base))
+                        }
                         None => Next::RetryAfter(self.backoff(attempts, rng)),
                     }
                 }
@@ -108,10 +116,13 @@ impl RetryPolicy {
             .min(self.max_backoff)
     }
 
-    /// A delay drawn uniformly from zero to [`RetryPolicy::ceiling`] (full jitter).
+    /// A delay drawn uniformly from [`RetryPolicy::base`] to [`RetryPolicy::ceiling`] (the
+    /// base when `max_backoff` is below it).
     pub fn backoff<R: Rng + ?Sized>(&self, attempts: u32, rng: &mut R) -> Duration {
-        let ceiling = self.ceiling(attempts).as_nanos().min(u64::MAX as u128) as u64;
-        Duration::from_nanos(rng.random_range(0..=ceiling))
+        let nanos = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+        let ceiling = nanos(self.ceiling(attempts));
+        let floor = nanos(self.base).min(ceiling);
+        Duration::from_nanos(rng.random_range(floor..=ceiling)).max(self.base)
     }
 }
 

@@ -28,19 +28,31 @@ use trailkeep_store::{PreparedEvent, Store, StoreError, TypeFilter};
 pub struct TestDest {
     name: String,
     script: Mutex<VecDeque<Attempt>>,
-    /// Every attempt, in order.
+    /// Every attempt, in order (recorded when it starts).
     sent: Mutex<Vec<Alert>>,
     /// The alerts answered `Delivered`, in order.
     delivered: Mutex<Vec<Alert>>,
+    /// How long each attempt takes.
+    delay: Duration,
+    /// What the channel says its timeout is.
+    timeout: Duration,
 }
 
 impl TestDest {
+    /// A channel answering at once (its timeout: 1 s).
     pub fn new(name: &str) -> Arc<TestDest> {
+        TestDest::slow(name, Duration::ZERO, Duration::from_secs(1))
+    }
+
+    /// A channel whose attempts each take `delay`, with a timeout of `timeout`.
+    pub fn slow(name: &str, delay: Duration, timeout: Duration) -> Arc<TestDest> {
         Arc::new(TestDest {
             name: name.into(),
             script: Mutex::new(VecDeque::new()),
             sent: Mutex::new(Vec::new()),
             delivered: Mutex::new(Vec::new()),
+            delay,
+            timeout,
         })
     }
 
@@ -86,6 +98,7 @@ impl Destination for TestDest {
     fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = Attempt> + Send + 'a>> {
         Box::pin(async move {
             self.sent.lock().unwrap().push(alert.clone());
+            tokio::time::sleep(self.delay).await;
             let answer = self
                 .script
                 .lock()
@@ -98,9 +111,13 @@ impl Destination for TestDest {
             answer
         })
     }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
 }
 
-fn summary(alerts: &[Alert]) -> Vec<String> {
+pub(crate) fn summary(alerts: &[Alert]) -> Vec<String> {
     alerts
         .iter()
         .map(|a| {
@@ -112,7 +129,7 @@ fn summary(alerts: &[Alert]) -> Vec<String> {
         .collect()
 }
 
-fn retry_fast() -> RetryPolicy {
+pub(crate) fn retry_fast() -> RetryPolicy {
     RetryPolicy {
         base: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
@@ -121,7 +138,7 @@ fn retry_fast() -> RetryPolicy {
     }
 }
 
-fn rules(rules: Vec<(&str, &[&str], &[&str])>) -> RuleSet {
+pub(crate) fn rules(rules: Vec<(&str, &[&str], &[&str])>) -> RuleSet {
     let configs = rules
         .into_iter()
         .map(|(name, types, channels)| RuleConfig {
@@ -134,7 +151,7 @@ fn rules(rules: Vec<(&str, &[&str], &[&str])>) -> RuleSet {
     RuleSet::compile(configs, &[]).unwrap()
 }
 
-fn config(rules: RuleSet, dests: &[&Arc<TestDest>]) -> EngineConfig {
+pub(crate) fn config(rules: RuleSet, dests: &[&Arc<TestDest>]) -> EngineConfig {
     let channels = dests
         .iter()
         .map(|d| Arc::clone(d) as Arc<dyn Destination>)
@@ -145,16 +162,16 @@ fn config(rules: RuleSet, dests: &[&Arc<TestDest>]) -> EngineConfig {
     c
 }
 
-fn embedded(dir: &Path) -> Arc<dyn Store> {
+pub(crate) fn embedded(dir: &Path) -> Arc<dyn Store> {
     Arc::new(EmbeddedStore::open(dir, EmbeddedOptions::default()).unwrap())
 }
 
-fn tenant(prefix: &str) -> String {
+pub(crate) fn tenant(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
 /// A valid event of `event_type` (a catalogue payload for the types that need one).
-fn event(tenant: &str, event_type: &str, n: u64) -> Value {
+pub(crate) fn event(tenant: &str, event_type: &str, n: u64) -> Value {
     let payload = match event_type {
         "killswitch.embed.disable" | "killswitch.embed.enable" => {
             json!({"target": "embed", "scope": "tenant", "reason": format!("test {n}")})
@@ -169,14 +186,14 @@ fn event(tenant: &str, event_type: &str, n: u64) -> Value {
     })
 }
 
-fn new_event(v: Value) -> NewEvent {
+pub(crate) fn new_event(v: Value) -> NewEvent {
     let Value::Object(m) = v else {
         panic!("not an object")
     };
     validate_object(0, m, Timestamp::now_micros()).unwrap_or_else(|i| panic!("invalid: {i:?}"))
 }
 
-async fn append(store: &Arc<dyn Store>, events: Vec<Value>) {
+pub(crate) async fn append(store: &Arc<dyn Store>, events: Vec<Value>) {
     let prepared = PreparedEvent::new_all(
         events.into_iter().map(new_event).collect(),
         Timestamp::now_micros(),
@@ -186,14 +203,14 @@ async fn append(store: &Arc<dyn Store>, events: Vec<Value>) {
 
 /// Appends `types` to `tenant` one request each, notifying the engine after each (as ingest
 /// does).
-async fn ingest(store: &Arc<dyn Store>, h: &AlertHandle, tenant: &str, types: &[&str]) {
+pub(crate) async fn ingest(store: &Arc<dyn Store>, h: &AlertHandle, tenant: &str, types: &[&str]) {
     for (i, t) in types.iter().enumerate() {
         append(store, vec![event(tenant, t, i as u64)]).await;
         h.notify();
     }
 }
 
-fn seqs(alerts: &[Alert], tenant: &str) -> Vec<u64> {
+pub(crate) fn seqs(alerts: &[Alert], tenant: &str) -> Vec<u64> {
     alerts
         .iter()
         .filter(|a| a.event.tenant_id == tenant)
@@ -202,7 +219,7 @@ fn seqs(alerts: &[Alert], tenant: &str) -> Vec<u64> {
 }
 
 /// The dead letters in `_global`.
-async fn dead_letters(store: &Arc<dyn Store>) -> Vec<StoredEvent> {
+pub(crate) async fn dead_letters(store: &Arc<dyn Store>) -> Vec<StoredEvent> {
     let slice = store
         .read_log_matching(
             GLOBAL_TENANT,
@@ -219,7 +236,7 @@ fn payload(e: &StoredEvent) -> Value {
     serde_json::from_slice(e.payload.as_deref().unwrap()).unwrap()
 }
 
-const KS: &str = "killswitch.embed.disable";
+pub(crate) const KS: &str = "killswitch.embed.disable";
 
 #[tokio::test]
 async fn alerts_arrive_in_order_per_channel_and_only_for_their_rules() {
@@ -281,7 +298,7 @@ async fn alerts_arrive_in_order_per_channel_and_only_for_their_rules() {
 }
 
 /// Waits (up to 10 s) until `f` holds.
-async fn wait_until(f: impl Fn() -> bool) {
+pub(crate) async fn wait_until(f: impl Fn() -> bool) {
     let end = Instant::now() + Duration::from_secs(10);
     while !f() {
         assert!(Instant::now() < end, "condition not met within 10 s");
@@ -526,7 +543,7 @@ async fn a_restart_resumes_from_the_cursor_without_loss() {
 }
 
 /// An `impersonation.start` of `session` in `tenant`, `ago` in the past.
-fn impersonation_start(tenant: &str, session: &str, ago: Duration) -> Value {
+pub(crate) fn impersonation_start(tenant: &str, session: &str, ago: Duration) -> Value {
     let at = Timestamp::now_millis().nanos - ago.as_nanos() as i64;
     json!({
         "event_type": "impersonation.start",
@@ -538,31 +555,58 @@ fn impersonation_start(tenant: &str, session: &str, ago: Duration) -> Value {
     })
 }
 
+/// Waits (up to 10 s) until `channel` took its overdue baseline: the sessions overdue until
+/// then are never alerted on, those that become overdue later are.
+pub(crate) async fn overdue_baseline_taken(store: &Arc<dyn Store>, channel: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = store
+            .load_cursor(&format!("alerts/{channel}"))
+            .await
+            .unwrap();
+        if c.contains_key("_overdue") {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{channel}: no overdue baseline within 10 s: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The overdue-session alerts a channel delivered.
+pub(crate) fn overdue_alerts(d: &TestDest) -> Vec<Alert> {
+    d.delivered()
+        .into_iter()
+        .filter(|a| a.note.is_some())
+        .collect()
+}
+
 #[tokio::test]
 async fn an_overdue_session_alerts_once_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let t = tenant("t");
     let set = rules(vec![("imp", &["impersonation.*"], &["ops"])]);
     let hour = Duration::from_secs(3600);
+    // A short limit, so that checks come every 5 s.
+    let max = Duration::from_secs(20);
     let cfg = |ops: &Arc<TestDest>| {
         let mut c = config(set.clone(), &[ops]);
-        c.max_session = Some(hour);
+        c.max_session = Some(max);
         c
-    };
-    let overdue = |d: &TestDest| -> Vec<Alert> {
-        d.delivered()
-            .into_iter()
-            .filter(|a| a.note.is_some())
-            .collect()
     };
     {
         let store = embedded(dir.path());
+        let ops = TestDest::new("ops");
+        let h = engine::start(store.clone(), cfg(&ops));
+        overdue_baseline_taken(&store, "ops").await;
         append(
             &store,
             vec![
                 impersonation_start(&t, "s1", 2 * hour + Duration::from_secs(600)),
                 // Open, but not for long.
-                impersonation_start(&t, "s2", Duration::from_secs(60)),
+                impersonation_start(&t, "s2", Duration::ZERO),
                 // Over the limit but ended.
                 impersonation_start(&t, "s3", 3 * hour),
                 json!({"event_type": "impersonation.end", "actor": "admin:ana", "tenant_id": t,
@@ -570,9 +614,14 @@ async fn an_overdue_session_alerts_once_across_a_restart() {
             ],
         )
         .await;
-        let ops = TestDest::new("ops");
-        let h = engine::start(store.clone(), cfg(&ops));
-        let got = ops.wait_for(1, Duration::from_secs(10)).await;
+        h.notify();
+        let end = Instant::now() + Duration::from_secs(15);
+        while overdue_alerts(&ops).is_empty() {
+            assert!(Instant::now() < end, "no overdue alert within 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = overdue_alerts(&ops);
+        assert_eq!(got.len(), 1, "{:?}", summary(&got));
         assert_eq!(got[0].event.seq, 0);
         assert_eq!(got[0].event.event_type, "impersonation.start");
         assert_eq!(got[0].rule, "imp");
@@ -583,7 +632,7 @@ async fn an_overdue_session_alerts_once_across_a_restart() {
         let note = got[0].note.as_deref().unwrap();
         assert_eq!(
             note,
-            format!("impersonation session s1 in {t} has been open for 2h 10m (limit 1h 0m)")
+            format!("impersonation session s1 in {t} has been open for 2h 10m (limit 0h 0m)")
         );
         h.shutdown().await;
         store.shutdown().await;
@@ -595,9 +644,60 @@ async fn an_overdue_session_alerts_once_across_a_restart() {
     let ops = TestDest::new("ops");
     let h = engine::start(store.clone(), cfg(&ops));
     // s4's start is a new event: the channel alerts on it as well as the overdue check.
-    wait_until(|| overdue(&ops).iter().any(|a| a.event.seq == 4)).await;
-    let sessions: Vec<u64> = overdue(&ops).iter().map(|a| a.event.seq).collect();
+    wait_until(|| overdue_alerts(&ops).iter().any(|a| a.event.seq == 4)).await;
+    let sessions: Vec<u64> = overdue_alerts(&ops).iter().map(|a| a.event.seq).collect();
     assert_eq!(sessions, [4], "s1 was alerted on before the restart");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_already_overdue_when_alerts_are_first_configured_are_not_alerted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let set = rules(vec![("imp", &["impersonation.start"], &["ops"])]);
+    let hour = Duration::from_secs(3600);
+    let cfg = |ops: &Arc<TestDest>| {
+        let mut c = config(set.clone(), &[ops]);
+        c.max_session = Some(Duration::from_secs(4));
+        c
+    };
+    let overdue_seqs =
+        |d: &TestDest| -> Vec<u64> { overdue_alerts(d).iter().map(|a| a.event.seq).collect() };
+    {
+        let store = embedded(dir.path());
+        // Overdue for long before alerts were configured.
+        append(&store, vec![impersonation_start(&t, "old", 5 * hour)]).await;
+        let ops = TestDest::new("ops");
+        let h = engine::start(store.clone(), cfg(&ops));
+        overdue_baseline_taken(&store, "ops").await;
+        // Overdue from the first check after the baseline on.
+        append(&store, vec![impersonation_start(&t, "new", 2 * hour)]).await;
+        h.notify();
+        let end = Instant::now() + Duration::from_secs(10);
+        while overdue_seqs(&ops).is_empty() {
+            assert!(Instant::now() < end, "no overdue alert within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Checks come every second: a few more pass.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            overdue_seqs(&ops),
+            [1],
+            "only the session that became overdue later"
+        );
+        h.shutdown().await;
+        store.shutdown().await;
+    }
+    // The baseline holds across a restart.
+    let store = embedded(dir.path());
+    let ops = TestDest::new("ops");
+    let h = engine::start(store.clone(), cfg(&ops));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        overdue_seqs(&ops).is_empty(),
+        "{:?}",
+        summary(&overdue_alerts(&ops))
+    );
     h.shutdown().await;
 }
 

@@ -1,4 +1,4 @@
-//! The retry policy: backoff with full jitter, Retry-After, and when to give up.
+//! The retry policy: backoff with jitter, Retry-After, a shortest delay, and when to give up.
 
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -74,7 +74,7 @@ fn refused_alerts_are_dead_after_three_attempts() {
     let p = RetryPolicy::default();
     for attempts in [1, 2] {
         match p.next(attempts, Duration::ZERO, &refused()) {
-            Next::RetryAfter(d) => assert!(d <= p.ceiling(attempts), "{d:?}"),
+            Next::RetryAfter(d) => assert!(d >= p.base && d <= p.ceiling(attempts), "{d:?}"),
             other => panic!("attempt {attempts}: {other:?}"),
         }
     }
@@ -98,10 +98,6 @@ fn retry_after_is_used_as_given_up_to_an_hour() {
         Next::RetryAfter(s(7))
     );
     assert_eq!(
-        p.next(20, Duration::ZERO, &retry(Some(s(0)))),
-        Next::RetryAfter(s(0))
-    );
-    assert_eq!(
         p.next(1, Duration::ZERO, &retry(Some(s(600)))),
         Next::RetryAfter(s(600))
     );
@@ -109,6 +105,43 @@ fn retry_after_is_used_as_given_up_to_an_hour() {
         p.next(1, Duration::ZERO, &retry(Some(5 * HOUR))),
         Next::RetryAfter(HOUR)
     );
+}
+
+#[test]
+fn no_retry_comes_sooner_than_the_base() {
+    let p = RetryPolicy::default();
+    let ms = Duration::from_millis;
+    // A receiver answering `Retry-After: 0` (or a few milliseconds) is not hammered.
+    for after in [ms(0), ms(1), ms(499)] {
+        assert_eq!(
+            p.next(20, Duration::ZERO, &retry(Some(after))),
+            Next::RetryAfter(ms(500)),
+            "Retry-After {after:?}"
+        );
+    }
+    assert_eq!(
+        p.next(1, Duration::ZERO, &retry(Some(ms(501)))),
+        Next::RetryAfter(ms(501))
+    );
+    // Neither does a low jitter draw: the first retry waits the base, later ones at least it.
+    let mut rng = StdRng::seed_from_u64(11);
+    for attempts in 1..12 {
+        for _ in 0..200 {
+            for last in [retry(None), refused()] {
+                if let Next::RetryAfter(d) = p.next_with(attempts, Duration::ZERO, &last, &mut rng)
+                {
+                    assert!(d >= p.base, "attempt {attempts}: {d:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(p.backoff(1, &mut rng), ms(500));
+    // A policy whose largest ceiling is below the base still waits the base.
+    let odd = RetryPolicy {
+        max_backoff: ms(100),
+        ..RetryPolicy::default()
+    };
+    assert_eq!(odd.backoff(5, &mut rng), ms(500));
 }
 
 #[test]
@@ -134,8 +167,8 @@ fn jitter_spreads_delays_over_the_whole_range() {
     let mut rng = StdRng::seed_from_u64(7);
     let delays: Vec<Duration> = (0..1000).map(|_| p.backoff(6, &mut rng)).collect();
     let ceiling = p.ceiling(6);
-    assert!(delays.iter().all(|d| *d <= ceiling));
-    // Full jitter: delays fill [0, ceiling], not a narrow band near it.
+    assert!(delays.iter().all(|d| *d >= p.base && *d <= ceiling));
+    // Delays fill [base, ceiling], not a narrow band near either end.
     let low = delays.iter().filter(|d| **d < ceiling / 4).count();
     let high = delays.iter().filter(|d| **d > ceiling * 3 / 4).count();
     assert!(low > 150 && high > 150, "low {low}, high {high}");
@@ -167,14 +200,14 @@ proptest! {
         prop_assert!(p.ceiling(attempts) <= p.ceiling(attempts.saturating_add(1)));
         match (&last, next) {
             (Attempt::Retry { after: Some(a), .. }, Next::RetryAfter(d)) => {
-                prop_assert_eq!(d, (*a).min(HOUR));
+                prop_assert_eq!(d, (*a).min(HOUR).max(p.base));
             }
             (Attempt::Retry { after: None, .. }, Next::RetryAfter(d)) => {
-                prop_assert!(d <= p.ceiling(attempts));
+                prop_assert!(d >= p.base && d <= p.ceiling(attempts).max(p.base));
             }
             (Attempt::Refused { .. }, Next::RetryAfter(d)) => {
                 prop_assert!(attempts.max(1) < refused_attempts);
-                prop_assert!(d <= p.ceiling(attempts));
+                prop_assert!(d >= p.base && d <= p.ceiling(attempts).max(p.base));
             }
             (Attempt::Refused { .. }, Next::Dead(_)) => {
                 prop_assert!(attempts.max(1) >= refused_attempts);

@@ -1,6 +1,7 @@
 //! One alert's attempts: send, ask the retry policy, wait, send again, until it is delivered
-//! or given up — or the task is stopped or loses its lease, which it checks before every
-//! attempt and at least every [`Lease::renew_every`] while it waits.
+//! or given up — or the task is stopped or loses its lease, which is renewed right before
+//! every attempt and held while it runs ([`Lease::hold_during`]), and renewed at least every
+//! [`Lease::renew_every`] while the task waits.
 //!
 //! Every step is recorded in the registry (the alert is pending from its first attempt) and in
 //! the metrics.
@@ -82,13 +83,15 @@ pub(crate) async fn send(
         if ctx.stopping() {
             return abandon(Sent::Stopped);
         }
-        if !lease.keep(&*shared.store).await {
-            return abandon(Sent::LeaseLost);
-        }
         if attempts == 0 {
             record(&view);
         }
-        let attempt = dest.send(alert).await;
+        let Some(attempt) = lease
+            .hold_during(&*shared.store, dest.timeout(), dest.send(alert))
+            .await
+        else {
+            return abandon(Sent::LeaseLost);
+        };
         attempts += 1;
         if !matches!(attempt, Attempt::Delivered { .. }) && failing_since.is_none() {
             failing_since = Some(Instant::now());

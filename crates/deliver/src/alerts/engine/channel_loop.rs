@@ -1,21 +1,20 @@
-//! One channel's delivery loop (see the engine's model): lease, cursor, slices, alerts.
+//! One channel's delivery loop (see the engine's model): lease, cursor, slices, alerts, and
+//! the channel's overdue impersonation sessions between slices.
 
 use super::attempts::{self, Sent};
+use super::cursor::{ChannelCursor, Saved};
 use super::dead_letter::{self, Recorded};
 use super::lease::Lease;
+use super::overdue::{self, ChannelOverdue, Interrupted, SessionWatch};
+use super::tenant_warnings::TenantWarnings;
 use super::{Ctx, Destination, SLICE};
 use crate::alerts::{delivery_id, Alert};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use trailkeep_control::rules::{RuleSet, TypePattern};
 use trailkeep_core::StoredEvent;
-use trailkeep_store::{DeliveryCursor, StoreError, TypeFilter};
-
-/// The cursor key that says a channel's cursor was set up: no tenant id starts with `_` but
-/// `_global` ([`trailkeep_core::validate::is_tenant_id`]).
-pub(crate) const MARKER: &str = "_started";
+use trailkeep_store::{StoreError, TypeFilter};
 
 /// The shortest time between the starts of two passes: the latency a wake-up may add, and
 /// what bounds the work of a loop while ingest runs.
@@ -65,10 +64,28 @@ impl Reads {
 
 /// How a pass over the tenants ended.
 enum Pass {
-    /// Caught up with every tenant's count as of the start of the pass.
+    /// Caught up with every readable tenant's count as of the start of the pass.
     CaughtUp,
     Stopped,
     LeaseLost,
+}
+
+impl From<Interrupted> for Pass {
+    fn from(i: Interrupted) -> Pass {
+        match i {
+            Interrupted::Stopped => Pass::Stopped,
+            Interrupted::LeaseLost => Pass::LeaseLost,
+        }
+    }
+}
+
+impl From<Saved> for Option<Pass> {
+    fn from(s: Saved) -> Option<Pass> {
+        match s {
+            Saved::Yes => None,
+            Saved::LeaseLost => Some(Pass::LeaseLost),
+        }
+    }
 }
 
 pub(crate) struct ChannelLoop {
@@ -78,29 +95,40 @@ pub(crate) struct ChannelLoop {
     types: Vec<TypeFilter>,
     wake: Arc<Notify>,
     lease: Lease,
-    /// The positions, valid while the lease is held (`None`: to be loaded).
-    cursor: Option<DeliveryCursor>,
-    /// Positions moved in memory but not saved yet (a failed save is tried again).
-    unsaved: BTreeMap<String, u64>,
+    cursor: ChannelCursor,
+    /// The channel's overdue sessions; `None` when they are not checked (no limit, or no rule
+    /// of the channel can match a session start).
+    overdue: Option<ChannelOverdue>,
+    warnings: TenantWarnings,
 }
 
 impl ChannelLoop {
-    pub fn new(ctx: Ctx, dest: Arc<dyn Destination>, reads: Reads, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        ctx: Ctx,
+        dest: Arc<dyn Destination>,
+        reads: Reads,
+        wake: Arc<Notify>,
+        sessions: Option<Arc<SessionWatch>>,
+    ) -> Self {
         let name = dest.name().to_string();
         let lease = Lease::new(
             cursor_name(&name),
             ctx.shared.holder.clone(),
             ctx.shared.lease_ttl,
         );
+        let overdue = sessions
+            .filter(|_| overdue::reads_starts(&reads.0))
+            .map(ChannelOverdue::new);
         ChannelLoop {
             ctx,
             dest,
+            cursor: ChannelCursor::new(cursor_name(&name)),
             name,
             types: reads.0,
             wake,
             lease,
-            cursor: None,
-            unsaved: BTreeMap::new(),
+            overdue,
+            warnings: TenantWarnings::default(),
         }
     }
 
@@ -126,7 +154,8 @@ impl ChannelLoop {
                 continue;
             }
             let pass_started = Instant::now();
-            let result = match self.load().await {
+            let store = self.ctx.shared.store.clone();
+            let result = match self.cursor.load(&*store, &self.name).await {
                 Ok(()) => {
                     self.ctx.shared.registry.set_active(&self.name, true);
                     self.pass().await
@@ -164,12 +193,18 @@ impl ChannelLoop {
                 }
             }
         }
-        if self.lease.held() {
-            if let Err(e) = self.flush().await {
-                tracing::warn!(
+        if self.cursor.loaded() {
+            let store = self.ctx.shared.store.clone();
+            match self.cursor.save(&*store, &mut self.lease).await {
+                Ok(Saved::Yes) => {}
+                Ok(Saved::LeaseLost) => tracing::info!(
+                    channel = self.name,
+                    "the lease was lost at shutdown; the alert cursor is left to the next holder"
+                ),
+                Err(e) => tracing::warn!(
                     channel = self.name,
                     "could not save the alert cursor at shutdown ({e}); the alerts since the last save will be sent again"
-                );
+                ),
             }
         }
         self.ctx.shared.registry.set_active(&self.name, false);
@@ -177,105 +212,79 @@ impl ChannelLoop {
 
     /// Forgets the positions: the next holder may have moved them.
     fn lost(&mut self) {
-        self.cursor = None;
-        self.unsaved.clear();
+        self.cursor.forget();
+        if let Some(o) = self.overdue.as_mut() {
+            o.forget();
+        }
         self.ctx.shared.registry.set_active(&self.name, false);
     }
 
-    /// The cursor, loaded (and set up the first time) if needed.
-    async fn load(&mut self) -> Result<(), StoreError> {
-        if self.cursor.is_some() {
-            return Ok(());
+    /// Saves the cursor if a save is due ([`ChannelCursor::due`]).
+    async fn save_if_due(&mut self) -> Result<Option<Pass>, StoreError> {
+        if !self.cursor.due() {
+            return Ok(None);
         }
-        let store = &self.ctx.shared.store;
-        let name = cursor_name(&self.name);
-        let mut cursor = store.load_cursor(&name).await?;
-        if !cursor.contains_key(MARKER) {
-            // First run: start at every tenant's current size.
-            let mut positions = vec![(MARKER.to_string(), 0)];
-            for t in store.tenants().await? {
-                if !cursor.contains_key(&t.tenant_id) {
-                    positions.push((t.tenant_id, t.event_count));
-                }
-            }
-            store.save_cursor(&name, &positions).await?;
-            tracing::info!(
-                channel = self.name,
-                "alert cursor set up: alerting on events appended from now on"
-            );
-            cursor.extend(positions);
-        }
-        self.cursor = Some(cursor);
-        Ok(())
+        let store = self.ctx.shared.store.clone();
+        Ok(self.cursor.save(&*store, &mut self.lease).await?.into())
     }
 
-    fn pos(&self, tenant: &str) -> u64 {
-        self.cursor
-            .as_ref()
-            .and_then(|c| c.get(tenant).copied())
-            .unwrap_or(0)
+    /// Raises the channel's overdue alerts if a check is due.
+    async fn check_overdue(&mut self) -> Result<Option<Pass>, StoreError> {
+        let Some(o) = self.overdue.as_mut() else {
+            return Ok(None);
+        };
+        let parts = overdue::Parts {
+            ctx: &mut self.ctx,
+            lease: &mut self.lease,
+            cursor: &mut self.cursor,
+            dest: &*self.dest,
+            warnings: &mut self.warnings,
+        };
+        Ok(o.check_if_due(parts).await?.map(Pass::from))
     }
 
-    fn set_pos(&mut self, tenant: &str, pos: u64) {
-        if let Some(c) = self.cursor.as_mut() {
-            if c.get(tenant) != Some(&pos) {
-                c.insert(tenant.to_string(), pos);
-                self.unsaved.insert(tenant.to_string(), pos);
-            }
-        }
-    }
-
-    /// Saves the positions moved since the last save.
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.unsaved.is_empty() {
-            return Ok(());
-        }
-        let positions: Vec<(String, u64)> =
-            self.unsaved.iter().map(|(t, p)| (t.clone(), *p)).collect();
-        self.ctx
-            .shared
-            .store
-            .save_cursor(&cursor_name(&self.name), &positions)
-            .await?;
-        self.unsaved.clear();
-        Ok(())
-    }
-
-    /// One pass over the tenants that have events beyond the channel's position.
+    /// One pass over the tenants that have events beyond the channel's position. A tenant
+    /// whose log cannot be read is skipped (with a warning) and tried again next pass.
     async fn pass(&mut self) -> Result<Pass, StoreError> {
-        self.flush().await?;
+        if let Some(end) = self.save_if_due().await? {
+            return Ok(end);
+        }
+        if let Some(end) = self.check_overdue().await? {
+            return Ok(end);
+        }
         let store = self.ctx.shared.store.clone();
         let tenants = store.tenants().await?;
         let lag = |me: &Self| {
             tenants
                 .iter()
-                .map(|t| t.event_count.saturating_sub(me.pos(&t.tenant_id)))
+                .map(|t| t.event_count.saturating_sub(me.cursor.pos(&t.tenant_id)))
                 .sum::<u64>()
         };
         self.ctx.shared.registry.set_lag(&self.name, lag(self));
         for t in &tenants {
             let tenant = t.tenant_id.as_str();
-            while self.pos(tenant) < t.event_count {
+            while self.cursor.pos(tenant) < t.event_count {
                 if self.ctx.stopping() {
                     return Ok(Pass::Stopped);
                 }
                 if !self.lease.keep(&*store).await {
                     return Ok(Pass::LeaseLost);
                 }
-                let from = self.pos(tenant);
-                let slice = store
+                let from = self.cursor.pos(tenant);
+                let slice = match store
                     .read_log_matching(tenant, from, &self.types, SLICE)
-                    .await?;
+                    .await
+                {
+                    Ok(slice) => slice,
+                    Err(e) => {
+                        let who = format!("alert channel {}", self.name);
+                        self.warnings.skipped(&who, tenant, &e);
+                        break;
+                    }
+                };
                 for e in &slice.events {
-                    match self.deliver(e).await {
-                        Ok(()) => {}
-                        Err(end) => {
-                            if matches!(end, Pass::Stopped) {
-                                // Keep what was delivered of this slice.
-                                self.set_pos(tenant, e.seq);
-                            }
-                            return Ok(end);
-                        }
+                    if let Err(end) = self.deliver(e).await {
+                        return Ok(end);
                     }
                 }
                 // A store that does not move forward would make this loop spin: stop at what
@@ -284,16 +293,25 @@ impl ChannelLoop {
                 if next <= from {
                     break;
                 }
-                self.set_pos(tenant, next);
-                self.flush().await?;
+                self.cursor.set(tenant, next);
+                if let Some(end) = self.save_if_due().await? {
+                    return Ok(end);
+                }
                 self.ctx.shared.registry.set_lag(&self.name, lag(self));
+                if let Some(end) = self.check_overdue().await? {
+                    return Ok(end);
+                }
             }
+        }
+        if let Some(end) = self.save_if_due().await? {
+            return Ok(end);
         }
         Ok(Pass::CaughtUp)
     }
 
-    /// Delivers the alert on `e`, if a rule naming this channel matches it; records a dead
-    /// letter if it is given up (then saves the cursor past it).
+    /// Delivers the alert on `e`, if a rule naming this channel matches it, or records a dead
+    /// letter if it is given up; then moves the position past it (saved at once after a dead
+    /// letter, else at the end of the slice or once [`super::cursor::SAVE_EVERY`] passed).
     async fn deliver(&mut self, e: &StoredEvent) -> Result<(), Pass> {
         let shared = self.ctx.shared.clone();
         let Some(rule) = shared
@@ -312,29 +330,39 @@ impl ChannelLoop {
             note: None,
         };
         let dest = self.dest.clone();
-        match attempts::send(&mut self.ctx, &*dest, &alert, "event", &mut self.lease).await {
-            Sent::Delivered => Ok(()),
-            Sent::Stopped => Err(Pass::Stopped),
-            Sent::LeaseLost => Err(Pass::LeaseLost),
+        let dead = match attempts::send(&mut self.ctx, &*dest, &alert, "event", &mut self.lease)
+            .await
+        {
+            Sent::Delivered => false,
+            Sent::Stopped => return Err(Pass::Stopped),
+            Sent::LeaseLost => return Err(Pass::LeaseLost),
             Sent::Dead(f) => {
                 match dead_letter::record(&mut self.ctx, &mut self.lease, &alert, "event", &f).await
                 {
-                    Recorded::Yes => {}
+                    Recorded::Yes => true,
                     Recorded::Stopped => return Err(Pass::Stopped),
                     Recorded::LeaseLost => return Err(Pass::LeaseLost),
                 }
-                self.set_pos(&e.tenant_id, e.seq + 1);
-                if let Err(err) = self.flush().await {
-                    // The dead letter is recorded (once per delivery id): a restart before the
-                    // next save sends the alert again and finds it.
+            }
+        };
+        self.cursor.set(&e.tenant_id, e.seq + 1);
+        self.cursor.decided();
+        if dead || self.cursor.stale() {
+            let store = self.ctx.shared.store.clone();
+            match self.cursor.save(&*store, &mut self.lease).await {
+                Ok(Saved::Yes) => {}
+                Ok(Saved::LeaseLost) => return Err(Pass::LeaseLost),
+                Err(err) => {
+                    // Tried again at the next save. A dead letter is recorded once per delivery
+                    // id: a restart before the next save sends the alert again and finds it.
                     tracing::warn!(
                         channel = self.name,
-                        "could not save the alert cursor after a dead letter: {err}"
+                        "could not save the alert cursor after an alert: {err}"
                     );
                 }
-                Ok(())
             }
         }
+        Ok(())
     }
 }
 
