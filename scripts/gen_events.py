@@ -9,8 +9,9 @@ sessions, kill switches rarely), tenants skewed like real platforms (a few tenan
 events), each with event_id, event_type, actor, tenant_id, payload (before/after), timestamp
 (UTC, milliseconds, increasing from 2026-01-01) and usually source_ip. Impersonation sessions
 are coherent, as ingest requires: an end closes a session of its tenant that started at least
-SESSION_GAP events earlier (so concurrent clients sending consecutive batches never send an
-end before its start); when the tenant has none, a start is written instead. The same N, seed and
+SESSION_GAP events earlier (so that concurrent clients sending consecutive batches do not get
+an end to the server before its start, even when one request is held up for dozens of others);
+when the tenant has none, a start is written instead. Smaller files have starts only. The same N, seed and
 tenant count always give the same bytes, so benchmarks and tests are reproducible. Used by the
 README's Quick start, bench/*.sh and the tests.
 """
@@ -26,7 +27,7 @@ REASONS = ["customer request", "tone fix for pricing page", "security answer cor
            "incident INC-{n} mitigation", "quarterly review", "legal asked to remove claim",
            "reduce hallucinations on refunds", "A/B test winner"]
 DOMAINS = ["docs.{t}.com", "www.{t}.io", "help.{t}.com", "{t}.example.org"]
-SESSION_GAP = 10000
+SESSION_GAP = 50000
 
 def h(x):
     return "sha256:" + hashlib.sha256(x.encode()).hexdigest()

@@ -434,11 +434,15 @@ impl Tally {
         self.errors += o.errors;
         self.reconnects += o.reconnects;
         self.bytes_sent += o.bytes_sent;
-        for e in o.first_errors {
-            if self.first_errors.len() < 5 {
-                self.first_errors.push(e);
-            }
-        }
+        // Keep the earliest requests' errors (the first failure usually explains the rest).
+        self.first_errors.extend(o.first_errors);
+        self.first_errors.sort_by_key(|e| {
+            e.strip_prefix("request ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(usize::MAX)
+        });
+        self.first_errors.truncate(5);
     }
 }
 
