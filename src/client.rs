@@ -263,6 +263,48 @@ impl Client {
         let b = self.send(reqwest::Method::GET, path, None, None).await?;
         serde_json::from_slice(&b).context("the server's answer is not JSON")
     }
+
+    /// POSTs `body` as JSON and reads the JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let b = self
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some("application/json"),
+                Some(serde_json::to_vec(body)?),
+            )
+            .await?;
+        serde_json::from_slice(&b).context("the server's answer is not JSON")
+    }
+}
+
+/// The single-threaded runtime a client command runs its requests on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `s` as one path segment: every byte but the unreserved ones (RFC 3986: letters, digits,
+/// `-._~`) percent-encoded, so an id typed by a user cannot reach another path or add a query.
+/// Empty, `.` and `..` are refused: URL parsing drops or climbs them (encoded or not).
+pub fn path_segment(s: &str) -> Result<String> {
+    if matches!(s, "" | "." | "..") {
+        bail!("{s:?} is not an id");
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -288,5 +330,18 @@ mod tests {
             "server answered 502: <html>bad gateway</html>"
         );
         assert!(r.details().is_empty());
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(
+            path_segment("apr_0192f0c4-x.y~").unwrap(),
+            "apr_0192f0c4-x.y~"
+        );
+        assert_eq!(path_segment("../keys?x=1").unwrap(), "..%2Fkeys%3Fx%3D1");
+        assert_eq!(path_segment("a b/é").unwrap(), "a%20b%2F%C3%A9");
+        for bad in ["", ".", ".."] {
+            assert!(path_segment(bad).is_err(), "{bad:?}");
+        }
     }
 }

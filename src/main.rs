@@ -1,14 +1,17 @@
 //! The `trailkeep` command line: the server and every client-side tool (docs/cli.md).
 
 mod alerts_cmd;
+mod approvals_cmd;
 mod client;
 mod config;
 mod export_cmd;
 mod http;
+mod impersonations_cmd;
 mod ingest_cmd;
 mod keys_cmd;
 mod query_cmd;
 mod serve;
+mod table;
 mod verify;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -110,6 +113,18 @@ enum Cmd {
     /// Verify a log against its signed checkpoints: a tlog-proof, a directory, or a live server.
     #[command(after_long_help = verify::HELP)]
     Verify(verify::VerifyArgs),
+    /// Dual approval through a running server: list and show approvals, approve or reject one.
+    #[command(after_help = approvals_cmd::HELP)]
+    Approvals {
+        #[command(subcommand)]
+        cmd: approvals_cmd::ApprovalsCmd,
+    },
+    /// Impersonation sessions through a running server: list them, or show one with the
+    /// actions taken in it.
+    Impersonations {
+        #[command(subcommand)]
+        cmd: impersonations_cmd::ImpersonationsCmd,
+    },
     /// Print a shell completion script on stdout, e.g.
     /// `trailkeep completions bash > ~/.local/share/bash-completion/completions/trailkeep`.
     Completions {
@@ -239,6 +254,8 @@ fn main() -> ExitCode {
         Cmd::Query(a) => query_cmd::query(a),
         Cmd::Tail(a) => query_cmd::tail(a),
         Cmd::Export(a) => export_cmd::run(a),
+        Cmd::Approvals { cmd } => approvals_cmd::run(cmd),
+        Cmd::Impersonations { cmd } => impersonations_cmd::run(cmd),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Alerts { cmd } => alerts_cmd::run(cmd),
         Cmd::Migrate { postgres, config } => migrate(postgres, config),

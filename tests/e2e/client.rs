@@ -527,9 +527,17 @@ fn a_log_exported_with_out_dir_verifies_offline_and_tampering_is_caught() {
 
 #[test]
 fn every_client_command_prefers_the_key_from_the_environment() {
-    for cmd in ["ingest", "query", "tail", "verify"] {
+    for cmd in [
+        &["ingest"][..],
+        &["query"],
+        &["tail"],
+        &["verify"],
+        &["approvals", "approve"],
+        &["impersonations", "list"],
+    ] {
         let out = trailkeep()
-            .args([cmd, "--help"])
+            .args(cmd)
+            .arg("--help")
             .env_remove("TRAILKEEP_KEY")
             .output()
             .unwrap();
@@ -537,12 +545,12 @@ fn every_client_command_prefers_the_key_from_the_environment() {
         let key = help
             .split("--key <KEY>")
             .nth(1)
-            .unwrap_or_else(|| panic!("{cmd}: no --key in {help}"));
+            .unwrap_or_else(|| panic!("{cmd:?}: no --key in {help}"));
         let key_help: String = key.lines().take(4).collect::<Vec<_>>().join(" ");
         assert!(
             key_help.contains("Prefer setting TRAILKEEP_KEY")
                 && key_help.contains("[env: TRAILKEEP_KEY"),
-            "{cmd}: {key_help}"
+            "{cmd:?}: {key_help}"
         );
     }
     // The value itself is never shown in --help.

@@ -8,6 +8,7 @@ mod alerts;
 mod cli;
 mod client;
 mod control;
+mod control_cli;
 mod crash;
 mod docs;
 mod export;

@@ -532,6 +532,8 @@ const SUBCOMMANDS: &[&str] = &[
     "tail",
     "migrate",
     "verify",
+    "approvals",
+    "impersonations",
     "completions",
     "man",
 ];
@@ -569,6 +571,18 @@ fn completions_and_the_man_page_cover_every_subcommand() {
     }
     for sub in ["create", "list", "revoke"] {
         assert!(page.contains(&format!(".SH \"TRAILKEEP KEY {}\"", sub.to_uppercase())));
+    }
+    for sub in ["list", "show", "approve", "reject"] {
+        assert!(page.contains(&format!(
+            ".SH \"TRAILKEEP APPROVALS {}\"",
+            sub.to_uppercase()
+        )));
+    }
+    for sub in ["list", "show"] {
+        assert!(page.contains(&format!(
+            ".SH \"TRAILKEEP IMPERSONATIONS {}\"",
+            sub.to_uppercase()
+        )));
     }
     assert!(page.contains("TRAILKEEP_ADMIN_KEY"));
 }

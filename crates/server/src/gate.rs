@@ -141,26 +141,49 @@ impl ControlCache {
         Ok(approvals.clone())
     }
 
-    /// Checks a tenant's start and end events against its open sessions, brought up to date
-    /// first (the caller holds the sessions' locks).
-    async fn check_sessions(
+    /// The open-session views of `tenants` (sorted, distinct), each brought up to date with
+    /// its log, locked until the guards drop. One store read covers every tenant (a request
+    /// names many), repeated only for tenants with more to read.
+    async fn sessions_views(
         &self,
         state: &AppState,
-        tenant: &str,
-        events: &[NewEvent],
-    ) -> Result<Result<(), Vec<Issue>>, StoreError> {
-        let t = self.tenant(tenant);
-        let mut t = t.lock().await;
-        let TenantControl {
-            sessions_seq,
-            sessions,
-            ..
-        } = &mut *t;
-        catch_up(state, tenant, "impersonation.", sessions_seq, |e| {
-            sessions.apply(e)
-        })
-        .await?;
-        Ok(sessions.check_batch(events))
+        tenants: &[&str],
+    ) -> Result<Vec<tokio::sync::OwnedMutexGuard<TenantControl>>, StoreError> {
+        let mut guards = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            guards.push(self.tenant(t).lock_owned().await);
+        }
+        let types = [TypeFilter::Prefix("impersonation.".into())];
+        let mut behind: Vec<usize> = (0..guards.len()).collect();
+        while !behind.is_empty() {
+            let from: Vec<(String, u64)> = behind
+                .iter()
+                .map(|&i| (tenants[i].to_string(), guards[i].sessions_seq))
+                .collect();
+            let slices = state
+                .store
+                .read_logs_matching(&from, &types, CATCH_UP_BATCH)
+                .await?;
+            let mut still = Vec::new();
+            for (&i, slice) in behind.iter().zip(slices) {
+                let g = &mut guards[i];
+                for e in &slice.events {
+                    g.sessions.apply(e);
+                }
+                let from = g.sessions_seq;
+                if slice.next_seq > from {
+                    g.sessions_seq = slice.next_seq;
+                }
+                // A slice that stopped short of its limit and its window reached the log's end.
+                let at_end = slice.events.len() < CATCH_UP_BATCH
+                    && slice.next_seq.saturating_sub(from) < trailkeep_store::LOG_SCAN_WINDOW;
+                if !at_end && slice.next_seq > from {
+                    still.push(i);
+                }
+            }
+            behind = still;
+        }
+        Ok(guards)
     }
 }
 
@@ -184,7 +207,12 @@ async fn catch_up(
         if slice.next_seq <= *seq {
             return Ok(());
         }
+        let read = slice.next_seq - *seq;
         *seq = slice.next_seq;
+        // Stopped short of its limit and its window: the log's end.
+        if slice.events.len() < CATCH_UP_BATCH && read < trailkeep_store::LOG_SCAN_WINDOW {
+            return Ok(());
+        }
     }
 }
 
@@ -320,14 +348,24 @@ async fn decide(
     let now = Timestamp::now_micros();
     let mut issues: Vec<Issue> = Vec::new();
     let mut steps: Vec<NewStep> = Vec::new();
+    let session_tenants: Vec<&str> = by_tenant
+        .iter()
+        .filter(|(_, index)| {
+            index
+                .iter()
+                .any(|&i| matches!(prepared[i].event.event_type.as_str(), START | END))
+        })
+        .map(|(t, _)| *t)
+        .collect();
+    let views = state
+        .control
+        .sessions_views(state, &session_tenants)
+        .await?;
     for (tenant, index) in &by_tenant {
         let events: Vec<NewEvent> = index.iter().map(|&i| prepared[i].event.clone()).collect();
         let mut found = Vec::new();
-        if events
-            .iter()
-            .any(|e| matches!(e.event_type.as_str(), START | END))
-        {
-            if let Err(f) = state.control.check_sessions(state, tenant, &events).await? {
+        if let Ok(v) = session_tenants.binary_search(tenant) {
+            if let Err(f) = views[v].sessions.check_batch(&events) {
                 found.extend(f);
             }
         }
@@ -346,6 +384,7 @@ async fn decide(
             issues.push(issue);
         }
     }
+    drop(views);
     if issues.is_empty() {
         return Ok(Decision::Accepted(steps, guard));
     }

@@ -278,6 +278,23 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<LogSlice, StoreError>;
 
+    /// [`Store::read_log_matching`] for several tenants at once: one slice per
+    /// `(tenant, from_seq)`, in the order given, each as that method returns it. The ingest gate
+    /// catches up on all the tenants of a request this way; the embedded store does it in one
+    /// step on one blocking thread, the default reads the tenants one by one.
+    async fn read_logs_matching(
+        &self,
+        from: &[(String, u64)],
+        types: &[TypeFilter],
+        limit: usize,
+    ) -> Result<Vec<LogSlice>, StoreError> {
+        let mut out = Vec::with_capacity(from.len());
+        for (tenant, seq) in from {
+            out.push(self.read_log_matching(tenant, *seq, types, limit).await?);
+        }
+        Ok(out)
+    }
+
     /// A named delivery cursor (`alerts/ops-chat`, `sinks/gcl`): per tenant, the next seq to
     /// deliver. Empty when never saved. Names are 1 to 200 bytes without control characters
     /// (else [`StoreError::Invalid`]).

@@ -1002,6 +1002,25 @@ impl Store for EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
+    async fn read_logs_matching(
+        &self,
+        from: &[(String, u64)],
+        types: &[crate::TypeFilter],
+        limit: usize,
+    ) -> Result<Vec<crate::LogSlice>, StoreError> {
+        crate::delivery::check_limit(limit)?;
+        self.check_tenants(from.iter().map(|(t, _)| t.as_str()))?;
+        let shared = self.shared.clone();
+        let (from, types) = (from.to_vec(), types.to_vec());
+        tokio::task::spawn_blocking(move || {
+            from.iter()
+                .map(|(t, seq)| delivery::read_log_matching(&shared, t, *seq, &types, limit))
+                .collect()
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+    }
+
     async fn load_cursor(&self, name: &str) -> Result<crate::DeliveryCursor, StoreError> {
         let (cursors, name) = (self.cursors.clone(), name.to_string());
         tokio::task::spawn_blocking(move || cursors.load(&name))
