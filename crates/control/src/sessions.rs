@@ -443,6 +443,17 @@ impl OpenSessions {
         self.open.contains_key(&key(tenant_id, session_id))
     }
 
+    /// What [`OpenSessions::apply`] does for a start (`is_start`) or an end of `session_id`
+    /// logged at `seq`, for a caller that has the session id already.
+    pub fn apply_effect(&mut self, tenant_id: &str, session_id: &str, is_start: bool, seq: u64) {
+        let k = key(tenant_id, session_id);
+        if is_start {
+            self.open.entry(k).or_insert(seq);
+        } else {
+            self.open.remove(&k);
+        }
+    }
+
     /// Sessions open now.
     pub fn len(&self) -> usize {
         self.open.len()

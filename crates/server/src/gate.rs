@@ -101,6 +101,10 @@ impl Default for ControlCache {
 struct TenantControl {
     sessions_seq: u64,
     sessions: OpenSessions,
+    /// The open sessions are current without reading the log: this process is the store's
+    /// only writer, the view caught up once, and every gated append since applied its own
+    /// starts and ends (see [`ControlCache::applied`]).
+    sessions_live: bool,
     approvals_seq: u64,
     approvals: Approvals,
 }
@@ -154,7 +158,10 @@ impl ControlCache {
             guards.push(self.tenant(t).lock_owned().await);
         }
         let types = [TypeFilter::Prefix("impersonation.".into())];
-        let mut behind: Vec<usize> = (0..guards.len()).collect();
+        let single_writer = state.store.single_writer();
+        let mut behind: Vec<usize> = (0..guards.len())
+            .filter(|&i| !guards[i].sessions_live)
+            .collect();
         while !behind.is_empty() {
             let from: Vec<(String, u64)> = behind
                 .iter()
@@ -183,7 +190,45 @@ impl ControlCache {
             }
             behind = still;
         }
+        if single_writer {
+            for g in &mut guards {
+                g.sessions_live = true;
+            }
+        }
         Ok(guards)
+    }
+
+    /// After a gated append on a store with a single writer (this process): applies the
+    /// request's starts and ends to the open-session views, while the request still holds
+    /// their sessions' locks, so the next holder of a lock finds the view current. When some
+    /// of the request's events were duplicates (already stored: their effect is the log's,
+    /// not this request's), the views go back to reading the log instead.
+    async fn applied(&self, starts_ends: &[(usize, bool, String)], outcome: &AppendOutcome) {
+        let mut by_tenant: std::collections::BTreeMap<&str, Vec<(bool, &str, u64)>> =
+            Default::default();
+        for (i, is_start, id) in starts_ends {
+            if let Some(r) = outcome.receipts.get(*i) {
+                by_tenant.entry(r.tenant_id.as_str()).or_default().push((
+                    *is_start,
+                    id.as_str(),
+                    r.seq,
+                ));
+            }
+        }
+        for (tenant, effects) in by_tenant {
+            let t = self.tenant(tenant);
+            let mut g = t.lock().await;
+            if !g.sessions_live {
+                continue;
+            }
+            if outcome.duplicates > 0 {
+                g.sessions_live = false;
+                continue;
+            }
+            for (is_start, id, seq) in effects {
+                g.sessions.apply_effect(tenant, id, is_start, seq);
+            }
+        }
     }
 }
 
@@ -249,12 +294,25 @@ async fn append_gated_inner(
             Decision::Accepted(steps, guard) => {
                 let own = prepared.len();
                 let extra = steps.len();
+                // The request's starts and ends with their places (for their receipts).
+                let starts_ends: Vec<(usize, bool, String)> = if state.store.single_writer() {
+                    prepared
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| start_or_end(&p.event).map(|(s, id)| (i, s, id)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let mut all = prepared;
                 all.extend(PreparedEvent::new_all(
                     steps.into_iter().map(step_event).collect(),
                     Timestamp::now_micros(),
                 ));
                 let mut outcome = state.store.append(all).await?;
+                if state.store.single_writer() {
+                    state.control.applied(&starts_ends, &outcome).await;
+                }
                 drop(guard);
                 outcome.receipts.truncate(own);
                 // The steps are new whenever they were written: they exist only for events

@@ -325,6 +325,14 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Unavailable`]. No names: a guard that holds nothing.
     async fn control_lock(&self, names: &[String]) -> Result<ControlGuard, StoreError>;
 
+    /// Whether this process is the only one appending to the store (the embedded store: one
+    /// process holds the data directory). Then what this process appended is all there is,
+    /// and views of the log it keeps current itself need not read the log again; with
+    /// PostgreSQL other servers append too.
+    fn single_writer(&self) -> bool {
+        false
+    }
+
     /// Whether storage is reachable and accepting writes.
     async fn ready(&self) -> Result<(), StoreError>;
 

@@ -1002,6 +1002,10 @@ impl Store for EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
+    fn single_writer(&self) -> bool {
+        true
+    }
+
     async fn read_logs_matching(
         &self,
         from: &[(String, u64)],
