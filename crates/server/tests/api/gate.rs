@@ -430,3 +430,29 @@ async fn approve_and_reject_at_once_and_use_and_reject_at_once_end_consistently(
         }
     }
 }
+
+#[tokio::test]
+async fn a_resent_start_of_an_ended_session_does_not_reopen_it() {
+    let api = Api::new().await;
+    let mut s = start("t_a", "imp_r");
+    s["event_id"] = json!(uuid());
+    api.post_json(ADMIN, &s).await.expect(200);
+    api.post_json(ADMIN, &end("t_a", "imp_r")).await.expect(200);
+    // The old start again (a client retrying late): a duplicate, nothing changes.
+    let again = api.post_json(ADMIN, &s).await;
+    again.expect(200);
+    assert_eq!(again.json()["duplicates"], 1);
+    // The session is still ended: a new start is accepted, a second end after it too.
+    let r = api.post_json(ADMIN, &end("t_a", "imp_r")).await;
+    assert_invalid(&r, &[(0, "payload.session_id")]);
+    api.post_json(ADMIN, &start("t_a", "imp_r")).await.expect(200);
+    api.post_json(ADMIN, &end("t_a", "imp_r")).await.expect(200);
+    // The same with the old start beside a new event of the same session in one request.
+    let r = api
+        .post_json(ADMIN, &json!([s.clone(), start("t_a", "imp_r")]))
+        .await;
+    r.expect(200);
+    assert_eq!(r.json()["duplicates"], 1);
+    let r = api.post_json(ADMIN, &start("t_a", "imp_r")).await;
+    assert_invalid(&r, &[(0, "payload.session_id")]);
+}
