@@ -14,6 +14,9 @@
 //! - `trailkeep_checkpoints_signed_total`, `trailkeep_checkpoints_refused_total`;
 //! - `trailkeep_exports_total{format}` (csv, ndjson, json, parquet, bundle): exports started;
 //!   `trailkeep_exported_events_total`: events of exports sent to the end;
+//! - alerts (`trailkeep_deliver`, per channel, once channels are configured):
+//!   `trailkeep_alerts_total{channel,outcome}`, `trailkeep_alerts_pending{channel}`,
+//!   `trailkeep_alert_latency_seconds{channel}`, `trailkeep_alerts_dead_letters_total{channel}`;
 //! - process metrics (Linux): `process_resident_memory_bytes`, `process_cpu_seconds_total`,
 //!   `process_open_fds`, `process_start_time_seconds`, read from `/proc` at each scrape.
 
