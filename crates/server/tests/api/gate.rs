@@ -445,7 +445,9 @@ async fn a_resent_start_of_an_ended_session_does_not_reopen_it() {
     // The session is still ended: a new start is accepted, a second end after it too.
     let r = api.post_json(ADMIN, &end("t_a", "imp_r")).await;
     assert_invalid(&r, &[(0, "payload.session_id")]);
-    api.post_json(ADMIN, &start("t_a", "imp_r")).await.expect(200);
+    api.post_json(ADMIN, &start("t_a", "imp_r"))
+        .await
+        .expect(200);
     api.post_json(ADMIN, &end("t_a", "imp_r")).await.expect(200);
     // The same with the old start beside a new event of the same session in one request.
     let r = api
