@@ -57,8 +57,30 @@ python3 scripts/gen_events.py "$N" > "$WORK/events.ndjson"
 cat >> "$WORK/events.ndjson" <<'EDGE'
 {"event_type":"edge.case","actor":"=cmd|' /C calc'!A0","tenant_id":"t_edge","payload":{"note":"+1","x":-5},"timestamp":"2026-01-01T00:00:00.123456789Z"}
 {"event_type":"edge.case","actor":"@sum(1,2)","tenant_id":"t_edge","payload":{"tab":"\tlead","cr":"\rlead","quote":"a \"b\", c\nd"},"timestamp":"2026-01-01T00:00:00.000000001Z","source_ip":"2001:db8::1","impersonation_session":"-imp_1"}
-{"event_type":"edge.case","actor":"user:zoë@例え.example","tenant_id":"t_edge","payload":{"emoji":"🔒","big":9007199254740991,"neg":-9007199254740991,"f":1.5e-7},"timestamp":"1969-12-31T23:59:59.999999Z","approval_id":"apr_1"}
+{"event_type":"edge.case","actor":"user:zoë@例え.example","tenant_id":"t_edge","payload":{"emoji":"🔒","big":9007199254740991,"neg":-9007199254740991,"f":1.5e-7},"timestamp":"1969-12-31T23:59:59.999999Z","approval_id":"APPROVAL_ID"}
 EDGE
+# The last edge case carries an approval_id: ingest accepts it only with an approved approval
+# of exactly that action (two approver keys), so one is made through the API first.
+APPROVAL_ID="$(python3 - "$URL" "$TRAILKEEP_KEY" "$(tail -n1 "$WORK/events.ndjson")" <<'PY'
+import json, sys, urllib.request
+url, admin, line = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+def post(path, body, key):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + key,
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+a = post("/v1/approvals", {"tenant_id": line["tenant_id"], "requested_by": "svc:readback",
+                           "reason": "export read-back",
+                           "action": {"event_type": line["event_type"], "payload": line["payload"]}},
+         admin)
+for n in range(2):
+    key = post("/v1/keys", {"role": "approver"}, admin)["key"]
+    post(f"/v1/approvals/{a['id']}/approve", {"approver": f"user:readback{n}"}, key)
+print(a["id"])
+PY
+)"
+sed -i "s/APPROVAL_ID/$APPROVAL_ID/" "$WORK/events.ndjson"
 "$BIN" ingest "$WORK/events.ndjson" >/dev/null
 
 for f in ndjson parquet csv; do
