@@ -8,7 +8,7 @@
 #   BIN_DIR  holds `trailkeep` and `trailkeep-bench` (a release build)
 #   FILE     NDJSON events from scripts/gen_events.py; ROUNDS alternations (default 3)
 # The rules read nearly every event type of the reference mix back from the log (crawl runs
-# and logins included), so B pays the delivery loop's full reading cost; about 0.5% of the
+# and logins included), so B pays the delivery loop's full reading cost; about 0.7% of the
 # events match.
 set -euo pipefail
 BIN=${1:?usage: bench/alerts_ab.sh BIN_DIR FILE [ROUNDS]}
