@@ -9,7 +9,6 @@
 
 use crate::auth::authenticate;
 use crate::params;
-use crate::query::json_response;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -183,7 +182,7 @@ pub async fn rules(
         }),
         None => serde_json::json!({"rules": [], "default_rules": false, "channels": []}),
     };
-    render(&body)
+    crate::query::render_json(axum::http::StatusCode::OK, &body)
 }
 
 /// Recent alert deliveries and each channel's counts.
@@ -256,11 +255,8 @@ pub async fn list(
             None => (Vec::new(), Vec::new()),
         },
     };
-    render(&serde_json::json!({"deliveries": deliveries, "channels": channels}))
-}
-
-fn render(v: &serde_json::Value) -> Result<Response, ApiError> {
-    let body =
-        serde_json::to_vec(v).map_err(|e| ApiError::internal(format!("rendering alerts: {e}")))?;
-    Ok(json_response(body))
+    crate::query::render_json(
+        axum::http::StatusCode::OK,
+        &serde_json::json!({"deliveries": deliveries, "channels": channels}),
+    )
 }

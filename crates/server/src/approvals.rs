@@ -33,7 +33,6 @@ use crate::audit::{scope_of, served, Scope};
 use crate::auth::{authenticate, Principal};
 use crate::ingest::read_body;
 use crate::params;
-use crate::query::json_response;
 use crate::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -331,14 +330,6 @@ async fn view(state: &AppState, tenant: &str, id: &str) -> Result<ApprovalView, 
     Ok(a.view(now()))
 }
 
-fn render<T: Serialize>(status: StatusCode, body: &T) -> Result<Response, ApiError> {
-    let bytes =
-        serde_json::to_vec(body).map_err(|e| ApiError::internal(format!("rendering: {e}")))?;
-    let mut resp = json_response(bytes);
-    *resp.status_mut() = status;
-    Ok(resp)
-}
-
 /// Millisecond precision: the step's timestamp is the decision's `now`, and stored events'
 /// timestamps are shown with milliseconds.
 fn now() -> Timestamp {
@@ -403,7 +394,7 @@ pub async fn create(
     let tenant = step.tenant_id.clone();
     append(&state, vec![step]).await?;
     let v = view(&state, &tenant, &id).await?;
-    render(StatusCode::CREATED, &v)
+    crate::query::render_json(StatusCode::CREATED, &v)
 }
 
 /// `status`: one of the states, or absent.
@@ -460,7 +451,7 @@ pub async fn list(
         ))
     });
     let views: Vec<ApprovalView> = list.iter().map(|a| a.view(now)).collect();
-    let resp = render(StatusCode::OK, &json!({ "approvals": views }))?;
+    let resp = crate::query::render_json(StatusCode::OK, &json!({ "approvals": views }))?;
     Ok(served(&principal, scope_of(tenant.as_deref()), resp))
 }
 
@@ -497,7 +488,7 @@ pub async fn get(
     let id = params::path_param(id)?;
     let tenant = visible_tenant(&state, &principal, &id).await?;
     let v = view(&state, &tenant, &id).await?;
-    let resp = render(StatusCode::OK, &v)?;
+    let resp = crate::query::render_json(StatusCode::OK, &v)?;
     Ok(served(&principal, Scope::Tenant(tenant), resp))
 }
 
@@ -634,5 +625,5 @@ async fn decide(
     .await
     .map_err(|e| ApiError::internal(format!("deciding approval {id}: {e}")))??;
     let v = view(&state, &tenant, &id).await?;
-    render(StatusCode::OK, &v)
+    crate::query::render_json(StatusCode::OK, &v)
 }

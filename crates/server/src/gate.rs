@@ -138,16 +138,21 @@ impl ControlCache {
             approvals,
             ..
         } = &mut *t;
-        catch_up(state, tenant, "approval.", approvals_seq, |e| {
+        let from = vec![(tenant.to_string(), *approvals_seq)];
+        let seqs = catch_up(state, "approval.", from, |_, e| {
             let _ = approvals.apply(e);
         })
         .await?;
+        if let Some(&seq) = seqs.first() {
+            *approvals_seq = seq;
+        }
         Ok(approvals.clone())
     }
 
     /// The open-session views of `tenants` (sorted, distinct), each brought up to date with
     /// its log, locked until the guards drop. One store read covers every tenant (a request
-    /// names many), repeated only for tenants with more to read.
+    /// names many). On a store with a single writer a view caught up once stays current from
+    /// the gate's own appends ([`ControlCache::applied`]) and is not read again.
     async fn sessions_views(
         &self,
         state: &AppState,
@@ -157,43 +162,21 @@ impl ControlCache {
         for t in tenants {
             guards.push(self.tenant(t).lock_owned().await);
         }
-        let types = [TypeFilter::Prefix("impersonation.".into())];
-        let single_writer = state.store.single_writer();
-        let mut behind: Vec<usize> = (0..guards.len())
+        let behind: Vec<usize> = (0..guards.len())
             .filter(|&i| !guards[i].sessions_live)
             .collect();
-        while !behind.is_empty() {
-            let from: Vec<(String, u64)> = behind
-                .iter()
-                .map(|&i| (tenants[i].to_string(), guards[i].sessions_seq))
-                .collect();
-            let slices = state
-                .store
-                .read_logs_matching(&from, &types, CATCH_UP_BATCH)
-                .await?;
-            let mut still = Vec::new();
-            for (&i, slice) in behind.iter().zip(slices) {
-                let g = &mut guards[i];
-                for e in &slice.events {
-                    g.sessions.apply(e);
-                }
-                let from = g.sessions_seq;
-                if slice.next_seq > from {
-                    g.sessions_seq = slice.next_seq;
-                }
-                // A slice that stopped short of its limit and its window reached the log's end.
-                let at_end = slice.events.len() < CATCH_UP_BATCH
-                    && slice.next_seq.saturating_sub(from) < trailkeep_store::LOG_SCAN_WINDOW;
-                if !at_end && slice.next_seq > from {
-                    still.push(i);
-                }
-            }
-            behind = still;
-        }
-        if single_writer {
-            for g in &mut guards {
-                g.sessions_live = true;
-            }
+        let from = behind
+            .iter()
+            .map(|&i| (tenants[i].to_string(), guards[i].sessions_seq))
+            .collect();
+        let seqs = catch_up(state, "impersonation.", from, |k, e| {
+            guards[behind[k]].sessions.apply(e)
+        })
+        .await?;
+        let single_writer = state.store.single_writer();
+        for (&i, seq) in behind.iter().zip(seqs) {
+            guards[i].sessions_seq = seq;
+            guards[i].sessions_live = single_writer;
         }
         Ok(guards)
     }
@@ -232,33 +215,48 @@ impl ControlCache {
     }
 }
 
-/// Folds the tenant's events of `prefix` appended since `seq` into a view, moving `seq` on.
+/// Reads the events of `prefix` that each `(tenant, seq)` of `from` has not folded yet, handing
+/// each to `apply` with the tenant's index in `from`, in log order per tenant; returns where
+/// each tenant's view now stands. One store read covers every tenant, repeated only for
+/// tenants with more to read.
 async fn catch_up(
     state: &AppState,
-    tenant: &str,
     prefix: &str,
-    seq: &mut u64,
-    mut apply: impl FnMut(&trailkeep_core::StoredEvent),
-) -> Result<(), StoreError> {
+    from: Vec<(String, u64)>,
+    mut apply: impl FnMut(usize, &trailkeep_core::StoredEvent),
+) -> Result<Vec<u64>, StoreError> {
     let types = [TypeFilter::Prefix(prefix.to_string())];
-    loop {
-        let slice = state
+    let mut seqs: Vec<u64> = from.iter().map(|(_, s)| *s).collect();
+    let mut behind: Vec<usize> = (0..from.len()).collect();
+    while !behind.is_empty() {
+        let ask: Vec<(String, u64)> = behind
+            .iter()
+            .map(|&k| (from[k].0.clone(), seqs[k]))
+            .collect();
+        let slices = state
             .store
-            .read_log_matching(tenant, *seq, &types, CATCH_UP_BATCH)
+            .read_logs_matching(&ask, &types, CATCH_UP_BATCH)
             .await?;
-        for e in &slice.events {
-            apply(e);
+        let mut still = Vec::new();
+        for (&k, slice) in behind.iter().zip(slices) {
+            for e in &slice.events {
+                apply(k, e);
+            }
+            let was = seqs[k];
+            if slice.next_seq <= was {
+                continue;
+            }
+            seqs[k] = slice.next_seq;
+            // A slice that stopped short of its limit and of its window reached the log's end.
+            let at_end = slice.events.len() < CATCH_UP_BATCH
+                && slice.next_seq - was < trailkeep_store::LOG_SCAN_WINDOW;
+            if !at_end {
+                still.push(k);
+            }
         }
-        if slice.next_seq <= *seq {
-            return Ok(());
-        }
-        let read = slice.next_seq - *seq;
-        *seq = slice.next_seq;
-        // Stopped short of its limit and its window: the log's end.
-        if slice.events.len() < CATCH_UP_BATCH && read < trailkeep_store::LOG_SCAN_WINDOW {
-            return Ok(());
-        }
+        behind = still;
     }
+    Ok(seqs)
 }
 
 /// Appends a request that [`needs_gate`]: lock, check, append with the `approval.used` steps,

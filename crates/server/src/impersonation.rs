@@ -232,13 +232,11 @@ pub async fn list(
     list.sort_by(|a, b| newest_first(a, b));
     let now = Timestamp::now_micros();
     let views: Vec<SessionView> = list.iter().map(|s| s.view(now)).collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "impersonations": views }))
-        .map_err(|e| ApiError::internal(format!("rendering sessions: {e}")))?;
-    Ok(served(
-        &principal,
-        scope_of(tenant.as_deref()),
-        json_response(body),
-    ))
+    let resp = crate::query::render_json(
+        axum::http::StatusCode::OK,
+        &serde_json::json!({ "impersonations": views }),
+    )?;
+    Ok(served(&principal, scope_of(tenant.as_deref()), resp))
 }
 
 /// One impersonation session with its actions.

@@ -24,6 +24,18 @@ pub(crate) fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A JSON answer with `status`, serialised from `body`.
+pub(crate) fn render_json<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    body: &T,
+) -> Result<Response, ApiError> {
+    let bytes =
+        serde_json::to_vec(body).map_err(|e| ApiError::internal(format!("rendering: {e}")))?;
+    let mut resp = json_response(bytes);
+    *resp.status_mut() = status;
+    Ok(resp)
+}
+
 pub(crate) fn events_body(events: &[StoredEvent], next_cursor: Option<String>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + events.len() * 512);
     out.extend_from_slice(b"{\"events\":[");
